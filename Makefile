@@ -1,0 +1,45 @@
+# The two commands: `make demo` and `make test`. Both install what they need on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= var
+DEMO_QUESTIONNAIRES ?= 20000
+export LDJ_DATA_DIR ?= $(DATA_DIR)
+
+.PHONY: demo test bench venv system-deps clean lock
+
+demo: venv
+	$(BIN)/ldj db upgrade
+	$(BIN)/ldj synth $(DATA_DIR)/demo-delivery --questionnaires $(DEMO_QUESTIONNAIRES) --seed 1
+	$(BIN)/ldj ingest $(DATA_DIR)/demo-delivery --delivered-by "demo (synthetisch)" --no-progress
+	$(BIN)/ldj summary
+
+test: venv system-deps
+	$(BIN)/pytest -q
+
+bench: venv
+	$(BIN)/python bench/ingest.py
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+# Debian packages the test suite runs for real: the PostgreSQL server.
+system-deps:
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+	  echo "Installing Debian packages: postgresql"; \
+	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+# Refresh the pinned versions after changing pyproject.toml.
+lock:
+	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache

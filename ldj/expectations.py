@@ -1,0 +1,132 @@
+"""Data contracts: Great Expectations suites, one per delivery kind, kept as JSON in `expectations/`.
+
+`build_suites` derives them from the delivery format and the instrument definitions
+(`ldj expectations build`); a steward may add expectations by hand to a suite file. The ingest
+validates every typed chunk with the suite and gets back exactly the failing rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .delivery import TRAJECTORIES, Column, DeliverySpec, RowError
+from .i18n import t
+
+SUITE_VERSION = 1
+
+
+def _exp(type_: str, rule: str, col: Column, message: str, **kwargs) -> dict:
+    return {"type": type_, "kwargs": kwargs, "meta": {"rule": rule, "column": col.name, "label": col.label,
+                                                      "message": message}}
+
+
+def suite_for(kind: str, spec: DeliverySpec) -> dict:
+    """The suite (as JSON data) for `trajectories` or an instrument code."""
+    exps = []
+    inst = spec.instruments.get(kind)
+    by_name = {c.name: c for c in spec.columns(kind)}
+    for col in spec.columns(kind):
+        if col.required:
+            exps.append(_exp("expect_column_values_to_not_be_null", "not_null", col,
+                             t("row_not_null", "nl", label=col.label), column=col.name))
+        values = list(col.values)
+        if col.name == "informant" and inst is not None:
+            values = list(inst.informants)
+        if col.values_from == "interventions":
+            values = sorted(set(spec.interventions.values()))
+        if values:
+            exps.append(_exp("expect_column_values_to_be_in_set", "in_set", col,
+                             t("row_in_set", "nl", label=col.label, values=", ".join(values)),
+                             column=col.name, value_set=values))
+        if col.type in ("integer", "number") and (col.min is not None or col.max is not None):
+            exps.append(_exp("expect_column_values_to_be_between", "between", col,
+                             t("row_between", "nl", label=col.label, min=_fmt(col.min), max=_fmt(col.max)),
+                             column=col.name, min_value=col.min, max_value=col.max))
+        if col.regex:
+            exps.append(_exp("expect_column_values_to_match_regex", "regex", col,
+                             t("row_regex", "nl", label=col.label), column=col.name, regex=col.regex))
+        if col.after:
+            other = by_name[col.after]
+            exps.append(_exp("expect_column_pair_values_a_to_be_greater_than_b", "after", col,
+                             t("row_after", "nl", label=col.label, other=other.label),
+                             column_A=col.name, column_B=col.after, or_equal=True,
+                             ignore_row_if="either_value_is_missing"))
+    unique = "trajectory_id" if kind == TRAJECTORIES else "administration_id"
+    exps.append(_exp("expect_column_values_to_be_unique", "unique", by_name[unique],
+                     t("row_unique", "nl", label=by_name[unique].label), column=unique))
+    return {"name": kind, "expectations": exps, "meta": {"ldj_suite_version": SUITE_VERSION,
+                                                         "generated_from": "catalog/delivery.yaml + catalog/instruments"}}
+
+
+def _fmt(v) -> str:
+    return "" if v is None else (str(int(v)) if float(v).is_integer() else str(v))
+
+
+def build_suites(spec: DeliverySpec) -> dict[str, dict]:
+    return {kind: suite_for(kind, spec) for kind in [TRAJECTORIES, *sorted(spec.instruments)]}
+
+
+def write_suites(spec: DeliverySpec, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind, suite in build_suites(spec).items():
+        path = folder / f"{kind}.json"
+        path.write_text(json.dumps(suite, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def load_suite(kind: str, folder: Path) -> dict | None:
+    path = Path(folder) / f"{kind}.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@dataclass
+class SuiteValidator:
+    """Validates dataframes against one suite with an ephemeral GX context, reused per chunk."""
+
+    suite_json: dict
+
+    def __post_init__(self) -> None:
+        import great_expectations as gx
+
+        logging.getLogger("great_expectations").setLevel(logging.ERROR)
+        self._gx = gx
+        context = gx.get_context(mode="ephemeral")
+        try:
+            context.variables.progress_bars = gx.data_context.types.base.ProgressBarsConfig(globally=False)
+        except Exception:  # pragma: no cover - cosmetic only
+            pass
+        asset = context.data_sources.add_pandas("ldj").add_dataframe_asset("delivery")
+        self._batch_definition = asset.add_batch_definition_whole_dataframe("chunk")
+        self._suite = gx.ExpectationSuite(**{k: v for k, v in self.suite_json.items() if k != "meta"})
+
+    def validate(self, frame: pd.DataFrame) -> list[RowError]:
+        present = set(frame.columns)
+        batch = self._batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(self._suite, result_format="COMPLETE")
+        errors: list[RowError] = []
+        for res in result.results:
+            config = res.expectation_config
+            meta = config.meta or {}
+            column = config.kwargs.get("column") or config.kwargs.get("column_A")
+            if column is not None and column not in present:
+                continue
+            if res.exception_info and res.exception_info.get("raised_exception"):
+                raise RuntimeError(f"expectation {config.type} on {column} failed to run: "
+                                   f"{res.exception_info.get('exception_message')}")
+            if res.success:
+                continue
+            rule = f"{meta.get('rule', config.type)}:{column}"
+            message = meta.get("message") or config.type
+            for idx in res.result.get("unexpected_index_list") or []:
+                value = frame.at[idx, column] if column in present else None
+                errors.append(RowError(idx, rule, column, value, message))
+        return errors

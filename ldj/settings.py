@@ -1,0 +1,54 @@
+"""Settings: every knob is an environment variable `LDJ_<NAME>` or a key in one TOML file.
+
+Precedence: environment > settings file (`LDJ_SETTINGS_FILE`, default `ldj.toml` in the working
+directory, optional) > defaults. The README lists every setting; `ldj settings` prints them.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LDJ_", extra="forbid")
+
+    data_dir: Path = Field(Path("var"), description="Folder for the SQLite store, the pseudonym key and extracts.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the store; default SQLite at <data_dir>/ldj.sqlite. "
+        "PostgreSQL: postgresql+psycopg://user:pass@host/db"
+    )
+    pseudonym_key_file: Path | None = Field(
+        None, description="File holding the secret pseudonym key; default <data_dir>/pseudonym.key, created 0600 on first use."
+    )
+    catalog_dir: Path = Field(REPO_ROOT / "catalog", description="Instrument definitions, delivery format, interventions, catalogue entries.")
+    expectations_dir: Path = Field(REPO_ROOT / "expectations", description="Great Expectations suites, one JSON file per delivery kind.")
+    language: str = Field("nl", description="Language of messages and reports: nl or en.")
+    ingest_chunk_rows: int = Field(100_000, description="Rows read, validated and loaded per chunk; bounds import memory.")
+    progress: str = Field("auto", description="Progress bars: auto (when on a terminal), always or never.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("LDJ_SETTINGS_FILE", "ldj.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'ldj.sqlite').resolve()}"
+
+    @property
+    def resolved_key_file(self) -> Path:
+        return self.pseudonym_key_file or self.data_dir / "pseudonym.key"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,189 @@
+"""The LDJ store: schema (SQLAlchemy Core), engine, migrations, and the research-usable views.
+
+Keys are pseudonyms (strings), not surrogate integers, so files can arrive in any order and a
+re-delivery lands on the same rows. Alembic migrations in `ldj/migrations` create and evolve the
+schema; `tests/test_store.py` checks that the migrated schema equals this metadata.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+from .settings import Settings, get_settings
+
+JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+PSEUDONYM = sa.String(32)
+
+metadata = sa.MetaData()
+
+organisations = sa.Table(
+    "organisations", metadata,
+    sa.Column("code", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(200)),
+)
+
+teams = sa.Table(
+    "teams", metadata,
+    sa.Column("organisation", sa.String(32), sa.ForeignKey("organisations.code"), primary_key=True),
+    sa.Column("code", sa.String(200), primary_key=True),
+)
+
+import_batches = sa.Table(
+    "import_batches", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(64), nullable=False),  # "trajectories" or an instrument code
+    sa.Column("organisation", sa.String(32)),
+    sa.Column("period", sa.String(16)),
+    sa.Column("file_name", sa.String(500), nullable=False),
+    sa.Column("checksum", sa.String(64), nullable=False, index=True),  # sha256 of the file bytes
+    sa.Column("size_bytes", sa.BigInteger),
+    sa.Column("delivered_by", sa.String(200)),
+    sa.Column("imported_by", sa.String(200)),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("status", sa.String(16), nullable=False),  # loaded | replaced | rejected
+    sa.Column("replaced_by", sa.Integer, sa.ForeignKey("import_batches.id")),
+    sa.Column("rows_total", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rows_loaded", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rows_quarantined", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rows_replaced", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("report", JSON),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_import_batches_key", "organisation", "kind", "period"),
+)
+
+clients = sa.Table(
+    "clients", metadata,
+    sa.Column("pseudonym", PSEUDONYM, primary_key=True),
+    sa.Column("organisation", sa.String(32), nullable=False, index=True),
+    sa.Column("gender", sa.String(16)),
+    sa.Column("lvb", sa.Boolean),
+    sa.Column("objection", sa.Boolean, nullable=False),
+    sa.Column("legal_basis", sa.String(200)),
+    sa.Column("batch_id", sa.Integer, sa.ForeignKey("import_batches.id"), nullable=False, index=True),
+)
+
+professionals = sa.Table(
+    "professionals", metadata,
+    sa.Column("pseudonym", PSEUDONYM, primary_key=True),
+    sa.Column("organisation", sa.String(32), nullable=False),
+    sa.Column("discipline", sa.String(200)),
+    sa.Column("experience_years", sa.Integer),
+    sa.Column("batch_id", sa.Integer, sa.ForeignKey("import_batches.id"), nullable=False, index=True),
+)
+
+trajectories = sa.Table(
+    "trajectories", metadata,
+    sa.Column("pseudonym", PSEUDONYM, primary_key=True),
+    sa.Column("client", PSEUDONYM, nullable=False, index=True),
+    sa.Column("organisation", sa.String(32), nullable=False, index=True),
+    sa.Column("team", sa.String(200)),
+    sa.Column("professional", PSEUDONYM),
+    sa.Column("intervention", sa.String(64), nullable=False, index=True),
+    sa.Column("start_date", sa.Date, nullable=False),
+    sa.Column("end_date", sa.Date),
+    sa.Column("end_reason", sa.String(32)),
+    sa.Column("age_at_start", sa.Integer),
+    sa.Column("diagnosis", sa.String(200)),
+    sa.Column("techniques", JSON),
+    sa.Column("context", sa.Text),
+    sa.Column("outcomes", JSON),  # registered non-questionnaire outcomes, e.g. {"breakdown": false}
+    sa.Column("remarks", sa.Text),
+    sa.Column("batch_id", sa.Integer, sa.ForeignKey("import_batches.id"), nullable=False, index=True),
+)
+
+measurements = sa.Table(
+    "measurements", metadata,
+    sa.Column("pseudonym", PSEUDONYM, primary_key=True),  # of the administration id
+    sa.Column("client", PSEUDONYM, nullable=False, index=True),
+    sa.Column("trajectory", PSEUDONYM, nullable=False, index=True),
+    sa.Column("organisation", sa.String(32), nullable=False),
+    sa.Column("instrument", sa.String(64), nullable=False),
+    sa.Column("informant", sa.String(16), nullable=False),
+    sa.Column("moment", sa.String(16), nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("items", JSON),  # {"1": 2, "2": null, ...} where delivered at item level
+    sa.Column("scores", JSON, nullable=False),  # {"total_problems": {"raw": 41, "t": 66, "band": "clinical"}}
+    sa.Column("free_text", JSON),  # screened free text, never exported without review
+    sa.Column("batch_id", sa.Integer, sa.ForeignKey("import_batches.id"), nullable=False, index=True),
+    sa.Index("ix_measurements_instrument_moment", "instrument", "informant", "moment"),
+)
+
+quarantine = sa.Table(
+    "quarantine", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("batch_id", sa.Integer, sa.ForeignKey("import_batches.id"), nullable=False, index=True),
+    sa.Column("file_name", sa.String(500), nullable=False),
+    sa.Column("row_number", sa.Integer, nullable=False),  # 1-based data row in the file (header excluded)
+    sa.Column("rule", sa.String(200), nullable=False),
+    sa.Column("column", sa.String(100)),
+    sa.Column("value", sa.Text),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("row", JSON),  # the row as delivered, identifiers pseudonymised and free text screened
+)
+
+# Research-usable rows: the views research_clients / research_trajectories /
+# research_measurements (created by the migrations) leave out objecting clients and clients whose
+# objection status is not known yet. Every research-facing query reads them, never the base tables.
+
+
+def research_usable(name: str) -> sa.TableClause:
+    """A selectable over research-usable rows: `clients`, `trajectories` or `measurements`."""
+    base = metadata.tables[name]
+    return sa.table(f"research_{name}", *(sa.column(c.name, c.type) for c in base.columns))
+
+
+# --- engine and migrations ------------------------------------------------------------------
+
+def make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # noqa: ANN001
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+@lru_cache(maxsize=8)
+def _engine_for(url: str) -> sa.Engine:
+    engine = make_engine(url)
+    upgrade(engine)
+    return engine
+
+
+def get_engine(settings: Settings | None = None) -> sa.Engine:
+    """The store's engine, migrated to the newest schema on first use."""
+    settings = settings or get_settings()
+    return _engine_for(settings.resolved_database_url)
+
+
+def alembic_config(engine: sa.Engine):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+    return cfg
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    from alembic import command
+
+    cfg = alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
