@@ -145,6 +145,17 @@ def expectations_build(out: Path | None) -> None:
 
 
 @main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("docs/delivery-format.md"), show_default=True)
+def docs(out: Path) -> None:
+    """Write the delivery format documentation from the catalogue definitions."""
+    from .delivery import load_spec
+    from .docs import delivery_format_markdown
+
+    out.write_text(delivery_format_markdown(load_spec(get_settings().catalog_dir)), encoding="utf-8")
+    click.echo(str(out))
+
+
+@main.command()
 def instruments() -> None:
     """The instrument definitions in the catalogue."""
     from .instruments import load_instruments
