@@ -685,7 +685,6 @@ def _organisation(org: _Org, n: int, ivs, specs, labels, out_dir: Path, file_for
 
     ext = ".xlsx" if file_format == "xlsx" else ".csv"
     enc = None if file_format == "xlsx" else org.encoding
-    common = dict(labels["common"])
     infos: list[FileInfo] = []
 
     # identifiers
@@ -697,7 +696,7 @@ def _organisation(org: _Org, n: int, ivs, specs, labels, out_dir: Path, file_for
 
     # professionals, per team
     n_prof = max(2 * len(org.teams), m // 30)
-    prof_team = rng.integers(len(org.teams), size=n_prof)
+    prof_team = rng.permutation(np.arange(n_prof) % len(org.teams))  # every team has professionals
     prof_ids = _ids("P", np.arange(counters.professional, counters.professional + n_prof), 5)
     counters.professional += n_prof + int(rng.integers(0, 50))
     prof_disc = _DISCIPLINES[rng.integers(len(_DISCIPLINES), size=n_prof)]
@@ -709,7 +708,6 @@ def _organisation(org: _Org, n: int, ivs, specs, labels, out_dir: Path, file_for
     iv = tr["iv"][order]
     start = tr["start"][order]
     end = tr["end"][order]
-    end_before = np.zeros(m, dtype=bool)
     reason = np.where(end < 0, -1, tr["reason"][order])
     reason_labels = np.array([org.end_labels[r] for r in _END_REASONS] + [""], dtype=object)
 
@@ -750,7 +748,6 @@ def _organisation(org: _Org, n: int, ivs, specs, labels, out_dir: Path, file_for
     birth = tr["birth"][order].copy()
     intervention = np.array([org.alias.get(int(i), ivs[i].aliases[0]) for i in range(len(ivs))], dtype=object)[iv]
     start_text = _fmt_dates(start, file_format)
-    end_text = None
 
     # invalid trajectory rows
     k = int(rng.binomial(m, invalid_share)) if invalid_share > 0 else 0
@@ -764,7 +761,6 @@ def _organisation(org: _Org, n: int, ivs, specs, labels, out_dir: Path, file_for
         end[r] = start[r] - rng.integers(1, 90, len(r))
         reason = reason.copy()
         reason[r] = np.where(reason[r] < 0, 0, reason[r])
-        end_before[r] = True
     if "birth_date_future" in chosen:
         r = chosen["birth_date_future"]
         birth[r] = _days(_FUTURE_BIRTH) + rng.integers(0, 700, len(r))
@@ -971,7 +967,7 @@ def generate(out_dir: Path, *, questionnaires: int = 20_000, organisations: int 
         rate[o.index] = sum(len(p["traj"]) for p in _plan(ptr, o, specs, prng).values()) / pilot
     per_unit = float((weights * rate).sum())
     total_traj = questionnaires / per_unit if per_unit > 0 else 0.0
-    sizes = np.maximum(5, np.round(total_traj * weights)).astype(int)
+    sizes = np.maximum(1, np.round(total_traj * weights)).astype(int)
 
     counters = _Counters()
     files: dict[str, FileInfo] = {}

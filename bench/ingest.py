@@ -1,0 +1,128 @@
+"""Import benchmark: the whole pipeline against the bare floor on the same rows.
+
+    python bench/ingest.py                       # 112,000 CBCL questionnaires with their trajectories
+    python bench/ingest.py --questionnaires 1000000
+
+The pipeline (read, map, coerce, validate with Great Expectations, pseudonymise, score/band,
+quarantine, load in one transaction per file) runs in a child process into a fresh SQLite store;
+the floor (pandas read_csv + one plain executemany INSERT per file, no checks) runs in another
+child on the same files. Each child reports its own wall time and peak RSS. Library import time
+is measured separately and not counted in either. Last line is machine-readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def files_in(folder: Path) -> list[Path]:
+    files = sorted(folder.glob("*.csv"))
+    return sorted(files, key=lambda p: (0 if "traject" in p.name.lower() else 1, p.name))
+
+
+def phase_pipeline(folder: Path, data_dir: Path) -> dict:
+    t0 = time.perf_counter()
+    from ldj.ingest import Ingestor
+    from ldj.settings import Settings
+
+    import great_expectations  # noqa: F401  (counted as import time, not pipeline time)
+
+    import_s = time.perf_counter() - t0
+    settings = Settings(data_dir=data_dir, progress="never")
+    ingestor = Ingestor(settings)
+    t1 = time.perf_counter()
+    loaded = quarantined = total = 0
+    for path in files_in(folder):
+        report = ingestor.ingest(path)
+        if report.status != "loaded":
+            raise SystemExit(f"{path.name}: {report.status} {report.error}")
+        loaded += report.rows_loaded
+        quarantined += report.rows_quarantined
+        total += report.rows_total
+    seconds = time.perf_counter() - t1
+    return {"seconds": seconds, "import_s": import_s, "rows": total, "loaded": loaded, "quarantined": quarantined,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def phase_floor(folder: Path, data_dir: Path) -> dict:
+    import pandas as pd
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    t1 = time.perf_counter()
+    conn = sqlite3.connect(data_dir / "floor.sqlite")
+    total = 0
+    for i, path in enumerate(files_in(folder)):
+        frame = pd.read_csv(path, sep=";", dtype=str, encoding_errors="replace", keep_default_na=False)
+        table = f"f{i}"
+        cols = ", ".join(f'"c{j}" TEXT' for j in range(frame.shape[1]))
+        conn.execute(f"CREATE TABLE {table} ({cols})")
+        marks = ", ".join("?" * frame.shape[1])
+        conn.executemany(f"INSERT INTO {table} VALUES ({marks})", frame.itertuples(index=False, name=None))
+        total += len(frame)
+    conn.commit()
+    conn.close()
+    return {"seconds": time.perf_counter() - t1, "rows": total, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_child(phase: str, folder: Path, data_dir: Path) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--phase", phase, "--folder", str(folder),
+                          "--data-dir", str(data_dir)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--questionnaires", type=int, default=112_000)
+    parser.add_argument("--invalid-share", type=float, default=0.005)
+    parser.add_argument("--phase", choices=["pipeline", "floor"], help=argparse.SUPPRESS)
+    parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        fn = phase_pipeline if args.phase == "pipeline" else phase_floor
+        print(json.dumps(fn(args.folder, args.data_dir)))
+        return
+
+    from ldj.synth import generate
+
+    with tempfile.TemporaryDirectory(prefix="ldj-bench-") as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        generate(tmp / "delivery", questionnaires=args.questionnaires, instruments=["cbcl_6_18"],
+                 invalid_share=args.invalid_share, seed=7, catalog_dir=REPO / "catalog")
+        synth_s = time.perf_counter() - t0
+        size_mb = sum(p.stat().st_size for p in (tmp / "delivery").iterdir()) / 2**20
+        floor = run_child("floor", tmp / "delivery", tmp / "floor")
+        pipe = run_child("pipeline", tmp / "delivery", tmp / "store")
+
+    ratio = pipe["seconds"] / floor["seconds"]
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"synthetic delivery: {args.questionnaires:,} CBCL questionnaires + trajectories, "
+          f"{pipe['rows']:,} rows in files, {size_mb:.1f} MB, generated in {synth_s:.1f} s")
+    print(f"floor    (read_csv + plain INSERT): {floor['seconds']:7.2f} s  {floor['rows'] / floor['seconds']:>10,.0f} rows/s"
+          f"  peak RSS {floor['peak_rss_mb']:7.0f} MB")
+    print(f"pipeline (validate, pseudonymise, load): {pipe['seconds']:7.2f} s  {pipe['rows'] / pipe['seconds']:>10,.0f} rows/s"
+          f"  peak RSS {pipe['peak_rss_mb']:7.0f} MB  (library imports {pipe['import_s']:.1f} s, not counted)")
+    print(f"loaded {pipe['loaded']:,}, quarantined {pipe['quarantined']:,}; pipeline/floor ratio {ratio:.2f}")
+    print(f"RESULT ingest_s={pipe['seconds']:.3f} floor_s={floor['seconds']:.3f} ratio={ratio:.3f} "
+          f"peak_rss_mb={pipe['peak_rss_mb']:.1f} rows={pipe['rows']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""An import killed with SIGKILL in the middle of a batch leaves the store as if it never ran."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from ldj import store
+from ldj.ingest import Ingestor
+from ldj.synth import generate
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def big_delivery(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("big")
+    generate(out, questionnaires=40_000, organisations=1, instruments=["cbcl_6_18"], invalid_share=0.0, seed=3)
+    return next(out.glob("*cbcl*"))
+
+
+def counts(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {
+            "measurements": conn.execute(sa.text("SELECT count(*) FROM measurements")).scalar_one(),
+            "batches": conn.execute(sa.text("SELECT count(*) FROM import_batches")).scalar_one(),
+            "quarantine": conn.execute(sa.text("SELECT count(*) FROM quarantine")).scalar_one(),
+        }
+
+
+def test_sigkill_mid_batch_leaves_nothing_then_reimport_lands_whole(settings, big_delivery):
+    engine = store.get_engine(settings)  # migrate first, so the child only imports
+    env = {**os.environ, "LDJ_DATA_DIR": str(settings.data_dir), "LDJ_DATABASE_URL": settings.resolved_database_url,
+           "LDJ_INGEST_CHUNK_ROWS": "2000", "LDJ_PROGRESS": "always"}
+    child = subprocess.Popen([sys.executable, "-m", "ldj.cli", "ingest", str(big_delivery)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = b""
+    deadline = time.monotonic() + 120
+    try:
+        # The progress bar reports rows as chunks land inside the open transaction: kill after a few.
+        while time.monotonic() < deadline and child.poll() is None:
+            ready, _, _ = select.select([child.stderr], [], [], 0.5)
+            if ready:
+                seen += os.read(child.stderr.fileno(), 4096)
+                if b"6000/" in seen or b"8000/" in seen:
+                    break
+        assert child.poll() is None, f"import finished before it could be killed: {seen[-300:]!r}"
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert counts(engine) == {"measurements": 0, "batches": 0, "quarantine": 0}
+
+    report = Ingestor(settings).ingest(big_delivery)
+    assert report.status == "loaded" and report.rows_loaded == report.rows_total > 30_000
+    assert counts(engine)["measurements"] == report.rows_loaded
