@@ -35,16 +35,16 @@ def ingest(files: tuple[Path, ...], delivered_by: str | None, imported_by: str |
     from .ingest import Ingestor
 
     ingestor = Ingestor(progress=progress, imported_by=imported_by or getpass.getuser())
-    unusable = 0
-    for path in _expand(files):
-        report = ingestor.ingest(path, delivered_by=delivered_by)
-        unusable += report.unusable
+
+    def show(report) -> None:
         if as_json:
             click.echo(json.dumps(report.to_json(), ensure_ascii=False))
         else:
             for line in report.lines():
                 click.echo(line, err=report.unusable)
-    sys.exit(2 if unusable else 0)
+
+    reports = ingestor.ingest_many(_expand(files), delivered_by=delivered_by, on_report=show)
+    sys.exit(2 if any(r.unusable for r in reports) else 0)
 
 
 def _expand(files: tuple[Path, ...]) -> list[Path]:

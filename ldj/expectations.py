@@ -57,8 +57,10 @@ def suite_for(kind: str, spec: DeliverySpec) -> dict:
                              column_A=col.name, column_B=col.after, or_equal=True,
                              ignore_row_if="either_value_is_missing"))
     unique = "trajectory_id" if kind == TRAJECTORIES else "administration_id"
-    exps.append(_exp("expect_column_values_to_be_unique", "unique", by_name[unique],
-                     t("row_unique", "nl", label=by_name[unique].label), column=unique))
+    # Unique within one delivery (organisation and period): the ingest may validate several files at once.
+    exps.append(_exp("expect_compound_columns_to_be_unique", "unique", by_name[unique],
+                     t("row_unique", "nl", label=by_name[unique].label),
+                     column_list=["organisation", "period", unique]))
     return {"name": kind, "expectations": exps, "meta": {"ldj_suite_version": SUITE_VERSION,
                                                          "generated_from": "catalog/delivery.yaml + catalog/instruments"}}
 
@@ -116,7 +118,8 @@ class SuiteValidator:
         for res in result.results:
             config = res.expectation_config
             meta = config.meta or {}
-            column = config.kwargs.get("column") or config.kwargs.get("column_A")
+            kwargs = config.kwargs
+            column = kwargs.get("column") or kwargs.get("column_A") or (kwargs.get("column_list") or [None])[-1]
             if column is not None and column not in present:
                 continue
             if res.exception_info and res.exception_info.get("raised_exception"):

@@ -42,7 +42,7 @@ def test_validator_returns_exactly_the_failing_rows():
     suite = load_suite("sdq", REPO_ROOT / "expectations")
     frame = pd.DataFrame({
         "organisation": ["O"] * 4, "period": ["2024", "2024", "24", "2024"], "client_id": ["a", None, "c", "d"],
-        "trajectory_id": ["t"] * 4, "administration_id": ["1", "2", "3", "3"], "instrument": ["sdq"] * 4,
+        "trajectory_id": ["t"] * 4, "administration_id": ["1", "3", "2", "3"], "instrument": ["sdq"] * 4,
         "informant": ["parent", "parent", "professional", "youth"], "moment": ["start"] * 4,
         "date": pd.to_datetime(["2023-01-01"] * 4),
         **{f"item_{i}": [0.0, 1.0, 2.0, 3.0 if i == 5 else 1.0] for i in range(1, 26)},
@@ -51,9 +51,9 @@ def test_validator_returns_exactly_the_failing_rows():
     found = sorted((e.index, e.rule) for e in errors)
     assert found == [
         (11, "not_null:client_id"),
-        (12, "in_set:informant"),      # SDQ has no professional informant
+        (11, "unique:administration_id"),  # unique within organisation and period
+        (12, "in_set:informant"),          # SDQ has no professional informant
         (12, "regex:period"),
-        (12, "unique:administration_id"),
         (13, "between:item_5"),
         (13, "unique:administration_id"),
     ]
