@@ -47,17 +47,17 @@ def phase_pipeline(folder: Path, data_dir: Path) -> dict:
     settings = Settings(data_dir=data_dir, progress="never")
     ingestor = Ingestor(settings)
     t1 = time.perf_counter()
-    loaded = quarantined = total = 0
-    for path in files_in(folder):
-        report = ingestor.ingest(path)
-        if report.status != "loaded":
-            raise SystemExit(f"{path.name}: {report.status} {report.error}")
-        loaded += report.rows_loaded
-        quarantined += report.rows_quarantined
-        total += report.rows_total
+    reports = ingestor.ingest_many(files_in(folder))  # as `ldj ingest FOLDER` does
     seconds = time.perf_counter() - t1
+    for report in reports:
+        if report.status != "loaded":
+            raise SystemExit(f"{report.file}: {report.status} {report.error}")
+    loaded = sum(r.rows_loaded for r in reports)
+    quarantined = sum(r.rows_quarantined for r in reports)
+    total = sum(r.rows_total for r in reports)
+    helper_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the transform helper process
     return {"seconds": seconds, "import_s": import_s, "rows": total, "loaded": loaded, "quarantined": quarantined,
-            "peak_rss_mb": peak_rss_mb()}
+            "peak_rss_mb": peak_rss_mb() + helper_mb, "loader_rss_mb": peak_rss_mb(), "helper_rss_mb": helper_mb}
 
 
 def phase_floor(folder: Path, data_dir: Path) -> dict:
@@ -118,7 +118,8 @@ def main() -> None:
     print(f"floor    (read_csv + plain INSERT): {floor['seconds']:7.2f} s  {floor['rows'] / floor['seconds']:>10,.0f} rows/s"
           f"  peak RSS {floor['peak_rss_mb']:7.0f} MB")
     print(f"pipeline (validate, pseudonymise, load): {pipe['seconds']:7.2f} s  {pipe['rows'] / pipe['seconds']:>10,.0f} rows/s"
-          f"  peak RSS {pipe['peak_rss_mb']:7.0f} MB  (library imports {pipe['import_s']:.1f} s, not counted)")
+          f"  peak RSS {pipe['peak_rss_mb']:7.0f} MB (loader {pipe['loader_rss_mb']:.0f} + helper {pipe['helper_rss_mb']:.0f})"
+          f"  (library imports {pipe['import_s']:.1f} s, not counted)")
     print(f"loaded {pipe['loaded']:,}, quarantined {pipe['quarantined']:,}; pipeline/floor ratio {ratio:.2f}")
     print(f"RESULT ingest_s={pipe['seconds']:.3f} floor_s={floor['seconds']:.3f} ratio={ratio:.3f} "
           f"peak_rss_mb={pipe['peak_rss_mb']:.1f} rows={pipe['rows']}")

@@ -34,6 +34,9 @@ class DeliveryError(Exception):
         self.reason = message
         super().__init__(f"{self.path.name}: {message}")
 
+    def __reduce__(self):
+        return (DeliveryError, (self.path, self.reason))
+
 
 @dataclass(frozen=True)
 class Column:
@@ -133,7 +136,7 @@ class OpenDelivery:
     encoding: str | None
     columns: dict[str, str]  # original header -> canonical name
     ignored_columns: list[str]
-    chunks: Iterator[pd.DataFrame] = field(repr=False)
+    chunks: Iterator[pd.DataFrame] | None = field(repr=False)
 
 
 def detect_encoding(path: Path) -> str:
@@ -331,7 +334,7 @@ class RowError:
     message: str
 
 
-_DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%d.%m.%Y", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d")
+_DATE_FORMATS = ("%d-%m-%Y", "%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d")
 
 
 def parse_dates(values: pd.Series) -> pd.Series:
@@ -350,49 +353,59 @@ def parse_dates(values: pd.Series) -> pd.Series:
 
 
 def _text(series: pd.Series) -> pd.Series:
-    """Stripped strings with None for empty or missing cells."""
-    return pd.Series([(v.strip() or None) if isinstance(v, str) else None for v in series.tolist()],
-                     index=series.index, dtype=object)
+    """Stripped strings (object dtype) with None for empty or missing cells."""
+    if series.dtype == object:
+        series = series.map(lambda v: v if isinstance(v, str) else None).astype("str")
+    stripped = series.str.strip()
+    return stripped.astype(object).where(stripped.notna() & (stripped != ""), None)
+
+
+def _relabel(raw: pd.Series, labels: dict) -> pd.Series:
+    """Map export spellings to canonical values, looking up each distinct value once."""
+    lookup = {v: labels.get(_norm(v), v) for v in raw.dropna().unique()}
+    mapped = raw.map(lookup)
+    return mapped.astype(object).where(raw.notna(), None) if raw.isna().any() else mapped
 
 
 def coerce(frame: pd.DataFrame, columns: list[Column], spec: DeliverySpec) -> tuple[pd.DataFrame, list[RowError]]:
     """Typed copy of a renamed chunk, plus one `RowError` per value that is not of its type."""
-    out = pd.DataFrame(index=frame.index)
+    out: dict[str, pd.Series] = {}
     errors: list[RowError] = []
+    no_errors = np.zeros(len(frame), dtype=bool)
     for col in columns:
-        if col.name not in frame.columns:
-            out[col.name] = None
+        if col.name not in frame.columns:  # an optional column the file does not have
+            empty = {"date": pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]"),
+                     "integer": pd.Series(np.nan, index=frame.index), "number": pd.Series(np.nan, index=frame.index)}
+            out[col.name] = empty.get(col.type, pd.Series(None, index=frame.index, dtype=object))
             continue
         raw = _text(frame[col.name])
-        present = raw.notna()
+        present = raw.notna().to_numpy()
+        bad = no_errors
         if col.type == "date":
             value = parse_dates(raw)
-            bad = present & value.isna()
+            bad = present & value.isna().to_numpy()
             rule, msg = "type_date", t("row_type_date", label=col.label)
         elif col.type in ("integer", "number"):
-            value = pd.to_numeric(raw.astype(str).str.replace(",", ".", regex=False).where(present), errors="coerce")
-            bad = present & value.isna()
+            value = pd.to_numeric(raw.str.replace(",", ".", regex=False), errors="coerce").astype(float)
+            bad = present & value.isna().to_numpy()
             if col.type == "integer":
-                frac = present & value.notna() & (value % 1 != 0)
-                bad = bad | frac
+                bad = bad | (present & (value.fillna(0) % 1 != 0).to_numpy())
             rule, msg = "type_number", t("row_type_number", label=col.label)
         elif col.type == "boolean":
-            labels = spec.value_labels["boolean"]
-            value = raw.map(lambda v: labels.get(_norm(v), v) if v is not None else None)
-            bad = present & ~value.map(lambda v: isinstance(v, bool))
+            value = _relabel(raw, spec.value_labels["boolean"])
+            bad = present & ~value.map(lambda v: isinstance(v, bool)).to_numpy(dtype=bool)
             rule, msg = "type_boolean", t("row_type_boolean", label=col.label)
         elif col.type == "list":
             value = raw.map(lambda v: [p.strip() for p in v.split("|") if p.strip()] if v else None)
-            bad = pd.Series(False, index=raw.index)
+        elif col.value_labels:
+            value = _relabel(raw, spec.value_labels[col.value_labels])
+        elif col.values_from == "interventions":
+            value = _relabel(raw, spec.interventions)
         else:
             value = raw
-            if col.value_labels:
-                labels = spec.value_labels[col.value_labels]
-                value = raw.map(lambda v: labels.get(_norm(v), v) if v is not None else None)
-            elif col.values_from == "interventions":
-                value = raw.map(lambda v: spec.interventions.get(_norm(v), v) if v is not None else None)
-            bad = pd.Series(False, index=raw.index)
-        for idx in raw.index[bad.to_numpy()]:
-            errors.append(RowError(idx, f"{rule}:{col.name}", col.name, raw.at[idx], msg))
-        out[col.name] = value.where(~bad, None) if col.type not in ("date", "integer", "number") else value.where(~bad)
-    return out, errors
+        if bad.any():
+            for idx in raw.index[bad]:
+                errors.append(RowError(idx, f"{rule}:{col.name}", col.name, raw.at[idx], msg))
+            value = value.where(~bad) if col.type in ("date", "integer", "number") else value.where(~bad, None)
+        out[col.name] = value
+    return pd.DataFrame(out, index=frame.index), errors

@@ -4,13 +4,19 @@ One file is one import batch and one database transaction: every valid row lands
 every failing row lands in the quarantine with its rule, file and row number, or nothing lands at
 all. Importing the same file twice changes nothing; a new file for the same organisation, kind
 and period replaces the earlier batch's rows.
+
+The work is split in two: *transform* (read, type, validate, score, pseudonymise, screen; no
+database) and *load* (one transaction per file). With `ingest_workers = 1` the transform runs in
+a forked helper process one step ahead of the loader, so both cores work.
 """
 
 from __future__ import annotations
 
 import bisect
 import hashlib
-import math
+import multiprocessing
+import os
+import queue
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -18,7 +24,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+import orjson
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
 from . import store
@@ -34,6 +43,7 @@ IDENTIFIER_KINDS = {"client_id": "client", "professional_id": "professional", "t
 PERSONAL_DATES = ("birth_date",)
 OUTCOME_COLUMNS = {"outcome_breakdown": "breakdown", "outcome_living_at_home": "living_at_home",
                    "outcome_crisis_resolved": "crisis_resolved", "outcome_model_fidelity": "model_fidelity"}
+NO_SCORES = "geen enkele schaal is te scoren (te veel ontbrekende antwoorden)"
 
 
 @dataclass
@@ -84,6 +94,54 @@ class IngestReport:
         return out
 
 
+@dataclass
+class _Chunk:
+    raw: pd.DataFrame
+    typed: pd.DataFrame
+    type_errors: list[RowError]
+    validation_errors: list[RowError] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    """One transformed chunk, ready to load: plain table rows (Arrow) and quarantine records."""
+
+    rows_total: int
+    tables: list[tuple[str, str, pa.Table]]  # (table, conflict rule "upsert:key" / "ignore:k1,k2", rows)
+    quarantine: pa.Table | None
+    rules: Counter
+    quarantined: int
+    loaded: int
+    masked: int
+
+
+@dataclass
+class _Staged:
+    """A file that passed the whole-file checks, on its way to the loader."""
+
+    report: IngestReport
+    checksum: str
+    size: int
+    started: datetime
+    delivered_by: str | None
+    path: Path
+    kind: str | None = None
+    organisation: str | None = None
+    period: str | None = None
+    ignored_columns: list[str] = field(default_factory=list)
+    chunks: list[_Chunk] | None = None  # typed in memory; None for a large file that streams
+    prepared: list[Prepared] | None = None
+    error: DeliveryError | None = None
+
+    @property
+    def rows(self) -> int:
+        return sum(len(c.raw) for c in self.chunks or ())
+
+    @property
+    def key(self) -> tuple[str | None, str | None]:
+        return (self.organisation, self.period)
+
+
 def file_checksum(path: Path) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
@@ -98,42 +156,29 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _nullable(series: pd.Series) -> list:
-    """Plain Python values for the database: NaN/NaT/pd.NA become None."""
-    if pd.api.types.is_datetime64_any_dtype(series):
-        return [None if pd.isna(v) else v.date() for v in series]
-    if pd.api.types.is_float_dtype(series):
-        arr = series.to_numpy()
-        return [None if math.isnan(v) else (int(v) if v.is_integer() else float(v)) for v in arr.tolist()]
-    return [None if (v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA) else v
-            for v in series.tolist()]
+def _iso_dates(series: pd.Series) -> pd.Series:
+    return series.dt.strftime("%Y-%m-%d").astype(object).where(series.notna(), None)
 
 
-@dataclass
-class _Chunk:
-    raw: pd.DataFrame
-    typed: pd.DataFrame
-    type_errors: list[RowError]
-    validation_errors: list[RowError] = field(default_factory=list)
+def _json_column(values: Iterable) -> list:
+    return [None if v is None else orjson.dumps(v).decode() for v in values]
 
 
-@dataclass
-class _Staged:
-    """A file that passed the whole-file checks and waits to be validated and loaded."""
+def _plain(values: pd.Series) -> list:
+    """Python values with None for every kind of missing, whole floats as ints."""
+    missing = values.isna().to_numpy()
+    if pd.api.types.is_float_dtype(values):
+        arr = np.where(missing, 0.0, values.to_numpy(dtype=float))
+        out = arr.astype(np.int64).tolist() if (np.mod(arr, 1) == 0).all() else arr.tolist()
+    else:
+        out = values.tolist()
+    return [None if m else v for v, m in zip(out, missing.tolist())] if missing.any() else out
 
-    report: IngestReport
-    checksum: str
-    size: int
-    started: datetime
-    delivered_by: str | None
-    delivery: OpenDelivery | None = None
-    validator: SuiteValidator | None = None
-    chunks: list[_Chunk] | None = None  # typed in memory; None for a large file that streams
-    rows: int = 0
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.delivery.organisation, self.delivery.period)
+def _arrow(columns: dict[str, object]) -> pa.Table:
+    """An Arrow table of plain columns (lists or Series), missing values as nulls."""
+    return pa.table({name: pa.array(v if isinstance(v, list) else _plain(v), from_pandas=True)
+                     for name, v in columns.items()})
 
 
 class Ingestor:
@@ -165,91 +210,73 @@ class Ingestor:
         a suite run costs about the same for 5,000 rows as for 100,000. Large files stream in
         chunks on their own.
         """
+        paths = [Path(p) for p in paths]
+        known = {p: r for p in paths if (r := self._known_report(p)) is not None}
+        items = self._transformed(paths, delivered_by, known)
+        if self.settings.ingest_workers > 0 and len(paths) - len(known) > 1 and hasattr(os, "fork"):
+            items = _in_helper_process(items)
         reports: list[IngestReport] = []
-        window: list[_Staged] = []
-
-        def emit(report: IngestReport) -> None:
+        for staged in items:
+            report = self._load_staged(staged)
             reports.append(report)
             if on_report is not None:
                 on_report(report)
+        return reports
 
-        def flush() -> None:
+    # -- transform (no database access: may run in the helper process) -----------------------
+
+    def _transformed(self, paths: list[Path], delivered_by: str | None,
+                     known: dict[Path, IngestReport]) -> Iterator[_Staged | IngestReport]:
+        """Staged files in order, small ones transformed in windows, large ones left to stream."""
+        window: list[_Staged] = []
+
+        def flush() -> Iterator[_Staged]:
             if window:
                 self._validate_window(window)
                 for staged in window:
-                    emit(self._load_staged(staged, iter(staged.chunks)))
+                    seen: set[str] = set()
+                    staged.prepared = [self._transform(staged, chunk, seen) for chunk in staged.chunks]
+                    staged.chunks = None
+                    yield staged
                 window.clear()
 
         for path in paths:
-            staged = self._stage(Path(path), delivered_by)
-            if isinstance(staged, IngestReport):
-                emit(staged)
+            if path in known:
+                yield from flush()
+                yield known[path]
                 continue
-            if staged.chunks is None:  # a large file: stream it alone
-                flush()
-                emit(self._load_staged(staged, self._stream_chunks(staged)))
+            staged = self._stage(path, delivered_by)
+            if staged.error is not None or staged.chunks is None:
+                yield from flush()
+                yield staged
                 continue
-            if window and (window[0].delivery.kind != staged.delivery.kind
+            if window and (window[0].kind != staged.kind
                            or sum(w.rows for w in window) + staged.rows > self.settings.ingest_chunk_rows
                            or any(w.key == staged.key for w in window)):
-                flush()
+                yield from flush()
             window.append(staged)
-        flush()
-        return reports
+        yield from flush()
 
-    # -- steps -------------------------------------------------------------------------------
-
-    def _stage(self, path: Path, delivered_by: str | None) -> _Staged | IngestReport:
-        """Checksum, duplicate check, open and type a file; whole-file problems end here."""
-        report = IngestReport(file=str(path), status="loaded")
+    def _stage(self, path: Path, delivered_by: str | None) -> _Staged:
+        """Open a file; read and type it whole if it is small. Whole-file problems end here."""
+        checksum, size = file_checksum(path)
+        staged = _Staged(report=IngestReport(file=str(path), status="loaded"), checksum=checksum, size=size,
+                         started=_now(), delivered_by=delivered_by, path=path)
         try:
-            checksum, size = file_checksum(path)
-        except OSError as exc:
-            report.status, report.error = "rejected", t("err_missing_file") if not path.exists() else str(exc)
-            return report
-        previous = self._find_checksum(checksum)
-        if previous is not None:
-            report.status, report.duplicate_of = "duplicate", previous.id
-            report.duplicate_when = previous.started_at.strftime("%Y-%m-%d %H:%M")
-            return report
-        staged = _Staged(report=report, checksum=checksum, size=size, started=_now(), delivered_by=delivered_by)
-        try:
-            staged.delivery = open_delivery(path, self.spec, self.settings.ingest_chunk_rows)
-            staged.validator = self._validator(staged.delivery.kind, path)
+            delivery = self._open(staged)
             if (_estimate_rows(path) or 0) <= self.settings.ingest_chunk_rows:
-                columns = self.spec.columns(staged.delivery.kind)
-                staged.chunks = []
-                for raw in staged.delivery.chunks:
-                    typed, errors = coerce(raw, columns, self.spec)
-                    staged.chunks.append(_Chunk(raw, typed, errors))
-                staged.rows = sum(len(c.raw) for c in staged.chunks)
+                columns = self.spec.columns(delivery.kind)
+                staged.chunks = [_Chunk(raw, *coerce(raw, columns, self.spec)) for raw in delivery.chunks]
         except DeliveryError as exc:
-            return self._reject(staged, exc)
+            staged.error = exc
         return staged
 
-    def _reject(self, staged: _Staged, exc: DeliveryError) -> IngestReport:
-        report = staged.report
-        report.status, report.error = "rejected", exc.reason
-        report.rows_loaded = report.rows_quarantined = report.rows_replaced = 0
-        report.rules, report.batch_id, report.replaced_batches = {}, None, []
-        with self.engine.begin() as conn:
-            report.batch_id = conn.execute(
-                store.import_batches.insert().values(
-                    kind=report.kind or "unknown", organisation=report.organisation, period=report.period,
-                    file_name=Path(report.file).name, checksum=staged.checksum, size_bytes=staged.size,
-                    delivered_by=staged.delivered_by, imported_by=self.imported_by, started_at=staged.started,
-                    finished_at=_now(), status="rejected", report=report.to_json(), error=report.error,
-                ).returning(store.import_batches.c.id)
-            ).scalar_one()
-        return report
-
-    def _find_checksum(self, checksum: str):
-        b = store.import_batches
-        with self.engine.connect() as conn:
-            return conn.execute(
-                sa.select(b.c.id, b.c.started_at).where(b.c.checksum == checksum, b.c.status.in_(("loaded", "replaced")))
-                .order_by(b.c.id).limit(1)
-            ).first()
+    def _open(self, staged: _Staged) -> OpenDelivery:
+        delivery = open_delivery(staged.path, self.spec, self.settings.ingest_chunk_rows)
+        self._validator(delivery.kind, staged.path)
+        staged.kind, staged.organisation, staged.period = delivery.kind, delivery.organisation, delivery.period
+        staged.ignored_columns = delivery.ignored_columns
+        return delivery
 
     def _validator(self, kind: str, path: Path) -> SuiteValidator:
         if kind not in self._validators:
@@ -260,234 +287,170 @@ class Ingestor:
         return self._validators[kind]
 
     def _validate_window(self, window: list[_Staged]) -> None:
-        """One suite run over the typed chunks of several files; failures go back to their file."""
+        """One suite run over the typed chunks of several files; failures go back to their chunk."""
         parts, owners, offset = [], [], 0
         for staged in window:
             for chunk in staged.chunks:
-                part = chunk.typed.copy()
-                part.index = pd.RangeIndex(offset, offset + len(part))
+                part = chunk.typed.set_axis(pd.RangeIndex(offset, offset + len(chunk.typed)))
                 owners.append((offset, chunk))
                 offset += len(part)
                 parts.append(part)
         combined = pd.concat(parts) if len(parts) > 1 else parts[0]
         starts = [o for o, _ in owners]
-        for error in window[0].validator.validate(combined):
-            pos = bisect.bisect_right(starts, error.index) - 1
-            start, chunk = owners[pos]
+        for error in self._validators[window[0].kind].validate(combined):
+            start, chunk = owners[bisect.bisect_right(starts, error.index) - 1]
             error.index = chunk.typed.index[error.index - start]
             chunk.validation_errors.append(error)
 
-    def _stream_chunks(self, staged: _Staged) -> Iterator[_Chunk]:
-        columns = self.spec.columns(staged.delivery.kind)
-        for raw in staged.delivery.chunks:
-            typed, errors = coerce(raw, columns, self.spec)
-            chunk = _Chunk(raw, typed, errors)
-            chunk.validation_errors = staged.validator.validate(typed)
-            yield chunk
+    def _streamed(self, staged: _Staged) -> Iterator[Prepared]:
+        """A large file, chunk by chunk: type, validate and transform each as it is read."""
+        delivery = self._open(staged)
+        columns = self.spec.columns(staged.kind)
+        validator = self._validators[staged.kind]
+        seen: set[str] = set()
+        for raw in delivery.chunks:
+            chunk = _Chunk(raw, *coerce(raw, columns, self.spec))
+            chunk.validation_errors = validator.validate(chunk.typed)
+            yield self._transform(staged, chunk, seen)
 
-    def _load_staged(self, staged: _Staged, chunks: Iterator[_Chunk]) -> IngestReport:
-        try:
-            self._load(staged, chunks)
-        except DeliveryError as exc:  # raised while streaming a large file: nothing landed
-            return self._reject(staged, exc)
-        return staged.report
-
-    def _load(self, staged: _Staged, chunks: Iterator[_Chunk]) -> None:
-        delivery, report = staged.delivery, staged.report
-        report.kind, report.organisation, report.period = delivery.kind, delivery.organisation, delivery.period
-        report.ignored_columns = delivery.ignored_columns
-        b = store.import_batches
-        target = store.trajectories if delivery.kind == TRAJECTORIES else store.measurements
-        rules: Counter[str] = Counter()
-        seen_keys: set[str] = set()
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=_estimate_rows(delivery.path), unit=" rijen", desc=delivery.path.name, file=sys.stderr,
-                       leave=False)
-        with self.engine.begin() as conn:
-            batch_id = conn.execute(
-                b.insert().values(kind=delivery.kind, organisation=delivery.organisation, period=delivery.period,
-                                  file_name=delivery.path.name, checksum=staged.checksum, size_bytes=staged.size,
-                                  delivered_by=staged.delivered_by, imported_by=self.imported_by,
-                                  started_at=staged.started, status="loading").returning(b.c.id)
-            ).scalar_one()
-            report.batch_id = batch_id
-            old = conn.execute(sa.select(b.c.id).where(
-                b.c.organisation == delivery.organisation, b.c.kind == delivery.kind, b.c.period == delivery.period,
-                b.c.status == "loaded")).scalars().all()
-            if old:
-                report.replaced_batches = list(old)
-                report.rows_replaced = conn.execute(target.delete().where(target.c.batch_id.in_(old))).rowcount
-                conn.execute(b.update().where(b.c.id.in_(old)).values(status="replaced", replaced_by=batch_id))
-            self._upsert_organisation(conn, delivery.organisation)
-            for chunk in chunks:
-                report.rows_total += len(chunk.raw)
-                loaded, failures = self._load_chunk(conn, delivery, chunk, batch_id, seen_keys, report)
-                report.rows_loaded += loaded
-                report.rows_quarantined += len({f.index for f in failures})
-                rules.update(f.rule for f in failures)
-                if bar is not None:
-                    bar.update(len(chunk.raw))
-            if old:
-                self._drop_orphans(conn, old)
-            report.rules = dict(rules)
-            conn.execute(b.update().where(b.c.id == batch_id).values(
-                status="loaded", finished_at=_now(), rows_total=report.rows_total, rows_loaded=report.rows_loaded,
-                rows_quarantined=report.rows_quarantined, rows_replaced=report.rows_replaced, report=report.to_json()))
-        if bar is not None:
-            bar.close()
-
-    def _load_chunk(self, conn, delivery: OpenDelivery, chunk: _Chunk, batch_id: int, seen_keys: set[str],
-                    report: IngestReport) -> tuple[int, list[RowError]]:
+    def _transform(self, staged: _Staged, chunk: _Chunk, seen_keys: set[str]) -> Prepared:
         errors = list(chunk.type_errors)
         mistyped = {(e.index, e.column) for e in errors}
         errors += [e for e in chunk.validation_errors if (e.index, e.column) not in mistyped]
-        errors += _file_level_rules(chunk.typed, delivery, seen_keys)
+        errors += _file_level_rules(chunk.typed, staged, seen_keys)
         good = chunk.typed.drop(index=list({e.index for e in errors}))
-        if delivery.kind == TRAJECTORIES:
-            n = self._load_trajectories(conn, good, batch_id, report)
+        masked = Counter()
+        if staged.kind == TRAJECTORIES:
+            tables = self._trajectory_tables(good, masked)
         else:
-            score_errors, n = self._load_measurements(conn, good, delivery.instrument, batch_id, report)
-            errors += score_errors
-        self._quarantine(conn, chunk.raw, errors, delivery, batch_id)
-        return n, errors
+            unscorable, tables = self._measurement_tables(good, self.spec.instruments[staged.kind], masked)
+            errors += [RowError(idx, "no_scores", None, None, NO_SCORES) for idx in unscorable]
+        loaded = len(tables[-1][2]) if tables else 0
+        return Prepared(rows_total=len(chunk.raw), tables=tables, quarantine=self._quarantine(chunk.raw, errors, staged),
+                        rules=Counter(e.rule for e in errors), quarantined=len({e.index for e in errors}),
+                        loaded=loaded, masked=masked["n"])
 
     def _pseudonyms(self, frame: pd.DataFrame, column: str) -> pd.Series:
         return self.pseudonymiser.series(IDENTIFIER_KINDS[column], frame["organisation"], frame[column])
 
-    def _screen(self, frame: pd.DataFrame, column: str, report: IngestReport) -> list:
+    @staticmethod
+    def _screened(frame: pd.DataFrame, column: str, masked: Counter) -> list:
         screened, n = screen_series(frame[column])
-        report.masked += n
-        return _nullable(screened)
+        masked["n"] += n
+        return _plain(screened)
 
-    def _load_trajectories(self, conn, frame: pd.DataFrame, batch_id: int, report: IngestReport) -> int:
+    def _trajectory_tables(self, frame: pd.DataFrame, masked: Counter) -> list[tuple[str, str, pa.Table]]:
         if frame.empty:
-            return 0
+            return []
         org = frame["organisation"]
         client = self._pseudonyms(frame, "client_id")
-        trajectory = self._pseudonyms(frame, "trajectory_id")
         professional = self._pseudonyms(frame, "professional_id")
-        age = age_at(frame["birth_date"], frame["start_date"])
         teams = frame[["organisation", "team"]].dropna().drop_duplicates()
-        if len(teams):
-            self._insert_ignore(conn, store.teams, [{"organisation": o, "code": c} for o, c in teams.itertuples(index=False)],
-                                ["organisation", "code"])
         clients = pd.DataFrame({
             "pseudonym": client, "organisation": org, "gender": frame["gender"], "lvb": frame["lvb"],
             "objection": frame["objection"], "legal_basis": frame["legal_basis"],
         }).drop_duplicates("pseudonym", keep="last")
-        self._upsert(conn, store.clients, _records(clients, batch_id), "pseudonym")
         pros = pd.DataFrame({"pseudonym": professional, "organisation": org,
                              "discipline": frame["professional_discipline"],
                              "experience_years": frame["professional_experience"]})
         pros = pros[pros["pseudonym"].notna()].drop_duplicates("pseudonym", keep="last")
-        if len(pros):
-            self._upsert(conn, store.professionals, _records(pros, batch_id), "pseudonym")
         outcomes = [
             {key: v for key, v in zip(OUTCOME_COLUMNS.values(), values) if v is not None} or None
-            for values in zip(*(_nullable(frame[c]) for c in OUTCOME_COLUMNS))
+            for values in zip(*(_plain(frame[c]) for c in OUTCOME_COLUMNS))
         ]
-        rows = pd.DataFrame({
-            "pseudonym": trajectory, "client": client, "organisation": org, "team": frame["team"],
-            "professional": professional, "intervention": frame["intervention"],
-            "start_date": frame["start_date"], "end_date": frame["end_date"], "end_reason": frame["end_reason"],
-            "age_at_start": age.astype("Float64").astype(float), "diagnosis": frame["diagnosis"],
-        })
-        records = _records(rows, batch_id)
-        techniques = _nullable(frame["techniques"])
-        context = self._screen(frame, "context", report)
-        remarks = self._screen(frame, "remarks", report)
-        for rec, tech, ctx, rem, out in zip(records, techniques, context, remarks, outcomes):
-            rec.update(techniques=tech, context=ctx, remarks=rem, outcomes=out)
-        self._upsert(conn, store.trajectories, records, "pseudonym")
-        return len(records)
+        trajectories = {
+            "pseudonym": self._pseudonyms(frame, "trajectory_id"), "client": client, "organisation": org,
+            "team": frame["team"], "professional": professional, "intervention": frame["intervention"],
+            "start_date": _iso_dates(frame["start_date"]), "end_date": _iso_dates(frame["end_date"]),
+            "end_reason": frame["end_reason"], "age_at_start": age_at(frame["birth_date"], frame["start_date"]),
+            "diagnosis": frame["diagnosis"], "techniques": _json_column(_plain(frame["techniques"])),
+            "context": self._screened(frame, "context", masked), "outcomes": _json_column(outcomes),
+            "remarks": self._screened(frame, "remarks", masked),
+        }
+        return [
+            ("teams", "ignore:organisation,code", _arrow({"organisation": teams["organisation"], "code": teams["team"]})),
+            ("clients", "upsert:pseudonym", _arrow(dict(clients.items()))),
+            ("professionals", "upsert:pseudonym", _arrow(dict(pros.items()))),
+            ("trajectories", "upsert:pseudonym", _arrow(trajectories)),
+        ]
 
-    def _load_measurements(self, conn, frame: pd.DataFrame, inst: Instrument, batch_id: int,
-                           report: IngestReport) -> tuple[list[RowError], int]:
+    def _measurement_tables(self, frame: pd.DataFrame, inst: Instrument,
+                            masked: Counter) -> tuple[list, list[tuple[str, str, pa.Table]]]:
         if frame.empty:
-            return [], 0
+            return [], []
         raws: dict[str, pd.Series] = {}
         if inst.level == "item":
-            items = frame[inst.item_columns].astype(float)
-            scored = inst.score_items(items)
+            scored = inst.score_items(frame[inst.item_columns].astype(float))
             raws.update({s.code: scored[s.raw_column] for s in inst.scales if s.method != "delivered"})
         for s in inst.delivered_scales:
             raws[s.code] = frame[s.raw_column].astype(float)
-        unscorable = pd.concat(raws.values(), axis=1).isna().all(axis=1) if raws else pd.Series(True, index=frame.index)
-        errors = [RowError(idx, "no_scores", None, None, "geen enkele schaal is te scoren (te veel ontbrekende antwoorden)")
-                  for idx in frame.index[unscorable.to_numpy()]]
-        frame = frame[~unscorable]
+        unscorable_mask = pd.concat(raws.values(), axis=1).isna().all(axis=1).to_numpy()
+        unscorable = list(frame.index[unscorable_mask])
+        frame = frame[~unscorable_mask]
         if frame.empty:
-            return errors, 0
-        per_scale = []
+            return unscorable, []
+        codes, entries = [], []
         for s in inst.scales:
-            raw = raws[s.code][frame.index]
+            raw_values = raws[s.code][frame.index]
+            raw = _plain(raw_values)
             tscore = frame[s.t_column].astype(float) if (s.method == "delivered" and s.t_range) else None
-            basis = tscore if s.band_basis == "t" else raw
-            band = s.band(basis, frame["informant"]) if s.bands else None
-            per_scale.append((s.code, _nullable(raw), _nullable(tscore) if tscore is not None else None,
-                              band.tolist() if band is not None else None))
-        n = len(frame)
-        scores = [{} for _ in range(n)]
-        for code, raw, tscore, band in per_scale:
-            for i in range(n):
-                if raw[i] is None and (tscore is None or tscore[i] is None):
-                    continue
-                entry = {"raw": raw[i]}
-                if tscore is not None:
-                    entry["t"] = tscore[i]
-                if band is not None:
-                    entry["band"] = band[i]
-                scores[i][code] = entry
-        items_json = None
+            band = (s.band(tscore if s.band_basis == "t" else raw_values, frame["informant"]).tolist()
+                    if s.bands else None)
+            if tscore is not None and band is not None:
+                column = [{"raw": r, "t": t_, "band": b_} for r, t_, b_ in zip(raw, _plain(tscore), band)]
+            elif band is not None:
+                column = [None if r is None else {"raw": r, "band": b_} for r, b_ in zip(raw, band)]
+            elif tscore is not None:
+                column = [{"raw": r, "t": t_} for r, t_ in zip(raw, _plain(tscore))]
+            else:
+                column = [None if r is None else {"raw": r} for r in raw]
+            codes.append(s.code)
+            entries.append(column)
+        scores = [{c: e for c, e in zip(codes, row) if e is not None} for row in zip(*entries)]
+        items = None
         if inst.level == "item":
             cols = inst.item_columns
-            values = [_nullable(frame[c].astype(float)) for c in cols]
-            items_json = [{c[5:]: v for c, v in zip(cols, row)} for row in zip(*values)]
+            values = [_plain(frame[c].astype(float)) for c in cols]
+            items = [{c[5:]: v for c, v in zip(cols, row)} for row in zip(*values)]
         free = None
         if inst.free_text:
-            screened = [self._screen(frame, c, report) for c in inst.free_text]
+            screened = [self._screened(frame, c, masked) for c in inst.free_text]
             free = [{c: v for c, v in zip(inst.free_text, row) if v is not None} or None for row in zip(*screened)]
-        rows = pd.DataFrame({
+        n = len(frame)
+        measurements = {
             "pseudonym": self._pseudonyms(frame, "administration_id"),
             "client": self._pseudonyms(frame, "client_id"),
             "trajectory": self._pseudonyms(frame, "trajectory_id"),
-            "organisation": frame["organisation"], "instrument": inst.code,
-            "informant": frame["informant"], "moment": frame["moment"], "date": frame["date"],
-        })
-        records = _records(rows, batch_id)
-        for i, rec in enumerate(records):
-            rec["scores"] = scores[i]
-            rec["items"] = items_json[i] if items_json is not None else None
-            rec["free_text"] = free[i] if free is not None else None
-        self._upsert(conn, store.measurements, records, "pseudonym")
-        return errors, len(records)
+            "organisation": frame["organisation"], "instrument": [inst.code] * n,
+            "informant": frame["informant"], "moment": frame["moment"], "date": _iso_dates(frame["date"]),
+            "items": _json_column(items) if items is not None else [None] * n,
+            "scores": _json_column(scores),
+            "free_text": _json_column(free) if free is not None else [None] * n,
+        }
+        return unscorable, [("measurements", "upsert:pseudonym", _arrow(measurements))]
 
-    def _quarantine(self, conn, chunk: pd.DataFrame, errors: list[RowError], delivery: OpenDelivery,
-                    batch_id: int) -> None:
+    def _quarantine(self, raw: pd.DataFrame, errors: list[RowError], staged: _Staged) -> pa.Table | None:
         if not errors:
-            return
-        columns = {c.name: c for c in self.spec.columns(delivery.kind)}
+            return None
+        columns = {c.name: c for c in self.spec.columns(staged.kind)}
         safe_rows: dict[object, dict] = {}
         records = []
         for e in errors:
             if e.index not in safe_rows:
-                safe_rows[e.index] = self._safe_row(chunk.loc[e.index].to_dict(), columns, delivery.organisation)
+                safe_rows[e.index] = self._safe_row(raw.loc[e.index].to_dict(), columns, staged.organisation)
             value = safe_rows[e.index].get(e.column) if e.column else None
             records.append({
-                "batch_id": batch_id, "file_name": delivery.path.name, "row_number": int(e.index) + 2,
-                "rule": e.rule, "column": e.column, "value": None if value is None else str(value),
-                "message": e.message, "row": safe_rows[e.index],
+                "file_name": staged.path.name, "row_number": int(e.index) + 2, "rule": e.rule, "column": e.column,
+                "value": None if value is None else str(value), "message": e.message,
+                "row": orjson.dumps(safe_rows[e.index]).decode(),
             })
-        conn.execute(store.quarantine.insert(), records)
+        return pa.Table.from_pylist(records)
 
     def _safe_row(self, row: dict, columns: dict, organisation: str) -> dict:
         """The delivered row with identifiers pseudonymised, birth dates removed and free text screened."""
         safe = {}
         for name, value in row.items():
-            if value is None or (isinstance(value, float) and math.isnan(value)):
+            if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
                 safe[name] = None
             elif name in IDENTIFIER_KINDS:
                 safe[name] = self.pseudonymiser.one(IDENTIFIER_KINDS[name], organisation, str(value))
@@ -499,27 +462,140 @@ class Ingestor:
                 safe[name] = str(value)
         return safe
 
-    # -- SQL helpers -------------------------------------------------------------------------
+    # -- load (the database, one transaction per file) ---------------------------------------
 
-    def _upsert_organisation(self, conn, code: str) -> None:
-        self._insert_ignore(conn, store.organisations, [{"code": code, "name": None}], ["code"])
+    def _known_report(self, path: Path) -> IngestReport | None:
+        """A report for a missing file or one imported before; None for a file to import."""
+        report = IngestReport(file=str(path), status="loaded")
+        try:
+            checksum, _ = file_checksum(path)
+        except OSError as exc:
+            report.status, report.error = "rejected", t("err_missing_file") if not path.exists() else str(exc)
+            return report
+        return self._duplicate(report, checksum)
 
-    def _dialect_insert(self, table):
+    def _duplicate(self, report: IngestReport, checksum: str) -> IngestReport | None:
+        b = store.import_batches
+        with self.engine.connect() as conn:
+            previous = conn.execute(
+                sa.select(b.c.id, b.c.started_at).where(b.c.checksum == checksum, b.c.status.in_(("loaded", "replaced")))
+                .order_by(b.c.id).limit(1)
+            ).first()
+        if previous is None:
+            return None
+        report.status, report.duplicate_of = "duplicate", previous.id
+        report.duplicate_when = previous.started_at.strftime("%Y-%m-%d %H:%M")
+        return report
+
+    def _load_staged(self, staged: _Staged | IngestReport) -> IngestReport:
+        if isinstance(staged, IngestReport):
+            return staged
+        if staged.error is not None:
+            return self._reject(staged, staged.error)
+        if self._duplicate(staged.report, staged.checksum) is not None:  # the same file twice in one run
+            return staged.report
+        prepared = iter(staged.prepared) if staged.prepared is not None else self._streamed(staged)
+        try:
+            self._load(staged, prepared)
+        except DeliveryError as exc:  # raised while streaming a large file: nothing landed
+            return self._reject(staged, exc)
+        return staged.report
+
+    def _reject(self, staged: _Staged, exc: DeliveryError) -> IngestReport:
+        report = staged.report
+        report.status, report.error = "rejected", exc.reason
+        report.rows_loaded = report.rows_quarantined = report.rows_replaced = report.rows_total = 0
+        report.rules, report.batch_id, report.replaced_batches = {}, None, []
+        with self.engine.begin() as conn:
+            report.batch_id = conn.execute(
+                store.import_batches.insert().values(
+                    kind=staged.kind or "unknown", organisation=staged.organisation, period=staged.period,
+                    file_name=staged.path.name, checksum=staged.checksum, size_bytes=staged.size,
+                    delivered_by=staged.delivered_by, imported_by=self.imported_by, started_at=staged.started,
+                    finished_at=_now(), status="rejected", report=report.to_json(), error=report.error,
+                ).returning(store.import_batches.c.id)
+            ).scalar_one()
+        return report
+
+    def _load(self, staged: _Staged, prepared: Iterator[Prepared]) -> None:
+        report = staged.report
+        report.kind, report.organisation, report.period = staged.kind, staged.organisation, staged.period
+        report.ignored_columns = staged.ignored_columns
+        b = store.import_batches
+        target = store.trajectories if staged.kind == TRAJECTORIES else store.measurements
+        rules: Counter[str] = Counter()
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=_estimate_rows(staged.path), unit=" rijen", desc=staged.path.name, file=sys.stderr,
+                       leave=False)
+        with self.engine.begin() as conn:
+            batch_id = conn.execute(
+                b.insert().values(kind=staged.kind, organisation=staged.organisation, period=staged.period,
+                                  file_name=staged.path.name, checksum=staged.checksum, size_bytes=staged.size,
+                                  delivered_by=staged.delivered_by, imported_by=self.imported_by,
+                                  started_at=staged.started, status="loading").returning(b.c.id)
+            ).scalar_one()
+            report.batch_id = batch_id
+            old = conn.execute(sa.select(b.c.id).where(
+                b.c.organisation == staged.organisation, b.c.kind == staged.kind, b.c.period == staged.period,
+                b.c.status == "loaded")).scalars().all()
+            if old:
+                report.replaced_batches = list(old)
+                report.rows_replaced = conn.execute(target.delete().where(target.c.batch_id.in_(old))).rowcount
+                conn.execute(b.update().where(b.c.id.in_(old)).values(status="replaced", replaced_by=batch_id))
+            self._write(conn, "organisations", "ignore:code", pa.table({"code": [staged.organisation]}), None)
+            for part in prepared:
+                for name, rule, rows in part.tables:
+                    self._write(conn, name, rule, rows, batch_id)
+                if part.quarantine is not None:
+                    self._write(conn, "quarantine", "insert", part.quarantine, batch_id)
+                report.rows_total += part.rows_total
+                report.rows_loaded += part.loaded
+                report.rows_quarantined += part.quarantined
+                report.masked += part.masked
+                rules.update(part.rules)
+                if bar is not None:
+                    bar.update(part.rows_total)
+            if old:
+                self._drop_orphans(conn, old)
+            report.rules = dict(rules)
+            conn.execute(b.update().where(b.c.id == batch_id).values(
+                status="loaded", finished_at=_now(), rows_total=report.rows_total, rows_loaded=report.rows_loaded,
+                rows_quarantined=report.rows_quarantined, rows_replaced=report.rows_replaced, report=report.to_json()))
+        if bar is not None:
+            bar.close()
+
+    def _write(self, conn, name: str, rule: str, rows: pa.Table, batch_id: int | None) -> None:
+        """executemany straight through the driver: the values are already plain Python values and
+        JSON text, so SQLAlchemy's per-value processing would only cost time."""
+        if rows.num_rows == 0:
+            return
+        table = store.metadata.tables[name]
+        keys = list(rows.column_names)
+        columns = [rows.column(k).to_pylist() for k in keys]
+        if batch_id is not None and "batch_id" in table.c:
+            keys.append("batch_id")
+            columns.append([batch_id] * rows.num_rows)
         if self.engine.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        return insert(table)
-
-    def _insert_ignore(self, conn, table, rows: list[dict], keys: list[str]) -> None:
-        conn.execute(self._dialect_insert(table).on_conflict_do_nothing(index_elements=keys), rows)
-
-    def _upsert(self, conn, table, rows: list[dict], key: str) -> None:
-        if not rows:
-            return
-        stmt = self._dialect_insert(table)
-        update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name != key}
-        conn.execute(stmt.on_conflict_do_update(index_elements=[key], set_=update), rows)
+        stmt = insert(table)
+        mode, _, conflict = rule.partition(":")
+        if mode == "ignore":
+            stmt = stmt.on_conflict_do_nothing(index_elements=conflict.split(","))
+        elif mode == "upsert":
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[conflict], set_={k: stmt.excluded[k] for k in keys if k != conflict})
+        compiled = stmt.compile(dialect=conn.dialect, column_keys=keys)
+        if compiled.positional:
+            order = [keys.index(k) for k in compiled.positiontup]
+            params = list(zip(*(columns[i] for i in order)))
+        else:
+            params = [dict(zip(keys, row)) for row in zip(*columns)]
+        conn.exec_driver_sql(str(compiled), params)
 
     def _drop_orphans(self, conn, old_batches: list[int]) -> None:
         """Clients and professionals only the replaced batches knew, and nothing refers to any more."""
@@ -532,22 +608,16 @@ class Ingestor:
             p.c.batch_id.in_(old_batches), ~sa.exists().where(tr.c.professional == p.c.pseudonym)))
 
 
-def _records(frame: pd.DataFrame, batch_id: int) -> list[dict]:
-    columns = {name: _nullable(frame[name]) for name in frame.columns}
-    names = list(columns)
-    return [dict(zip(names, values), batch_id=batch_id) for values in zip(*columns.values())]
-
-
-def _file_level_rules(frame: pd.DataFrame, delivery: OpenDelivery, seen_keys: set[str]) -> list[RowError]:
+def _file_level_rules(frame: pd.DataFrame, staged: _Staged, seen_keys: set[str]) -> list[RowError]:
     """Rules a chunk-wise suite cannot see: one organisation and period per file, keys unique across chunks."""
     errors = []
-    for column, expected in (("organisation", delivery.organisation), ("period", delivery.period)):
+    for column, expected in (("organisation", staged.organisation), ("period", staged.period)):
         other = frame[column].notna() & (frame[column] != expected)
         errors += [RowError(i, f"single_value:{column}", column, frame.at[i, column],
                             t("row_other_organisation") if column == "organisation" else
                             "Periode: wijkt af van de rest van het bestand")
                    for i in frame.index[other.to_numpy()]]
-    key = "trajectory_id" if delivery.kind == TRAJECTORIES else "administration_id"
+    key = "trajectory_id" if staged.kind == TRAJECTORIES else "administration_id"
     values = frame[key]
     earlier = values.isin(seen_keys) if seen_keys else pd.Series(False, index=frame.index)
     errors += [RowError(i, f"unique:{key}", key, values.at[i], t("row_unique", "nl", label=key))
@@ -565,3 +635,52 @@ def _estimate_rows(path: Path) -> int | None:
             n += block.count(b"\n")
     return max(n - 1, 0)
 
+
+def _in_helper_process(items: Iterator) -> Iterator:
+    """Run a generator in a forked process, one item ahead of the caller.
+
+    The helper never touches the database (the transform needs none); it stops when its
+    parent is gone, so a killed import leaves no process behind.
+    """
+    ctx = multiprocessing.get_context("fork")
+    channel = ctx.Queue(maxsize=1)
+    parent = os.getpid()
+
+    def run() -> None:
+        def put(item) -> bool:
+            while os.getppid() == parent:
+                try:
+                    channel.put(item, timeout=0.5)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("done", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
+            put(("error", exc))
+
+    helper = ctx.Process(target=run, name="ldj-ingest-transform", daemon=True)
+    helper.start()
+    try:
+        while True:
+            try:
+                kind, item = channel.get(timeout=1.0)
+            except queue.Empty:
+                if not helper.is_alive():
+                    raise RuntimeError(f"the import helper process stopped (exit code {helper.exitcode})") from None
+                continue
+            if kind == "done":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        if helper.is_alive():
+            helper.terminate()
+        helper.join(timeout=10)
+        channel.close()

@@ -7,7 +7,6 @@ Original numbers are never stored; birth dates become ages.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import re
@@ -55,27 +54,26 @@ class Pseudonymiser:
 
     def one(self, kind: str, organisation: str, number: str) -> str:
         msg = f"{kind}\x1f{organisation}\x1f{str(number).strip()}".encode()
-        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:PSEUDONYM_CHARS]
+        return hmac.digest(self._key, msg, "sha256").hex()[:PSEUDONYM_CHARS]
 
     def series(self, kind: str, organisation: pd.Series, numbers: pd.Series) -> pd.Series:
-        bases: dict[str, object] = {}
+        """Pseudonyms for a column; each distinct (organisation, number) is hashed once."""
+        key, cache = self._key, {}
         out = []
         for org, number in zip(organisation.tolist(), numbers.tolist()):
-            if number is None or number != number or not str(number).strip():
-                out.append(None)
-                continue
-            base = bases.get(org)
-            if base is None:
-                base = bases[org] = hmac.new(self._key, f"{kind}\x1f{org}\x1f".encode(), hashlib.sha256)
-            h = base.copy()
-            h.update(str(number).strip().encode())
-            out.append(h.hexdigest()[:PSEUDONYM_CHARS])
+            pair = (org, number)
+            value = cache.get(pair)
+            if value is None:
+                text = number.strip() if isinstance(number, str) else ("" if number is None or number != number else str(number))
+                value = hmac.digest(key, f"{kind}\x1f{org}\x1f{text}".encode(), "sha256").hex()[:PSEUDONYM_CHARS] if text else ""
+                cache[pair] = value
+            out.append(value or None)
         return pd.Series(out, index=numbers.index, dtype=object)
 
     def for_project(self, project_salt: str, pseudonym: str) -> str:
         """A project-specific pseudonym: two projects never share ids for the same client."""
         msg = f"project\x1f{project_salt}\x1f{pseudonym}".encode()
-        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:PSEUDONYM_CHARS]
+        return hmac.digest(self._key, msg, "sha256").hex()[:PSEUDONYM_CHARS]
 
 
 # --- ages -----------------------------------------------------------------------------------

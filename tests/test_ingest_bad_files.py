@@ -108,14 +108,14 @@ def test_layout_error_in_a_later_chunk_rolls_back_the_rows_already_loaded(settin
     settings = settings.model_copy(update={"ingest_chunk_rows": 1})
     ingestor = Ingestor(settings, progress=False)
     loaded = []
-    real_load = ingestor._load_trajectories
+    real_write = ingestor._write
 
-    def spy(conn, frame, batch_id, report):
-        n = real_load(conn, frame, batch_id, report)
-        loaded.append(n)
-        return n
+    def spy(conn, name, rule, rows, batch_id):
+        real_write(conn, name, rule, rows, batch_id)
+        if name == "trajectories":
+            loaded.append(rows.num_rows)
 
-    ingestor._load_trajectories = spy
+    ingestor._write = spy
     report = ingestor.ingest(BAD / "too_many_fields.csv")
     assert loaded == [1]  # the first chunk did reach the tables
     assert report.status == "rejected"

@@ -64,3 +64,29 @@ def test_sigkill_mid_batch_leaves_nothing_then_reimport_lands_whole(settings, bi
     report = Ingestor(settings).ingest(big_delivery)
     assert report.status == "loaded" and report.rows_loaded == report.rows_total > 30_000
     assert counts(engine)["measurements"] == report.rows_loaded
+
+
+def test_killing_the_import_leaves_no_helper_process(sqlite_settings, tmp_path):
+    """With several files the transform runs in a helper process; it must not outlive the import."""
+    import psutil
+
+    folder = tmp_path / "delivery"
+    generate(folder, questionnaires=60_000, organisations=6, instruments=["cbcl_6_18"], invalid_share=0.0, seed=5)
+    env = {**os.environ, "LDJ_DATA_DIR": str(sqlite_settings.data_dir), "LDJ_PROGRESS": "always"}
+    child = subprocess.Popen([sys.executable, "-m", "ldj.cli", "ingest", str(folder)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        helpers = []
+        deadline = time.monotonic() + 60
+        while not helpers and time.monotonic() < deadline and child.poll() is None:
+            helpers = psutil.Process(child.pid).children()
+            time.sleep(0.1)
+        assert helpers, "no helper process was started"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        gone, alive = psutil.wait_procs(helpers, timeout=10)
+        assert not alive, f"helper outlived the import: {alive}"
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
