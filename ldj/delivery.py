@@ -339,7 +339,7 @@ _DATE_FORMATS = ("%d-%m-%Y", "%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y", "%Y-%m-%d %H:%M
 
 def parse_dates(values: pd.Series) -> pd.Series:
     """Parse dates in the formats exports use; unparseable values become NaT."""
-    text = values.astype(object).where(values.notna(), None)
+    text = values
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
     todo = text.notna()
     for fmt in _DATE_FORMATS:
@@ -353,18 +353,18 @@ def parse_dates(values: pd.Series) -> pd.Series:
 
 
 def _text(series: pd.Series) -> pd.Series:
-    """Stripped strings (object dtype) with None for empty or missing cells."""
+    """Stripped strings (pandas' Arrow-backed str dtype), missing where empty."""
     if series.dtype == object:
         series = series.map(lambda v: v if isinstance(v, str) else None).astype("str")
     stripped = series.str.strip()
-    return stripped.astype(object).where(stripped.notna() & (stripped != ""), None)
+    return stripped.where(stripped != "")
 
 
 def _relabel(raw: pd.Series, labels: dict) -> pd.Series:
     """Map export spellings to canonical values, looking up each distinct value once."""
     lookup = {v: labels.get(_norm(v), v) for v in raw.dropna().unique()}
-    mapped = raw.map(lookup)
-    return mapped.astype(object).where(raw.notna(), None) if raw.isna().any() else mapped
+    mapped = raw.astype(object).map(lookup)
+    return mapped.where(raw.notna(), None) if raw.isna().any() else mapped
 
 
 def coerce(frame: pd.DataFrame, columns: list[Column], spec: DeliverySpec) -> tuple[pd.DataFrame, list[RowError]]:
@@ -396,7 +396,7 @@ def coerce(frame: pd.DataFrame, columns: list[Column], spec: DeliverySpec) -> tu
             bad = present & ~value.map(lambda v: isinstance(v, bool)).to_numpy(dtype=bool)
             rule, msg = "type_boolean", t("row_type_boolean", label=col.label)
         elif col.type == "list":
-            value = raw.map(lambda v: [p.strip() for p in v.split("|") if p.strip()] if v else None)
+            value = raw.map(lambda v: [p.strip() for p in v.split("|") if p.strip()] if isinstance(v, str) else None)
         elif col.value_labels:
             value = _relabel(raw, spec.value_labels[col.value_labels])
         elif col.values_from == "interventions":
