@@ -87,7 +87,7 @@ def delivery_format_markdown(spec: DeliverySpec) -> str:
     for code, inst in sorted(spec.instruments.items()):
         lines += [f"### {inst.name.get('nl')} (`{code}`)", "",
                   f"Spelled in the `Vragenlijst` column as: {', '.join(f'`{a}`' for a in (code, *inst.aliases))}. "
-                  f"Informants: {', '.join(inst.informants)}. Level: {inst.level}.", ""]
+                  f"Informants: {', '.join(inst.informants)}. Moments: {', '.join(inst.moments)}. Level: {inst.level}.", ""]
         cols = spec.instrument_columns(inst)
         if inst.level == "item":
             lines += [f"Items `Vraag 1` … `Vraag {inst.item_count}` (canonical `item_1` …), answers "

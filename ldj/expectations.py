@@ -37,6 +37,8 @@ def suite_for(kind: str, spec: DeliverySpec) -> dict:
         values = list(col.values)
         if col.name == "informant" and inst is not None:
             values = list(inst.informants)
+        if col.name == "moment" and inst is not None:
+            values = list(inst.moments)
         if col.values_from == "interventions":
             values = sorted(set(spec.interventions.values()))
         if values:

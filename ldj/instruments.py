@@ -88,6 +88,7 @@ class Instrument:
     level: str  # "item" or "scale"
     informants: tuple[str, ...]
     scales: tuple[Scale, ...]
+    moments: tuple[str, ...] = MOMENTS  # when it is taken; satisfaction only at the end
     item_count: int = 0
     item_min: int | None = None
     item_max: int | None = None
@@ -240,6 +241,8 @@ def parse_instrument(data: dict, source: Path) -> Instrument:
                 )
             )
         informants = tuple(data["informants"])
+        if set(data.get("moments", MOMENTS)) - set(MOMENTS):
+            raise InstrumentError(f"{source.name}: moments must be among {list(MOMENTS)}")
         unknown = set(informants) - set(INFORMANTS)
         if unknown:
             raise InstrumentError(f"{source.name}: unknown informants {sorted(unknown)}")
@@ -248,6 +251,7 @@ def parse_instrument(data: dict, source: Path) -> Instrument:
             name=dict(data["name"]),
             level=level,
             informants=informants,
+            moments=tuple(data.get("moments", MOMENTS)),
             scales=tuple(scales),
             item_count=int(items.get("count", 0)),
             item_min=items.get("min"),

@@ -241,23 +241,9 @@ def instrument_headers(inst: Instrument) -> list[tuple[str, str]]:
     return out
 
 
-@lru_cache(maxsize=64)
-def _raw_definition(source: Path | None) -> dict:
-    if source is None:
-        return {}
-    try:
-        return yaml.safe_load(Path(source).read_text(encoding="utf-8")) or {}
-    except OSError:
-        return {}
-
-
 def _end_only(inst: Instrument) -> bool:
     """Measured only at the end of care (client satisfaction)."""
-    moments = _raw_definition(inst.source).get("moments")
-    if moments:
-        return list(moments) == ["end"]
-    text = " ".join([inst.code, *inst.aliases, *inst.name.values()]).lower()
-    return "satisf" in text or "tevreden" in text
+    return tuple(inst.moments) == ("end",)
 
 
 @dataclass(frozen=True)
