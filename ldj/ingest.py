@@ -97,8 +97,8 @@ class IngestReport:
 @dataclass
 class _Chunk:
     raw: pd.DataFrame
-    typed: pd.DataFrame
-    type_errors: list[RowError]
+    typed: pd.DataFrame | None = None
+    type_errors: list[RowError] = field(default_factory=list)
     validation_errors: list[RowError] = field(default_factory=list)
 
 
@@ -265,8 +265,7 @@ class Ingestor:
         try:
             delivery = self._open(staged)
             if (_estimate_rows(path) or 0) <= self.settings.ingest_chunk_rows:
-                columns = self.spec.columns(delivery.kind)
-                staged.chunks = [_Chunk(raw, *coerce(raw, columns, self.spec)) for raw in delivery.chunks]
+                staged.chunks = [_Chunk(raw) for raw in delivery.chunks]  # typed with its window
         except DeliveryError as exc:
             staged.error = exc
         return staged
@@ -287,20 +286,27 @@ class Ingestor:
         return self._validators[kind]
 
     def _validate_window(self, window: list[_Staged]) -> None:
-        """One suite run over the typed chunks of several files; failures go back to their chunk."""
+        """Type and validate the chunks of several files in one go; results go back to each chunk.
+
+        Per-call overhead, not rows, dominates both steps for files of a few thousand rows.
+        """
         parts, owners, offset = [], [], 0
         for staged in window:
             for chunk in staged.chunks:
-                part = chunk.typed.set_axis(pd.RangeIndex(offset, offset + len(chunk.typed)))
+                parts.append(chunk.raw.set_axis(pd.RangeIndex(offset, offset + len(chunk.raw))))
                 owners.append((offset, chunk))
-                offset += len(part)
-                parts.append(part)
+                offset += len(chunk.raw)
         combined = pd.concat(parts) if len(parts) > 1 else parts[0]
+        typed, type_errors = coerce(combined, self.spec.columns(window[0].kind), self.spec)
+        validation_errors = self._validators[window[0].kind].validate(typed)
         starts = [o for o, _ in owners]
-        for error in self._validators[window[0].kind].validate(combined):
-            start, chunk = owners[bisect.bisect_right(starts, error.index) - 1]
-            error.index = chunk.typed.index[error.index - start]
-            chunk.validation_errors.append(error)
+        for start, chunk in owners:
+            chunk.typed = typed.iloc[start:start + len(chunk.raw)].set_axis(chunk.raw.index)
+        for errors, attr in ((type_errors, "type_errors"), (validation_errors, "validation_errors")):
+            for error in errors:
+                start, chunk = owners[bisect.bisect_right(starts, error.index) - 1]
+                error.index = chunk.raw.index[error.index - start]
+                getattr(chunk, attr).append(error)
 
     def _streamed(self, staged: _Staged) -> Iterator[Prepared]:
         """A large file, chunk by chunk: type, validate and transform each as it is read."""
