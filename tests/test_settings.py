@@ -123,3 +123,11 @@ def test_wrong_type_in_settings_file_is_refused(tmp_path, monkeypatch):
 def test_unknown_keyword_argument_is_refused():
     with pytest.raises(ValidationError, match="chunk_rows"):
         Settings(chunk_rows=5)
+
+
+def test_readme_documents_every_setting():
+    from ldj.settings import REPO_ROOT, Settings
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [f"LDJ_{name.upper()}" for name in Settings.model_fields if f"`LDJ_{name.upper()}`" not in readme]
+    assert missing == [], f"settings missing from the README: {missing}"

@@ -1,0 +1,74 @@
+"""The steward's command line, end to end, as `make demo` uses it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+LDJ = Path(sys.executable).parent / "ldj"
+
+
+def ldj(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LDJ_")}
+    env.update(LDJ_DATA_DIR=str(data_dir), LDJ_PROGRESS="never")
+    result = subprocess.run([str(LDJ), *args], env=env, capture_output=True, text=True, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    data = root / "var"
+    ldj("synth", str(root / "delivery"), "--questionnaires", "3000", "--organisations", "4", "--seed", "2",
+        data_dir=data)
+    first = ldj("ingest", str(root / "delivery"), "--delivered-by", "test", data_dir=data)
+    return root, data, first
+
+
+def test_synth_then_ingest_reports_every_file(demo):
+    root, _, first = demo
+    files = sorted((root / "delivery").glob("*.csv"))
+    assert len(files) >= 8
+    for f in files:
+        assert f"{f.name}: " in first.stdout
+    assert "geladen:" in first.stdout and "in quarantaine:" in first.stdout
+    assert "Traceback" not in first.stderr
+
+
+def test_second_ingest_changes_nothing(demo):
+    root, data, _ = demo
+    before = ldj("summary", data_dir=data).stdout
+    again = ldj("ingest", str(root / "delivery"), data_dir=data)
+    assert again.stdout.count("al geïmporteerd") == len(list((root / "delivery").glob("*.csv")))
+    assert ldj("summary", data_dir=data).stdout == before
+
+
+def test_summary_quarantine_batches_and_export(demo):
+    root, data, _ = demo
+    summary = ldj("summary", data_dir=data).stdout
+    assert summary.startswith("Organisaties: 4 ")
+    assert "cbcl_6_18" in summary or "sdq" in summary
+    listing = ldj("quarantine", data_dir=data).stdout
+    assert "levering" in listing.splitlines()[0]
+    assert len(listing.splitlines()) > 1
+    batches = ldj("batches", data_dir=data).stdout.splitlines()
+    assert len(batches) == len(list((root / "delivery").glob("*.csv")))
+    assert all(" loaded " in line for line in batches)
+    out = root / "export.csv"
+    ldj("quarantine", "--export", str(out), data_dir=data)
+    frame = pd.read_csv(out, sep=";", encoding="utf-8-sig", dtype=str)
+    assert len(frame) > 0 and {"Bestand", "Regel", "Probleem"} <= set(frame.columns)
+
+
+def test_settings_and_instruments_listings(tmp_path):
+    settings = ldj("settings", data_dir=tmp_path / "v").stdout
+    assert "LDJ_DATA_DIR" in settings and str(tmp_path / "v") in settings
+    instruments = ldj("instruments", data_dir=tmp_path / "v").stdout
+    assert {"cbcl_6_18", "sdq", "obvl", "kidscreen10", "satisfaction"} <= {l.split()[0] for l in instruments.splitlines()}
