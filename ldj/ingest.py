@@ -214,11 +214,21 @@ class Ingestor:
         paths = [Path(p) for p in paths]
         known = {p: r for p in paths if (r := self._known_report(p)) is not None}
         items = self._transformed(paths, delivered_by, known)
-        if self.settings.ingest_workers > 0 and len(paths) - len(known) > 1 and hasattr(os, "fork"):
+        if self.settings.ingest_workers > 0 and len(paths) - len(known) > 0 and hasattr(os, "fork"):
             items = _in_helper_process(items)
+        items = iter(items)
         reports: list[IngestReport] = []
-        for staged in items:
-            report = self._load_staged(staged)
+        for kind, item in items:
+            if kind == "report":
+                report = item
+            else:  # "file": a large one's chunks follow as ("chunk", ...) items up to ("end", ...)
+                streamed = _chunks_of(items) if item.prepared is None and item.error is None else None
+                report = self._load_staged(item, streamed)
+                try:
+                    for _ in streamed or ():  # a file that did not load: skip the rest of its chunks
+                        pass
+                except DeliveryError:
+                    pass
             reports.append(report)
             if on_report is not None:
                 on_report(report)
@@ -227,11 +237,13 @@ class Ingestor:
     # -- transform (no database access: may run in the helper process) -----------------------
 
     def _transformed(self, paths: list[Path], delivered_by: str | None,
-                     known: dict[Path, IngestReport]) -> Iterator[_Staged | IngestReport]:
-        """Staged files in order, small ones transformed in windows, large ones left to stream."""
+                     known: dict[Path, IngestReport]) -> Iterator[tuple[str, object]]:
+        """("report", r) for files known already; ("file", staged) with its prepared chunks for
+        small files, transformed in windows; for a large file ("file", staged) then its chunks as
+        ("chunk", prepared) and ("end", error-or-None)."""
         window: list[_Staged] = []
 
-        def flush() -> Iterator[_Staged]:
+        def flush() -> Iterator[tuple[str, object]]:
             if window:
                 self._validate_window(window)
                 while window:
@@ -239,18 +251,30 @@ class Ingestor:
                     seen: set[str] = set()
                     staged.prepared = [self._transform(staged, chunk, seen) for chunk in staged.chunks]
                     staged.chunks = None
-                    yield staged
+                    yield "file", staged
                 _release_memory()
 
         for path in paths:
             if path in known:
                 yield from flush()
-                yield known[path]
+                yield "report", known[path]
                 continue
             staged = self._stage(path, delivered_by)
-            if staged.error is not None or staged.chunks is None:
+            if staged.error is not None:
                 yield from flush()
-                yield staged
+                yield "file", staged
+                continue
+            if staged.chunks is None:  # a large file: stream its chunks
+                yield from flush()
+                yield "file", staged
+                try:
+                    for prepared in self._streamed(staged):
+                        yield "chunk", prepared
+                        _release_memory()
+                except DeliveryError as exc:  # e.g. a broken row far into the file: nothing of it lands
+                    yield "end", exc
+                else:
+                    yield "end", None
                 continue
             if window and (window[0].kind != staged.kind
                            or sum(w.rows for w in window) + staged.rows > self.settings.ingest_chunk_rows
@@ -495,16 +519,13 @@ class Ingestor:
         report.duplicate_when = previous.started_at.strftime("%Y-%m-%d %H:%M")
         return report
 
-    def _load_staged(self, staged: _Staged | IngestReport) -> IngestReport:
-        if isinstance(staged, IngestReport):
-            return staged
+    def _load_staged(self, staged: _Staged, streamed: Iterator[Prepared] | None = None) -> IngestReport:
         if staged.error is not None:
             return self._reject(staged, staged.error)
         if self._duplicate(staged.report, staged.checksum) is not None:  # the same file twice in one run
             return staged.report
-        prepared = iter(staged.prepared) if staged.prepared is not None else self._streamed(staged)
         try:
-            self._load(staged, prepared)
+            self._load(staged, iter(staged.prepared) if streamed is None else streamed)
         except DeliveryError as exc:  # raised while streaming a large file: nothing landed
             return self._reject(staged, exc)
         return staged.report
@@ -633,6 +654,16 @@ def _file_level_rules(frame: pd.DataFrame, staged: _Staged, seen_keys: set[str])
                for i in frame.index[earlier.to_numpy()]]
     seen_keys.update(values.dropna().tolist())
     return errors
+
+
+def _chunks_of(items: Iterator[tuple[str, object]]) -> Iterator[Prepared]:
+    """The ("chunk", ...) items of one streamed file, up to its ("end", error) item."""
+    for kind, item in items:
+        if kind == "end":
+            if item is not None:
+                raise item
+            return
+        yield item
 
 
 def _release_memory() -> None:

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     catalog_dir: Path = Field(REPO_ROOT / "catalog", description="Instrument definitions, delivery format, interventions, catalogue entries.")
     expectations_dir: Path = Field(REPO_ROOT / "expectations", description="Great Expectations suites, one JSON file per delivery kind.")
     language: str = Field("nl", description="Language of messages and reports: nl or en.")
-    ingest_chunk_rows: int = Field(100_000, description="Rows read, validated and loaded per chunk; bounds import memory.")
+    ingest_chunk_rows: int = Field(50_000, description="Rows read, validated and loaded per chunk; bounds import memory.")
     ingest_workers: int = Field(1, description="Helper processes that read and validate ahead of the loader (0: none).")
     progress: str = Field("auto", description="Progress bars: auto (when on a terminal), always or never.")
 

@@ -28,7 +28,7 @@ def test_defaults(_empty_workdir):
     assert s.catalog_dir == REPO_ROOT / "catalog"
     assert s.expectations_dir == REPO_ROOT / "expectations"
     assert s.language == "nl"
-    assert s.ingest_chunk_rows == 100_000
+    assert s.ingest_chunk_rows == 50_000
     assert s.progress == "auto"
 
 
@@ -101,7 +101,7 @@ def test_explicit_arguments_beat_environment_and_file(tmp_path, monkeypatch):
 
 def test_missing_settings_file_is_optional(tmp_path, monkeypatch):
     monkeypatch.setenv("LDJ_SETTINGS_FILE", str(tmp_path / "does-not-exist.toml"))
-    assert Settings().ingest_chunk_rows == 100_000
+    assert Settings().ingest_chunk_rows == 50_000
 
 
 def test_unknown_key_in_settings_file_is_refused(tmp_path, monkeypatch):
