@@ -16,6 +16,7 @@ demo: venv
 	$(BIN)/ldj summary
 
 test: venv system-deps
+	$(BIN)/ruff check ldj tests bench
 	$(BIN)/pytest -q
 
 bench: venv

@@ -19,11 +19,11 @@ import pandas as pd
 import pyreadstat
 import pytest
 
+from bad_files import BAD, BAD_FILES, message_regex
 from ldj.delivery import TRAJECTORIES, DeliveryError, RowError, coerce, load_spec, open_delivery, parse_dates
 from ldj.i18n import TEXTS
 from ldj.settings import REPO_ROOT
 
-BAD = Path(__file__).parent / "data" / "bad"
 
 
 @pytest.fixture(scope="module")
@@ -488,21 +488,6 @@ def test_empty_cells_are_missing_not_errors(spec):
 
 # --- bad files --------------------------------------------------------------------------------
 
-def bad_files() -> dict[str, tuple[str, str]]:
-    """file -> (i18n key, expected message) from the table in tests/data/bad/README.md."""
-    out = {}
-    for line in (BAD / "README.md").read_text(encoding="utf-8").splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and cells[2].startswith("err_"):
-            out[cells[0]] = (cells[2], cells[3])
-    return out
-
-
-BAD_FILES = bad_files()
-
-
-def message_regex(message: str) -> str:
-    return "".join(".*" if part == "…" else re.escape(part) for part in re.split("(…)", message))
 
 
 def test_every_bad_file_is_documented():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,31 +17,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from bad_files import BAD, BAD_FILES, message_regex
 from ldj import store
 from ldj.i18n import TEXTS
 from ldj.ingest import Ingestor
-from ldj.settings import REPO_ROOT
 
-BAD = Path(__file__).parent / "data" / "bad"
-LDJ = REPO_ROOT / ".venv" / "bin" / "ldj"
+LDJ = Path(sys.executable).parent / "ldj"
 LOADED_TABLES = ("trajectories", "measurements", "clients", "professionals", "teams", "organisations", "quarantine")
 
 
-def bad_files() -> dict[str, tuple[str, str]]:
-    """file -> (i18n key, expected message) from the table in tests/data/bad/README.md."""
-    out = {}
-    for line in (BAD / "README.md").read_text(encoding="utf-8").splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and cells[2].startswith("err_"):
-            out[cells[0]] = (cells[2], cells[3])
-    return out
-
-
-BAD_FILES = bad_files()
-
-
-def message_regex(message: str) -> str:
-    return "".join(".*" if part == "…" else re.escape(part) for part in re.split("(…)", message))
 
 
 def counts(engine: sa.Engine) -> dict[str, int]:
