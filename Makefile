@@ -12,7 +12,7 @@ export LDJ_DATA_DIR ?= $(DATA_DIR)
 demo: venv
 	$(BIN)/ldj db upgrade
 	$(BIN)/ldj synth $(DATA_DIR)/demo-delivery --questionnaires $(DEMO_QUESTIONNAIRES) --seed 1
-	$(BIN)/ldj ingest $(DATA_DIR)/demo-delivery --delivered-by "demo (synthetisch)" --no-progress
+	$(BIN)/ldj ingest $(DATA_DIR)/demo-delivery --delivered-by "demo (synthetisch)" --no-progress --brief
 	$(BIN)/ldj summary
 
 test: venv system-deps

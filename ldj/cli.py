@@ -24,8 +24,9 @@ def main() -> None:
 @click.option("--imported-by", default=None, help="Who runs the import (default: the OS user).")
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON lines.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal).")
+@click.option("--brief", is_flag=True, help="One line per file instead of the full report.")
 def ingest(files: tuple[Path, ...], delivered_by: str | None, imported_by: str | None, as_json: bool,
-           progress: bool | None) -> None:
+           progress: bool | None, brief: bool) -> None:
     """Import delivery files (CSV, XLSX, SPSS .sav) into the LDJ store.
 
     Exit status 2 when any file as a whole was unusable; the other files are still imported.
@@ -39,6 +40,9 @@ def ingest(files: tuple[Path, ...], delivered_by: str | None, imported_by: str |
     def show(report) -> None:
         if as_json:
             click.echo(json.dumps(report.to_json(), ensure_ascii=False))
+        elif brief and not report.unusable:
+            click.echo(report.lines()[0] if report.status != "loaded" else
+                       f"{Path(report.file).name}: {report.rows_loaded} geladen, {report.rows_quarantined} in quarantaine")
         else:
             for line in report.lines():
                 click.echo(line, err=report.unusable)

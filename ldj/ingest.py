@@ -44,7 +44,6 @@ IDENTIFIER_KINDS = {"client_id": "client", "professional_id": "professional", "t
 PERSONAL_DATES = ("birth_date",)
 OUTCOME_COLUMNS = {"outcome_breakdown": "breakdown", "outcome_living_at_home": "living_at_home",
                    "outcome_crisis_resolved": "crisis_resolved", "outcome_model_fidelity": "model_fidelity"}
-NO_SCORES = "geen enkele schaal is te scoren (te veel ontbrekende antwoorden)"
 
 
 @dataclass
@@ -355,8 +354,9 @@ class Ingestor:
         if staged.kind == TRAJECTORIES:
             tables = self._trajectory_tables(good, masked)
         else:
-            unscorable, tables = self._measurement_tables(good, self.spec.instruments[staged.kind], masked)
-            errors += [RowError(idx, "no_scores", None, None, NO_SCORES) for idx in unscorable]
+            # A questionnaire with too few answers to score any scale is still valid data: it loads
+            # with its item answers and empty scores.
+            tables = self._measurement_tables(good, self.spec.instruments[staged.kind], masked)
         loaded = len(tables[-1][2]) if tables else 0
         return Prepared(rows_total=len(chunk.raw), tables=tables, quarantine=self._quarantine(chunk.raw, errors, staged),
                         rules=Counter(e.rule for e in errors), quarantined=len({e.index for e in errors}),
@@ -407,20 +407,15 @@ class Ingestor:
         ]
 
     def _measurement_tables(self, frame: pd.DataFrame, inst: Instrument,
-                            masked: Counter) -> tuple[list, list[tuple[str, str, pa.Table]]]:
+                            masked: Counter) -> list[tuple[str, str, pa.Table]]:
         if frame.empty:
-            return [], []
+            return []
         raws: dict[str, pd.Series] = {}
         if inst.level == "item":
             scored = inst.score_items(frame[inst.item_columns].astype(float))
             raws.update({s.code: scored[s.raw_column] for s in inst.scales if s.method != "delivered"})
         for s in inst.delivered_scales:
             raws[s.code] = frame[s.raw_column].astype(float)
-        unscorable_mask = pd.concat(raws.values(), axis=1).isna().all(axis=1).to_numpy()
-        unscorable = list(frame.index[unscorable_mask])
-        frame = frame[~unscorable_mask]
-        if frame.empty:
-            return unscorable, []
         codes, entries = [], []
         for s in inst.scales:
             raw_values = raws[s.code][frame.index]
@@ -459,7 +454,7 @@ class Ingestor:
             "scores": _json_column(scores),
             "free_text": _json_column(free) if free is not None else [None] * n,
         }
-        return unscorable, [("measurements", "upsert:pseudonym", _arrow(measurements))]
+        return [("measurements", "upsert:pseudonym", _arrow(measurements))]
 
     def _quarantine(self, raw: pd.DataFrame, errors: list[RowError], staged: _Staged) -> pa.Table | None:
         if not errors:

@@ -126,6 +126,134 @@ quarantine = sa.Table(
     sa.Column("row", JSON),  # the row as delivered, identifiers pseudonymised and free text screened
 )
 
+# --- governance: accounts, APO data requests, projects, grants, access audit -----------------
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("name", sa.String(100), primary_key=True),  # the login name, also the hub's user name
+    sa.Column("display_name", sa.String(200)),
+    sa.Column("email", sa.String(200)),
+    sa.Column("organisation", sa.String(200)),  # an SEJN member's code, or an external institute's name
+    sa.Column("roles", JSON, nullable=False),  # ["researcher", "apo", "steward", "member"]
+    sa.Column("password_hash", sa.String(200)),  # embedded default only; production logs in through OIDC
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+data_requests = sa.Table(
+    "data_requests", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # new | amendment
+    sa.Column("project_id", sa.Integer, index=True),  # an amendment's project (no FK: projects refer back)
+    sa.Column("title", sa.String(300), nullable=False),
+    sa.Column("applicant", sa.String(100), sa.ForeignKey("users.name"), nullable=False),
+    sa.Column("applicant_organisation", sa.String(200), nullable=False),
+    sa.Column("sejn_member", sa.Boolean, nullable=False),
+    sa.Column("fee_eur", sa.Numeric(10, 2)),  # external applicants pay a fee
+    sa.Column("criteria", JSON, nullable=False),  # the six APO criteria, the applicant's answers
+    sa.Column("access_from", sa.Date),
+    sa.Column("access_until", sa.Date),
+    sa.Column("status", sa.String(32), nullable=False, index=True),
+    sa.Column("decision", sa.String(32)),
+    sa.Column("conditions", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+request_entries = sa.Table(
+    "request_entries", metadata,
+    sa.Column("request_id", sa.Integer, sa.ForeignKey("data_requests.id"), primary_key=True),
+    sa.Column("entry", sa.String(100), primary_key=True),
+    sa.Column("variables", JSON, nullable=False),
+)
+
+request_members = sa.Table(
+    "request_members", metadata,
+    sa.Column("request_id", sa.Integer, sa.ForeignKey("data_requests.id"), primary_key=True),
+    sa.Column("user_name", sa.String(100), sa.ForeignKey("users.name"), primary_key=True),
+)
+
+reviews = sa.Table(
+    "reviews", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.Integer, sa.ForeignKey("data_requests.id"), nullable=False, index=True),
+    sa.Column("round", sa.Integer, nullable=False),  # a revised request is reviewed again
+    sa.Column("reviewer", sa.String(100), sa.ForeignKey("users.name"), nullable=False),
+    sa.Column("scores", JSON, nullable=False),  # {"1": 4, ..., "6": 3}
+    sa.Column("comments", JSON, nullable=False),  # {"1": "...", ...}
+    sa.Column("vote", sa.String(32)),  # None when the reviewer has a conflict of interest
+    sa.Column("comment", sa.Text),
+    sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("request_id", "round", "reviewer"),
+)
+
+request_events = sa.Table(
+    "request_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.Integer, sa.ForeignKey("data_requests.id"), nullable=False, index=True),
+    sa.Column("from_status", sa.String(32)),
+    sa.Column("to_status", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("note", sa.Text),
+)
+
+projects = sa.Table(
+    "projects", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.Integer, sa.ForeignKey("data_requests.id"), nullable=False),
+    sa.Column("title", sa.String(300), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # active | closed
+    sa.Column("starts", sa.Date, nullable=False),
+    sa.Column("ends", sa.Date, nullable=False),
+    sa.Column("salt", sa.String(64), nullable=False),  # per-project pseudonyms
+    sa.Column("final_report", sa.Text),
+    sa.Column("closed_at", sa.DateTime(timezone=True)),
+)
+
+grants = sa.Table(
+    "grants", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False, index=True),
+    sa.Column("user_name", sa.String(100), sa.ForeignKey("users.name"), nullable=False, index=True),
+    sa.Column("entry", sa.String(100), nullable=False),
+    sa.Column("variables", JSON, nullable=False),
+    sa.Column("valid_from", sa.Date, nullable=False),
+    sa.Column("valid_until", sa.Date, nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_by", sa.String(100)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+access_log = sa.Table(  # append-only: triggers refuse UPDATE and DELETE (migration 0002)
+    "access_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("user_name", sa.String(100), nullable=False, index=True),
+    sa.Column("project_id", sa.Integer),
+    sa.Column("entry", sa.String(100)),
+    sa.Column("variables", JSON),
+    sa.Column("rows", sa.Integer),
+    sa.Column("data_version", sa.String(64)),
+    sa.Column("outcome", sa.String(16), nullable=False),  # allowed | refused
+    sa.Column("reason", sa.Text),
+)
+
+extracts = sa.Table(
+    "extracts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("entry", sa.String(100), nullable=False),
+    sa.Column("variables", JSON, nullable=False),
+    sa.Column("data_version", sa.String(64), nullable=False),
+    sa.Column("path", sa.String(500), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_extracts_lookup", "project_id", "entry", "data_version"),
+)
+
+
 # Research-usable rows: the views research_clients / research_trajectories /
 # research_measurements (created by the migrations) leave out objecting clients and clients whose
 # objection status is not known yet. Every research-facing query reads them, never the base tables.

@@ -243,3 +243,22 @@ def test_migrated_schema_matches_the_models(settings):
         assert compare_metadata(MigrationContext.configure(conn), store.metadata) == []
         views = set(sa.inspect(conn).get_view_names())
     assert {"research_clients", "research_trajectories", "research_measurements"} <= views
+
+
+def test_sdq_is_scored_at_import_and_unscorable_questionnaires_still_load(settings, tmp_path):
+    base = {"Organisatie": "ORG01", "Periode": "2024", "Cliëntnummer": "C1", "Trajectnummer": "T1",
+            "Vragenlijst": "SDQ", "Informant": "ouder", "Meetmoment": "start", "Afnamedatum": "01-03-2023"}
+    full = {**base, "Afnamenummer": "S1", **{f"Vraag {i}": "1" for i in range(1, 26)}}
+    empty = {**base, "Afnamenummer": "S2", **{f"Vraag {i}": "" for i in range(1, 26)}}
+    path = write_csv(tmp_path / "ORG01_sdq_2024.csv", [full, empty])
+    report = Ingestor(settings).ingest(path)
+    assert (report.rows_loaded, report.rows_quarantined) == (2, 0)
+    got = {}
+    for r in rows(store.get_engine(settings), "SELECT scores, items FROM measurements"):
+        scores = r["scores"] if isinstance(r["scores"], dict) else json.loads(r["scores"])
+        items = r["items"] if isinstance(r["items"], dict) else json.loads(r["items"])
+        got[sum(v is not None for v in items.values())] = scores
+    # all answers 1: every scale 5 (reverse items 2-1 = 1 too); total = 4 x 5; parent band for 20 is very high
+    assert got[25]["total_difficulties"] == {"raw": 20, "band": "very_high"}
+    assert got[25]["prosocial"] == {"raw": 5, "band": "very_low"}
+    assert got[0] == {}
