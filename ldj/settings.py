@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     language: str = Field("nl", description="Language of messages and reports: nl or en.")
     ingest_chunk_rows: int = Field(50_000, description="Rows read, validated and loaded per chunk; bounds import memory.")
     ingest_workers: int = Field(1, description="Helper processes that read and validate ahead of the loader (0: none).")
+    disclosure_threshold: int = Field(10, description="Smallest number of clients behind a published count or statistic.")
+    disclosure_rounding: int = Field(5, description="Published counts are rounded to a multiple of this (1: no rounding).")
+    data_service_url: str = Field("http://127.0.0.1:8000/services/ldj-data",
+                                  description="Base URL of the data service, as workspaces reach it.")
     progress: str = Field("auto", description="Progress bars: auto (when on a terminal), always or never.")
 
     @classmethod

@@ -1,0 +1,250 @@
+"""The governed catalogue: entries as data (`catalog/entries/*.yaml`), their data dictionaries, how
+each is built from the research-usable views, live counts, and the master Intake catalogue.
+
+An entry file with `for_each: instrument` stands for one entry per instrument definition, so a new
+instrument brings its scale-score and pairs entries along without code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+import yaml
+
+from . import store
+from .instruments import Instrument, load_instruments
+from .outcomes import pairs
+
+SOURCES = ("trajectories", "measurements", "pairs")
+SENSITIVITY = ("public", "restricted", "sensitive")
+
+
+class CatalogueError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    type: str
+    label: dict[str, str]
+    value_labels: dict[str, str] = field(default_factory=dict)
+    identifier: bool = False  # re-pseudonymised per project in every extract
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    title: dict[str, str]
+    description: dict[str, str]
+    source: str
+    themes: tuple[str, ...]
+    sensitivity: str
+    variables: tuple[Variable, ...]
+    instrument: str | None = None
+
+    @property
+    def variable_names(self) -> list[str]:
+        return [v.name for v in self.variables]
+
+    def variable(self, name: str) -> Variable:
+        for v in self.variables:
+            if v.name == name:
+                return v
+        raise KeyError(name)
+
+    def dictionary(self, language: str = "nl") -> pd.DataFrame:
+        return pd.DataFrame([{"variable": v.name, "type": v.type, "label": v.label.get(language, v.name),
+                              "values": ", ".join(f"{k} = {lab}" for k, lab in v.value_labels.items())}
+                             for v in self.variables])
+
+
+def _format(value, fields: dict):
+    if isinstance(value, str):
+        return value.format(**fields)
+    if isinstance(value, dict):
+        return {k: _format(v, fields) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_format(v, fields) for v in value]
+    return value
+
+
+def _scale_variables(inst: Instrument, kinds: list[str]) -> list[dict]:
+    out = []
+    for s in inst.scales:
+        nl, en = s.label.get("nl", s.code), s.label.get("en", s.code)
+        labels = {"raw": ("ruwe score", "raw score", "number"), "t": ("T-score", "T score", "number"),
+                  "band": ("range", "range", "category"), "start": ("bij start", "at start", "number"),
+                  "end": ("bij einde", "at end", "number"), "band_start": ("range bij start", "range at start", "category"),
+                  "band_end": ("range bij einde", "range at end", "category")}
+        for kind in kinds:
+            if kind == "t" and s.t_range is None:
+                continue
+            if kind.startswith("band") and not s.bands:
+                continue
+            lab_nl, lab_en, type_ = labels[kind]
+            out.append({"name": f"{s.code}_{kind}", "type": type_, "label": {"nl": f"{nl}: {lab_nl}", "en": f"{en}: {lab_en}"},
+                        "value_labels": {b: inst.band_labels.get(b, {}).get("nl", b) for b in
+                                         dict.fromkeys(band.label for bands in s.bands.values() for band in bands)}
+                        if type_ == "category" else {}})
+    return out
+
+
+def _entry(data: dict, source: Path, interventions: dict[str, str]) -> Entry:
+    try:
+        if data["source"] not in SOURCES:
+            raise CatalogueError(f"{source.name}: source must be one of {SOURCES}")
+        if data.get("sensitivity", "restricted") not in SENSITIVITY:
+            raise CatalogueError(f"{source.name}: sensitivity must be one of {SENSITIVITY}")
+        variables = []
+        for v in data["variables"]:
+            labels = dict(v.get("value_labels", {}))
+            if v.get("value_labels_from") == "interventions":
+                labels = dict(interventions)
+            variables.append(Variable(v["name"], v.get("type", "string"), dict(v["label"]), labels,
+                                      bool(v.get("identifier", False))))
+        names = [v.name for v in variables]
+        if len(set(names)) != len(names):
+            raise CatalogueError(f"{source.name}: a variable is listed twice")
+        return Entry(id=data["id"], title=dict(data["title"]), description=dict(data.get("description", {})),
+                     source=data["source"], themes=tuple(data.get("themes", ())),
+                     sensitivity=data.get("sensitivity", "restricted"), variables=tuple(variables),
+                     instrument=data.get("instrument"))
+    except KeyError as exc:
+        raise CatalogueError(f"{source.name}: missing field {exc.args[0]!r}") from None
+
+
+def load_entries(catalog_dir: Path) -> dict[str, Entry]:
+    """Every catalogue entry, `for_each: instrument` templates expanded, keyed by id."""
+    catalog_dir = Path(catalog_dir)
+    instruments = load_instruments(catalog_dir)
+    interventions = {row["code"]: row["name"]["nl"] for row in
+                     yaml.safe_load((catalog_dir / "interventions.yaml").read_text(encoding="utf-8"))}
+    entries: dict[str, Entry] = {}
+    for path in sorted((catalog_dir / "entries").glob("*.y*ml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if data.get("for_each") == "instrument":
+            expanded = []
+            for code, inst in sorted(instruments.items()):
+                if not set(data.get("only_if_moments", ())) <= set(inst.moments):
+                    continue
+                fields = {"instrument": code, "name_nl": inst.name.get("nl", code), "name_en": inst.name.get("en", code)}
+                one = _format({k: v for k, v in data.items() if k not in ("for_each", "scale_variables", "only_if_moments")},
+                              fields)
+                one["instrument"] = code
+                one["variables"] = list(one["variables"]) + _scale_variables(inst, data.get("scale_variables", []))
+                expanded.append(one)
+        else:
+            expanded = [data]
+        for one in expanded:
+            entry = _entry(one, path, interventions)
+            if entry.id in entries:
+                raise CatalogueError(f"{path.name}: entry id {entry.id!r} defined twice")
+            entries[entry.id] = entry
+    return entries
+
+
+# --- building an entry from the store ---------------------------------------------------------
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _trajectory_frame(conn) -> pd.DataFrame:
+    t = store.research_usable("trajectories")
+    c = store.research_usable("clients")
+    stmt = sa.select(t.c.pseudonym.label("trajectory"), t.c.client, t.c.organisation, t.c.team, t.c.intervention,
+                     t.c.start_date, t.c.end_date, t.c.end_reason, t.c.age_at_start, c.c.gender, t.c.diagnosis,
+                     c.c.lvb, t.c.outcomes).select_from(t.join(c, c.c.pseudonym == t.c.client))
+    frame = pd.DataFrame(conn.execute(stmt).mappings().all())
+    if frame.empty:
+        return frame
+    outcomes = frame.pop("outcomes").map(lambda v: _json(v) or {})
+    for key in ("breakdown", "living_at_home", "crisis_resolved", "model_fidelity"):
+        frame[f"outcome_{key}"] = outcomes.map(lambda o, k=key: o.get(k))
+    return frame
+
+
+def _measurement_frame(conn, instrument: str) -> pd.DataFrame:
+    m = store.research_usable("measurements")
+    stmt = sa.select(m.c.pseudonym.label("measurement"), m.c.trajectory, m.c.client, m.c.organisation, m.c.informant,
+                     m.c.moment, m.c.date, m.c.scores).where(m.c.instrument == instrument)
+    frame = pd.DataFrame(conn.execute(stmt).mappings().all())
+    if not frame.empty:
+        frame["scores"] = frame["scores"].map(_json)
+    return frame
+
+
+def build_frame(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrument]) -> pd.DataFrame:
+    """The entry's research-usable rows with all its variables (store pseudonyms, not yet per project)."""
+    with engine.connect() as conn:
+        if entry.source == "trajectories":
+            frame = _trajectory_frame(conn)
+        elif entry.source == "measurements":
+            frame = _measurement_frame(conn, entry.instrument)
+            if not frame.empty:
+                scores = frame.pop("scores")
+                for s in instruments[entry.instrument].scales:
+                    for kind in ("raw", "t", "band"):
+                        frame[f"{s.code}_{kind}"] = scores.map(lambda d, c=s.code, k=kind: (d.get(c) or {}).get(k))
+        else:
+            inst = instruments[entry.instrument]
+            trajectories = _trajectory_frame(conn)
+            measurements = _measurement_frame(conn, entry.instrument)
+            if trajectories.empty or measurements.empty:
+                frame = pd.DataFrame()
+            else:
+                found = pairs(measurements, trajectories.rename(columns={"trajectory": "pseudonym"}), inst)
+                frame = found.merge(trajectories[["trajectory", "client", "organisation", "intervention",
+                                                  "age_at_start", "gender"]], on="trajectory")
+    for v in entry.variable_names:
+        if v not in frame.columns:
+            frame[v] = pd.Series(dtype=object)
+    return frame[entry.variable_names].reset_index(drop=True)
+
+
+def entry_counts(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrument]) -> dict:
+    """Live counts for an entry: rows, distinct clients, organisations, first and last date.
+
+    Exact counts for the steward; anything published goes through `ldj.disclosure` first.
+    """
+    frame = build_frame(engine, entry, instruments)
+    dates = [c for c in ("date", "start_date") if c in frame.columns]
+    when = pd.to_datetime(frame[dates[0]]) if dates and len(frame) else pd.Series(dtype="datetime64[ns]")
+    return {"rows": len(frame),
+            "clients": int(frame["client"].nunique()) if "client" in frame.columns else 0,
+            "organisations": int(frame["organisation"].nunique()) if "organisation" in frame.columns else 0,
+            "first": None if when.empty or when.isna().all() else when.min().date().isoformat(),
+            "last": None if when.empty or when.isna().all() else when.max().date().isoformat()}
+
+
+# --- the master Intake catalogue --------------------------------------------------------------
+
+def write_master_catalogue(engine: sa.Engine, entries: dict[str, Entry], instruments: dict[str, Instrument],
+                           folder: Path) -> Path:
+    """Snapshot every entry to Parquet under `folder` and write `folder/catalog.yaml` (Intake 2).
+
+    This is the steward's catalogue over store pseudonyms. Researchers never get it: their
+    catalogues (per user) read project extracts through the data service.
+    """
+    import intake
+    from intake.readers.datatypes import Parquet
+    from intake.readers.readers import PandasParquet
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cat = intake.entry.Catalog(metadata={"title": "LDJ master catalogue", "description": "Steward use only."})
+    for entry in entries.values():
+        path = folder / f"{entry.id}.parquet"
+        build_frame(engine, entry, instruments).to_parquet(path, index=False)
+        reader = PandasParquet(Parquet(url=f"{{CATALOG_DIR}}/{path.name}"),
+                               metadata={"title": entry.title, "description": entry.description,
+                                         "themes": list(entry.themes), "sensitivity": entry.sensitivity,
+                                         "dictionary": entry.dictionary().to_dict(orient="records")})
+        cat[entry.id] = reader
+    target = folder / "catalog.yaml"
+    cat.to_yaml_file(str(target))
+    return target

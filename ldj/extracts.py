@@ -1,0 +1,167 @@
+"""Per-project extracts: only the granted variables, project-specific pseudonyms, pinned to a data
+version, with a manifest; and the access check that guards every read, logged either way.
+
+Used by the data service (the only way person-level data reaches a workspace) and `ldj extract`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from . import store
+from .catalogue import Entry, build_frame
+from .instruments import Instrument
+from .pseudonyms import PSEUDONYM_CHARS, load_or_create_key
+from .settings import Settings
+
+
+class AccessRefused(PermissionError):
+    """A read outside the grant. `status` is the HTTP status the data service answers with."""
+
+    def __init__(self, reason: str, status: int = 403):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass
+class Manifest:
+    project: int
+    entry: str
+    variables: list[str]
+    data_version: str
+    batches: list[int]
+    rows: int
+    sha256: str
+    created_at: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def data_version(engine: sa.Engine) -> tuple[str, list[int]]:
+    """The store's data version: a digest of the loaded import batches, and their ids."""
+    b = store.import_batches
+    with engine.connect() as conn:
+        ids = conn.execute(sa.select(b.c.id).where(b.c.status == "loaded").order_by(b.c.id)).scalars().all()
+    digest = hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
+    return digest, list(ids)
+
+
+def project_pseudonyms(key: bytes, salt: str, values: pd.Series) -> pd.Series:
+    """Store pseudonyms re-keyed per project, so two projects' extracts cannot be linked."""
+    prefix = f"project\x1f{salt}\x1f".encode()
+    cache: dict[str, str] = {}
+
+    def one(v):
+        if v is None or v != v:
+            return None
+        out = cache.get(v)
+        if out is None:
+            out = cache[v] = hmac.digest(key, prefix + str(v).encode(), "sha256").hex()[:PSEUDONYM_CHARS]
+        return out
+
+    return values.map(one)
+
+
+def log_access(engine: sa.Engine, *, user: str, outcome: str, project: int | None = None, entry: str | None = None,
+               variables: list[str] | None = None, rows: int | None = None, version: str | None = None,
+               reason: str | None = None) -> None:
+    with engine.begin() as conn:
+        conn.execute(store.access_log.insert().values(
+            at=datetime.now(timezone.utc), user_name=user, project_id=project, entry=entry, variables=variables,
+            rows=rows, data_version=version, outcome=outcome, reason=reason))
+
+
+def authorize(engine: sa.Engine, user: str, project: int, entry: str, variables: list[str] | None,
+              entries: dict[str, Entry], on: date | None = None) -> list[str]:
+    """The variables `user` may read of `entry` in `project` today, or `AccessRefused`.
+
+    Checked against the grants table at every call: revocation and expiry count at once.
+    `variables=None` asks for every granted variable.
+    """
+    on = on or date.today()
+    if entry not in entries:
+        raise AccessRefused(f"onbekend catalogusitem '{entry}'", 404)
+    g, p = store.grants, store.projects
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(g.c.variables, g.c.valid_from, g.c.valid_until, g.c.revoked_at, p.c.status)
+            .select_from(g.join(p, p.c.id == g.c.project_id))
+            .where(g.c.user_name == user, g.c.project_id == project, g.c.entry == entry)
+        ).all()
+    if not rows:
+        raise AccessRefused(f"geen toekenning voor '{entry}' in project {project}")
+    live = [r for r in rows if r.revoked_at is None and r.status == "active" and r.valid_from <= on <= r.valid_until]
+    if not live:
+        reasons = {"revoked" if r.revoked_at else "closed" if r.status != "active" else "expired" for r in rows}
+        raise AccessRefused({"revoked": "toekenning ingetrokken", "closed": "project gesloten",
+                             "expired": "toekenning verlopen of nog niet geldig"}[sorted(reasons)[0]])
+    granted: list[str] = []
+    for r in live:
+        granted += [v for v in (json.loads(r.variables) if isinstance(r.variables, str) else r.variables)
+                    if v not in granted]
+    if variables is None:
+        return granted
+    refused = [v for v in variables if v not in granted]
+    if refused:
+        raise AccessRefused(f"variabelen niet toegekend: {', '.join(refused)}")
+    return list(variables)
+
+
+def build_extract(engine: sa.Engine, settings: Settings, project: int, entry: Entry, variables: list[str],
+                  instruments: dict[str, Instrument]) -> tuple[Path, Manifest]:
+    """The project's extract of `entry` with exactly `variables`, cached per data version."""
+    version, batches = data_version(engine)
+    p = store.projects
+    with engine.connect() as conn:
+        salt = conn.execute(sa.select(p.c.salt).where(p.c.id == project)).scalar_one()
+    tag = hashlib.sha256(json.dumps(sorted(variables)).encode()).hexdigest()[:8]
+    folder = settings.data_dir / "extracts" / f"project-{project}" / version
+    path = folder / f"{entry.id}-{tag}.parquet"
+    manifest_path = path.with_suffix(".manifest.json")
+    if path.exists() and manifest_path.exists():
+        return path, Manifest(**json.loads(manifest_path.read_text()))
+    frame = build_frame(engine, entry, instruments)[variables].copy()
+    key = load_or_create_key(settings.resolved_key_file)
+    for v in variables:
+        if entry.variable(v).identifier:
+            frame[v] = project_pseudonyms(key, salt, frame[v])
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    frame.to_parquet(tmp, index=False)
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    tmp.replace(path)
+    manifest = Manifest(project=project, entry=entry.id, variables=list(variables), data_version=version,
+                        batches=batches, rows=len(frame), sha256=digest,
+                        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    manifest_path.write_text(json.dumps(manifest.to_json(), indent=2))
+    with engine.begin() as conn:
+        conn.execute(store.extracts.insert().values(
+            project_id=project, entry=entry.id, variables=list(variables), data_version=version, path=str(path),
+            rows=len(frame), sha256=digest, created_at=datetime.now(timezone.utc)))
+    return path, manifest
+
+
+def read_extract(engine: sa.Engine, settings: Settings, user: str, project: int, entry_id: str,
+                 variables: list[str] | None, entries: dict[str, Entry],
+                 instruments: dict[str, Instrument]) -> tuple[Path, Manifest]:
+    """Authorize, build (or reuse) and log one read. Refusals are logged and re-raised."""
+    try:
+        allowed = authorize(engine, user, project, entry_id, variables, entries)
+    except AccessRefused as exc:
+        log_access(engine, user=user, outcome="refused", project=project, entry=entry_id, variables=variables,
+                   reason=exc.reason)
+        raise
+    path, manifest = build_extract(engine, settings, project, entries[entry_id], allowed, instruments)
+    log_access(engine, user=user, outcome="allowed", project=project, entry=entry_id, variables=allowed,
+               rows=manifest.rows, version=manifest.data_version)
+    return path, manifest
