@@ -108,6 +108,68 @@ def summary() -> None:
     click.echo(f"Quarantaine: {s['quarantined']} rijen in {s['batches']} leveringen")
 
 
+# --- the governed catalogue -------------------------------------------------------------------
+
+@main.group()
+def catalog() -> None:
+    """The governed catalogue: entries, dictionaries, live counts, the master Intake catalogue."""
+
+
+def _catalogue():
+    from . import store
+    from .catalogue import load_entries
+    from .instruments import load_instruments
+
+    settings = get_settings()
+    return store.get_engine(settings), load_entries(settings.catalog_dir), load_instruments(settings.catalog_dir)
+
+
+@catalog.command("list")
+def catalog_list() -> None:
+    """Every entry with its live counts (exact: for the steward's eyes)."""
+    from .catalogue import entry_counts
+
+    engine, entries, instruments = _catalogue()
+    click.echo(f"{'item':<24} {'rijen':>8} {'cliënten':>9} {'org.':>5}  {'periode':<23} titel")
+    for entry in entries.values():
+        c = entry_counts(engine, entry, instruments)
+        period = f"{c['first'] or '-'} – {c['last'] or '-'}"
+        click.echo(f"{entry.id:<24} {c['rows']:>8} {c['clients']:>9} {c['organisations']:>5}  {period:<23} "
+                   f"{entry.title['nl']}")
+
+
+@catalog.command("show")
+@click.argument("entry_id")
+@click.option("--language", type=click.Choice(["nl", "en"]), default=None)
+def catalog_show(entry_id: str, language: str | None) -> None:
+    """One entry: description, counts and its data dictionary."""
+    from .catalogue import entry_counts
+
+    engine, entries, instruments = _catalogue()
+    if entry_id not in entries:
+        raise click.ClickException(f"onbekend catalogusitem '{entry_id}'; zie 'ldj catalog list'")
+    entry = entries[entry_id]
+    language = language or get_settings().language
+    c = entry_counts(engine, entry, instruments)
+    click.echo(f"{entry.id}: {entry.title[language]}\n{entry.description.get(language, '')}")
+    click.echo(f"bron: {entry.source}  thema's: {', '.join(entry.themes)}  gevoeligheid: {entry.sensitivity}")
+    click.echo(f"rijen: {c['rows']}  cliënten: {c['clients']}  organisaties: {c['organisations']}  "
+               f"periode: {c['first']} – {c['last']}\n")
+    click.echo(entry.dictionary(language).to_string(index=False))
+
+
+@catalog.command("build")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder (default: <data_dir>/catalogue).")
+def catalog_build(out: Path | None) -> None:
+    """Snapshot every entry to Parquet and write the master Intake catalogue (steward use)."""
+    from .catalogue import write_master_catalogue
+
+    engine, entries, instruments = _catalogue()
+    path = write_master_catalogue(engine, entries, instruments, out or get_settings().data_dir / "catalogue")
+    click.echo(f"Intake-catalogus geschreven: {path}")
+
+
 # --- synthetic data --------------------------------------------------------------------------
 
 @main.command()

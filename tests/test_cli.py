@@ -72,3 +72,18 @@ def test_settings_and_instruments_listings(tmp_path):
     assert "LDJ_DATA_DIR" in settings and str(tmp_path / "v") in settings
     instruments = ldj("instruments", data_dir=tmp_path / "v").stdout
     assert {"cbcl_6_18", "sdq", "obvl", "kidscreen10", "satisfaction"} <= {l.split()[0] for l in instruments.splitlines()}
+
+
+def test_catalog_list_show_and_build(demo):
+    root, data, _ = demo
+    listing = ldj("catalog", "list", data_dir=data).stdout.splitlines()
+    ids = {line.split()[0] for line in listing[1:]}
+    assert {"trajectories", "cbcl_6_18_scores", "sdq_pairs", "satisfaction_scores"} <= ids
+    trajectories = next(line for line in listing if line.startswith("trajectories "))
+    assert int(trajectories.split()[1]) > 0
+    shown = ldj("catalog", "show", "trajectories", data_dir=data).stdout
+    assert "Trajecten met cliëntkenmerken" in shown and "age_at_start" in shown
+    missing = ldj("catalog", "show", "bestaat_niet", data_dir=data, check=False)
+    assert missing.returncode != 0 and "onbekend catalogusitem" in missing.stderr
+    built = ldj("catalog", "build", "--out", str(root / "cat"), data_dir=data).stdout
+    assert (root / "cat" / "catalog.yaml").exists() and "catalog.yaml" in built
