@@ -7,7 +7,7 @@ DATA_DIR ?= var
 DEMO_QUESTIONNAIRES ?= 20000
 export LDJ_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: demo test bench venv system-deps clean lock
+.PHONY: demo test bench venv node system-deps clean lock
 
 demo: venv
 	$(BIN)/ldj db upgrade
@@ -15,7 +15,7 @@ demo: venv
 	$(BIN)/ldj ingest $(DATA_DIR)/demo-delivery --delivered-by "demo (synthetisch)" --no-progress --brief
 	$(BIN)/ldj summary
 
-test: venv system-deps
+test: venv node system-deps
 	$(BIN)/ruff check ldj tests bench
 	$(BIN)/pytest -q
 
@@ -23,6 +23,15 @@ bench: venv
 	$(BIN)/python bench/ingest.py
 
 venv: $(VENV)/.installed
+
+# configurable-http-proxy for JupyterHub, from the npm registry (package-lock.json pins it).
+node: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm >/dev/null; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,4 +52,4 @@ lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-ckan node_modules .pytest_cache

@@ -248,3 +248,36 @@ def write_master_catalogue(engine: sa.Engine, entries: dict[str, Entry], instrum
     target = folder / "catalog.yaml"
     cat.to_yaml_file(str(target))
     return target
+
+
+def write_user_catalogue(entries: dict[str, Entry], grants: list[dict], service_url: str, path: Path) -> Path:
+    """The Intake catalogue a workspace holds: exactly the user's granted entries (over all their
+    active projects), each read through the data service with the user's own hub token.
+
+    `grants`: dicts with project, entry, variables. The token stays a template
+    (`{env(JUPYTERHUB_API_TOKEN)}`) resolved at read time: it is never written to the file.
+    """
+    import intake
+    from intake.readers.datatypes import Parquet
+    from intake.readers.readers import PandasParquet
+
+    projects_per_entry: dict[str, set[int]] = {}
+    for g in grants:
+        projects_per_entry.setdefault(g["entry"], set()).add(g["project"])
+    cat = intake.entry.Catalog(metadata={"title": "LDJ: mijn gegevens", "description":
+                                         "Alleen de door de APO toegekende catalogusitems."})
+    for g in sorted(grants, key=lambda g: (g["entry"], g["project"])):
+        entry = entries[g["entry"]]
+        name = entry.id if len(projects_per_entry[entry.id]) == 1 else f"{entry.id}_p{g['project']}"
+        variables = list(g["variables"])
+        url = (f"{service_url.rstrip('/')}/api/projects/{g['project']}/entries/{entry.id}.parquet"
+               f"?variables={','.join(variables)}")
+        dictionary = entry.dictionary()
+        cat[name] = PandasParquet(
+            Parquet(url=url, storage_options={"Authorization": "token {env(JUPYTERHUB_API_TOKEN)}"}),
+            metadata={"title": entry.title, "description": entry.description, "project": g["project"],
+                      "variables": variables,
+                      "dictionary": dictionary[dictionary["variable"].isin(variables)].to_dict(orient="records")})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cat.to_yaml_file(str(path))
+    return path

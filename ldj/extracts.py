@@ -85,36 +85,41 @@ def authorize(engine: sa.Engine, user: str, project: int, entry: str, variables:
               entries: dict[str, Entry], on: date | None = None) -> list[str]:
     """The variables `user` may read of `entry` in `project` today, or `AccessRefused`.
 
-    Checked against the grants table at every call: revocation and expiry count at once.
-    `variables=None` asks for every granted variable.
+    The grants decide (`governance.granted_variables`, read at every call: revocation and expiry
+    count at once). `variables=None` asks for every granted variable.
     """
+    from .governance import granted_variables
+
     on = on or date.today()
     if entry not in entries:
         raise AccessRefused(f"onbekend catalogusitem '{entry}'", 404)
-    g, p = store.grants, store.projects
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(g.c.variables, g.c.valid_from, g.c.valid_until, g.c.revoked_at, p.c.status)
-            .select_from(g.join(p, p.c.id == g.c.project_id))
-            .where(g.c.user_name == user, g.c.project_id == project, g.c.entry == entry)
-        ).all()
-    if not rows:
-        raise AccessRefused(f"geen toekenning voor '{entry}' in project {project}")
-    live = [r for r in rows if r.revoked_at is None and r.status == "active" and r.valid_from <= on <= r.valid_until]
-    if not live:
-        reasons = {"revoked" if r.revoked_at else "closed" if r.status != "active" else "expired" for r in rows}
-        raise AccessRefused({"revoked": "toekenning ingetrokken", "closed": "project gesloten",
-                             "expired": "toekenning verlopen of nog niet geldig"}[sorted(reasons)[0]])
-    granted: list[str] = []
-    for r in live:
-        granted += [v for v in (json.loads(r.variables) if isinstance(r.variables, str) else r.variables)
-                    if v not in granted]
+    granted = granted_variables(engine, user, project, entry, on)
+    if not granted:
+        raise AccessRefused(_why_not(engine, user, project, entry, on))
     if variables is None:
-        return granted
+        return [v for v in entries[entry].variable_names if v in granted]
     refused = [v for v in variables if v not in granted]
     if refused:
         raise AccessRefused(f"variabelen niet toegekend: {', '.join(refused)}")
     return list(variables)
+
+
+def _why_not(engine: sa.Engine, user: str, project: int, entry: str, on: date) -> str:
+    """Why a user has no access, for the refusal message and the access log."""
+    g, p = store.grants, store.projects
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(g.c.valid_from, g.c.valid_until, g.c.revoked_at, p.c.status)
+                            .select_from(g.join(p, p.c.id == g.c.project_id))
+                            .where(g.c.user_name == user, g.c.project_id == project, g.c.entry == entry)).all()
+    if not rows:
+        return f"geen toekenning voor '{entry}' in project {project}"
+    if all(r.revoked_at is not None for r in rows):
+        return "toekenning ingetrokken"
+    if all(r.status != "active" for r in rows):
+        return "project gesloten"
+    if all(not (r.valid_from <= on <= r.valid_until) for r in rows):
+        return "toekenning verlopen of nog niet geldig"
+    return "account niet actief"
 
 
 def build_extract(engine: sa.Engine, settings: Settings, project: int, entry: Entry, variables: list[str],

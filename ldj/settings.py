@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     disclosure_rounding: int = Field(5, description="Published counts are rounded to a multiple of this (1: no rounding).")
     data_service_url: str = Field("http://127.0.0.1:8000/services/ldj-data",
                                   description="Base URL of the data service, as workspaces reach it.")
+    apo_decision_rule: str = Field("majority", description="How APO votes decide a request: majority or unanimous.")
+    apo_min_votes: int = Field(2, description="Fewest votes cast before the steward can record a decision.")
+    final_report_min_chars: int = Field(50, description="Shortest final report that can close a project.")
     progress: str = Field("auto", description="Progress bars: auto (when on a terminal), always or never.")
 
     @classmethod
