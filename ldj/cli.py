@@ -170,6 +170,230 @@ def catalog_build(out: Path | None) -> None:
     click.echo(f"Intake-catalogus geschreven: {path}")
 
 
+# --- accounts, the APO workflow and the access log --------------------------------------------
+
+def _gov():
+    from . import governance, store
+
+    return governance, store.get_engine(get_settings())
+
+
+def _governed(fn):
+    """Domain refusals become a plain message and exit status 1, never a traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .governance import GovernanceError
+
+        try:
+            return fn(*args, **kwargs)
+        except GovernanceError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+@main.group()
+def users() -> None:
+    """Accounts (the embedded default; production logs in through OpenID Connect)."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--display-name", required=True)
+@click.option("--organisation", required=True, help="Member code (ORG07) or institute name.")
+@click.option("--role", "roles", multiple=True, required=True,
+              type=click.Choice(["researcher", "apo", "steward", "member"]))
+@click.option("--email")
+@click.option("--password-stdin", is_flag=True, help="Read a password from standard input.")
+@_governed
+def users_add(name, display_name, organisation, roles, email, password_stdin) -> None:
+    """Create an account."""
+    gov, engine = _gov()
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    user = gov.add_user(engine, name, display_name=display_name, organisation=organisation, roles=roles,
+                        email=email, password=password)
+    click.echo(f"{user.name}: {', '.join(user.roles)} ({user.organisation})")
+
+
+@users.command("list")
+def users_list() -> None:
+    """Every account with its roles."""
+    gov, engine = _gov()
+    for u in gov.list_users(engine):
+        click.echo(f"{u.name:<16} {'actief' if u.active else 'inactief':<9} {','.join(u.roles):<28} {u.organisation or ''}")
+
+
+@main.group()
+def apo() -> None:
+    """APO data requests: write, submit, review, decide, amend, close."""
+
+
+def _entry_variables() -> dict[str, set[str]]:
+    from .catalogue import load_entries
+
+    return {e.id: set(e.variable_names) for e in load_entries(get_settings().catalog_dir).values()}
+
+
+@apo.command("new")
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
+@click.option("--as", "actor", required=True, help="The applicant.")
+@_governed
+def apo_new(file: Path, actor: str) -> None:
+    """A draft request from a YAML file (title, applicant_organisation, sejn_member, fee_eur, criteria,
+    entries: {entry: [variables]}, members, access_from, access_until)."""
+    import yaml
+
+    gov, engine = _gov()
+    data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    request_id = gov.create_request(
+        engine, actor, title=data["title"], applicant_organisation=data["applicant_organisation"],
+        sejn_member=bool(data["sejn_member"]), criteria=data["criteria"], entries=data["entries"],
+        members=data.get("members", []), access_from=data.get("access_from"), access_until=data.get("access_until"),
+        fee_eur=data.get("fee_eur"), catalogue=_entry_variables())
+    click.echo(f"aanvraag {request_id} aangemaakt (concept)")
+
+
+@apo.command("submit")
+@click.argument("request_id", type=int)
+@click.option("--as", "actor", required=True)
+@_governed
+def apo_submit(request_id: int, actor: str) -> None:
+    """The applicant submits (or resubmits) a request."""
+    gov, engine = _gov()
+    click.echo(f"aanvraag {request_id}: {gov.status_label(gov.submit(engine, request_id, actor).status)}")
+
+
+@apo.command("start-review")
+@click.argument("request_id", type=int)
+@click.option("--as", "actor", required=True)
+@_governed
+def apo_start_review(request_id: int, actor: str) -> None:
+    """A steward puts a submitted request before the APO."""
+    gov, engine = _gov()
+    click.echo(f"aanvraag {request_id}: {gov.status_label(gov.start_review(engine, request_id, actor).status)}")
+
+
+@apo.command("review")
+@click.argument("request_id", type=int)
+@click.option("--as", "actor", required=True)
+@click.option("--scores", required=True, help="Six scores 1-5, one per criterion: 4,4,3,5,4,4")
+@click.option("--vote", type=click.Choice(["approve", "approve_with_conditions", "revise", "reject", "abstain"]),
+              required=True)
+@click.option("--comment", default=None)
+@_governed
+def apo_review(request_id: int, actor: str, scores: str, vote: str, comment: str | None) -> None:
+    """An APO member's scores per criterion and vote."""
+    gov, engine = _gov()
+    values = [int(x) for x in scores.split(",")]
+    if len(values) != 6:
+        raise click.ClickException("geef zes scores, één per criterium")
+    gov.review(engine, request_id, actor, dict(enumerate(values, start=1)), {}, None if vote == "abstain" else vote,
+               comment)
+    click.echo(f"beoordeling van {actor} op aanvraag {request_id} opgeslagen")
+
+
+@apo.command("decide")
+@click.argument("request_id", type=int)
+@click.option("--as", "actor", required=True)
+@click.option("--conditions", default=None)
+@_governed
+def apo_decide(request_id: int, actor: str, conditions: str | None) -> None:
+    """The steward records the decision the votes give."""
+    gov, engine = _gov()
+    decision = gov.decide(engine, request_id, actor, conditions)
+    extra = f"; project {decision.project_id}" if decision.project_id else ""
+    click.echo(f"aanvraag {request_id}: {gov.status_label(decision.status)}{extra}")
+
+
+@apo.command("list")
+@click.option("--status", default=None)
+def apo_list(status: str | None) -> None:
+    """Requests, newest first."""
+    gov, engine = _gov()
+    for r in gov.list_requests(engine, status=status):
+        click.echo(f"{r.id:>5} {r.kind:<10} {gov.status_label(r.status):<40} {r.applicant:<12} {r.title}")
+
+
+@apo.command("show")
+@click.argument("request_id", type=int)
+@_governed
+def apo_show(request_id: int) -> None:
+    """A request with its history."""
+    gov, engine = _gov()
+    r = gov.get_request(engine, request_id)
+    click.echo(f"aanvraag {r.id}: {r.title}\nstatus: {gov.status_label(r.status)}  aanvrager: {r.applicant} "
+               f"({r.applicant_organisation})")
+    for e in gov.request_history(engine, request_id):
+        click.echo(f"  {e.at:%Y-%m-%d %H:%M}  {e.from_status or '-'} -> {e.to_status}  door {e.actor}"
+                   + (f"  ({e.note})" if e.note else ""))
+
+
+@apo.command("close")
+@click.argument("project_id", type=int)
+@click.option("--as", "actor", required=True)
+@click.option("--report", "report_file", type=click.Path(exists=True, path_type=Path), required=True,
+              help="The final report: what the results mean for practice.")
+@_governed
+def apo_close(project_id: int, actor: str, report_file: Path) -> None:
+    """Close a project with its final report."""
+    gov, engine = _gov()
+    gov.close_project(engine, project_id, actor, report_file.read_text(encoding="utf-8"))
+    click.echo(f"project {project_id} gesloten")
+
+
+@apo.command("revoke")
+@click.argument("grant_id", type=int)
+@click.option("--as", "actor", required=True)
+@_governed
+def apo_revoke(grant_id: int, actor: str) -> None:
+    """A steward revokes a grant; it counts from the next read."""
+    gov, engine = _gov()
+    click.echo("ingetrokken" if gov.revoke_grant(engine, grant_id, actor) else "was al ingetrokken")
+
+
+@main.command()
+@click.option("--user", default=None)
+@click.option("--project", type=int, default=None)
+@click.option("--outcome", type=click.Choice(["allowed", "refused"]), default=None)
+@click.option("--limit", type=int, default=50, show_default=True)
+def audit(user: str | None, project: int | None, outcome: str | None, limit: int) -> None:
+    """The access log: who read which data, when, for which project, and whether it was allowed."""
+    import sqlalchemy as sa
+
+    from . import store
+
+    log = store.access_log
+    stmt = sa.select(log).order_by(log.c.id.desc()).limit(limit)
+    for column, value in ((log.c.user_name, user), (log.c.project_id, project), (log.c.outcome, outcome)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    with store.get_engine(get_settings()).connect() as conn:
+        for r in conn.execute(stmt).mappings():
+            click.echo(f"{r['at']:%Y-%m-%d %H:%M:%S} {r['user_name']:<12} project {r['project_id'] or '-':<4} "
+                       f"{r['entry'] or '-':<22} {r['outcome']:<8} {r['rows'] if r['rows'] is not None else '':>7} "
+                       f"{r['reason'] or ''}")
+
+
+@catalog.command("for-user")
+@click.argument("name")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Where to write it (default: <data_dir>/users/NAME/catalog.yaml).")
+def catalog_for_user(name: str, out: Path | None) -> None:
+    """The Intake catalogue a workspace holds: exactly NAME's active grants, read through the data service."""
+    from . import governance
+    from .catalogue import load_entries, write_user_catalogue
+
+    settings = get_settings()
+    engine = _gov()[1]
+    grants = [{"project": g.project_id, "entry": g.entry, "variables": g.variables}
+              for g in governance.active_grants(engine, name)]
+    path = write_user_catalogue(load_entries(settings.catalog_dir), grants, settings.data_service_url,
+                                out or settings.data_dir / "users" / name / "catalog.yaml")
+    click.echo(f"{path} ({len(grants)} toekenningen)")
+
+
 # --- synthetic data --------------------------------------------------------------------------
 
 @main.command()

@@ -87,3 +87,45 @@ def test_catalog_list_show_and_build(demo):
     assert missing.returncode != 0 and "onbekend catalogusitem" in missing.stderr
     built = ldj("catalog", "build", "--out", str(root / "cat"), data_dir=data).stdout
     assert (root / "cat" / "catalog.yaml").exists() and "catalog.yaml" in built
+
+
+REQUEST = """title: "MST en LVB"
+applicant_organisation: ORG01
+sejn_member: true
+criteria:
+  aim_question: "Werkt MST even goed voor jongeren met LVB?"
+  fit_with_aims: "Wat werkt voor wie."
+  answerable_with_ldj: "CBCL-paren en trajecten."
+  analyses: "Regressie op de verandering in T-score."
+  practical_relevance: "Teams kiezen beter tussen MST en IAG."
+  researchers: "Promovendus met begeleider."
+entries:
+  trajectories: [trajectory, client, intervention, lvb]
+access_from: 2026-01-01
+access_until: 2099-12-31
+"""
+
+
+def test_apo_workflow_audit_and_user_catalogue_from_the_command_line(demo, tmp_path):
+    _, data, _ = demo
+    for name, org, role in (("stew", "SEJN", "steward"), ("a1", "UvA", "apo"), ("a2", "RU", "apo"),
+                            ("res", "ORG01", "researcher"), ("a3", "ORG01", "apo")):
+        ldj("users", "add", name, "--display-name", name, "--organisation", org, "--role", role, data_dir=data)
+    (tmp_path / "req.yaml").write_text(REQUEST)
+    assert "aanvraag 1 aangemaakt" in ldj("apo", "new", str(tmp_path / "req.yaml"), "--as", "res", data_dir=data).stdout
+    ldj("apo", "submit", "1", "--as", "res", data_dir=data)
+    again = ldj("apo", "submit", "1", "--as", "res", data_dir=data, check=False)
+    assert again.returncode == 1 and "kan niet naar 'ingediend'" in again.stderr and "Traceback" not in again.stderr
+    ldj("apo", "start-review", "1", "--as", "stew", data_dir=data)
+    conflict = ldj("apo", "review", "1", "--as", "a3", "--scores", "5,5,5,5,5,5", "--vote", "approve",
+                   data_dir=data, check=False)
+    assert conflict.returncode == 1 and "Traceback" not in conflict.stderr
+    for reviewer in ("a1", "a2"):
+        ldj("apo", "review", "1", "--as", reviewer, "--scores", "4,4,3,4,5,4", "--vote", "approve", data_dir=data)
+    assert "project 1" in ldj("apo", "decide", "1", "--as", "stew", data_dir=data).stdout
+    history = ldj("apo", "show", "1", data_dir=data).stdout
+    assert "in_review -> approved  door stew" in history
+    out = tmp_path / "cat.yaml"
+    assert "1 toekenningen" in ldj("catalog", "for-user", "res", "--out", str(out), data_dir=data).stdout
+    assert "trajectories" in out.read_text() and "JUPYTERHUB_API_TOKEN" in out.read_text()
+    assert ldj("audit", data_dir=data).returncode == 0
