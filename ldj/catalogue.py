@@ -179,18 +179,33 @@ def _measurement_frame(conn, instrument: str) -> pd.DataFrame:
     return frame
 
 
-def build_frame(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrument]) -> pd.DataFrame:
-    """The entry's research-usable rows with all its variables (store pseudonyms, not yet per project)."""
+def _scores_frame(conn, entry: Entry, instruments: dict[str, Instrument], variables: list[str]) -> pd.DataFrame:
+    """Scale scores pulled out of the JSON by the database itself (SQLite json_extract, PostgreSQL ->)."""
+    m = store.research_usable("measurements")
+    base = {"measurement": m.c.pseudonym, "trajectory": m.c.trajectory, "client": m.c.client,
+            "organisation": m.c.organisation, "informant": m.c.informant, "moment": m.c.moment, "date": m.c.date}
+    columns = []
+    for name in variables:
+        if name in base:
+            columns.append(base[name].label(name))
+            continue
+        scale, _, kind = name.rpartition("_")
+        value = m.c.scores[(scale, kind)]
+        columns.append((value.as_string() if kind == "band" else value.as_float()).label(name))
+    stmt = sa.select(*columns).where(m.c.instrument == entry.instrument)
+    return pd.DataFrame(conn.execute(stmt).all(), columns=variables)
+
+
+def build_frame(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrument],
+                variables: list[str] | None = None) -> pd.DataFrame:
+    """The entry's research-usable rows (store pseudonyms, not yet per project), with `variables`
+    (default: all of them) in dictionary order."""
+    variables = [v for v in entry.variable_names if variables is None or v in variables]
     with engine.connect() as conn:
         if entry.source == "trajectories":
             frame = _trajectory_frame(conn)
         elif entry.source == "measurements":
-            frame = _measurement_frame(conn, entry.instrument)
-            if not frame.empty:
-                scores = frame.pop("scores")
-                for s in instruments[entry.instrument].scales:
-                    for kind in ("raw", "t", "band"):
-                        frame[f"{s.code}_{kind}"] = scores.map(lambda d, c=s.code, k=kind: (d.get(c) or {}).get(k))
+            return _scores_frame(conn, entry, instruments, variables)
         else:
             inst = instruments[entry.instrument]
             trajectories = _trajectory_frame(conn)
@@ -201,10 +216,10 @@ def build_frame(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrume
                 found = pairs(measurements, trajectories.rename(columns={"trajectory": "pseudonym"}), inst)
                 frame = found.merge(trajectories[["trajectory", "client", "organisation", "intervention",
                                                   "age_at_start", "gender"]], on="trajectory")
-    for v in entry.variable_names:
+    for v in variables:
         if v not in frame.columns:
             frame[v] = pd.Series(dtype=object)
-    return frame[entry.variable_names].reset_index(drop=True)
+    return frame[variables].reset_index(drop=True)
 
 
 def entry_counts(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrument]) -> dict:

@@ -135,7 +135,7 @@ def build_extract(engine: sa.Engine, settings: Settings, project: int, entry: En
     manifest_path = path.with_suffix(".manifest.json")
     if path.exists() and manifest_path.exists():
         return path, Manifest(**json.loads(manifest_path.read_text()))
-    frame = build_frame(engine, entry, instruments)[variables].copy()
+    frame = build_frame(engine, entry, instruments, variables)[variables]
     key = load_or_create_key(settings.resolved_key_file)
     for v in variables:
         if entry.variable(v).identifier:
