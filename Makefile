@@ -19,8 +19,9 @@ test: venv node system-deps
 	$(BIN)/ruff check ldj tests bench
 	$(BIN)/pytest -q
 
-bench: venv
+bench: venv node
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/extract.py
 
 venv: $(VENV)/.installed
 
