@@ -7,7 +7,7 @@ DATA_DIR ?= var
 DEMO_QUESTIONNAIRES ?= 20000
 export LDJ_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: demo test bench venv node system-deps clean lock
+.PHONY: demo test bench venv node system-deps ckan-deps clean lock
 
 demo: venv
 	$(BIN)/ldj db upgrade
@@ -15,7 +15,7 @@ demo: venv
 	$(BIN)/ldj ingest $(DATA_DIR)/demo-delivery --delivered-by "demo (synthetisch)" --no-progress --brief
 	$(BIN)/ldj summary
 
-test: venv node system-deps
+test: venv node system-deps ckan-deps
 	$(BIN)/ruff check ldj tests bench
 	$(BIN)/pytest -q
 
@@ -47,6 +47,10 @@ system-deps:
 	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
 	fi
+
+# The real CKAN 2.12 that tests/test_ckan.py runs (its own venv, no Solr; skipped when installed).
+ckan-deps:
+	bash tests/ckan/install.sh
 
 # Refresh the pinned versions after changing pyproject.toml.
 lock:

@@ -7,11 +7,14 @@ instrument brings its scale-score and pairs entries along without code.
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 import yaml
 
@@ -154,18 +157,36 @@ def _json(value):
     return json.loads(value) if isinstance(value, str) else value
 
 
+OUTCOMES = ("breakdown", "living_at_home", "crisis_resolved", "model_fidelity")
+
+
+def _parse_json_column(texts: list[str | None], schema: pa.Schema) -> pa.Table:
+    """A JSON text column parsed column-wise by Arrow (missing objects give nulls)."""
+    import pyarrow.json as pj
+
+    data = "\n".join(t if isinstance(t, str) else "{}" for t in texts).encode()
+    return pj.read_json(io.BytesIO(data), parse_options=pj.ParseOptions(explicit_schema=schema)).flatten()
+
+
 def _trajectory_frame(conn) -> pd.DataFrame:
     t = store.research_usable("trajectories")
     c = store.research_usable("clients")
-    stmt = sa.select(t.c.pseudonym.label("trajectory"), t.c.client, t.c.organisation, t.c.team, t.c.intervention,
-                     t.c.start_date, t.c.end_date, t.c.end_reason, t.c.age_at_start, c.c.gender, t.c.diagnosis,
-                     c.c.lvb, t.c.outcomes).select_from(t.join(c, c.c.pseudonym == t.c.client))
-    frame = pd.DataFrame(conn.execute(stmt).mappings().all())
+    columns = [t.c.pseudonym.label("trajectory"), t.c.client, t.c.organisation, t.c.team, t.c.intervention,
+               sa.cast(t.c.start_date, sa.Text).label("start_date"), sa.cast(t.c.end_date, sa.Text).label("end_date"),
+               t.c.end_reason, t.c.age_at_start, c.c.gender, t.c.diagnosis, c.c.lvb,
+               sa.cast(t.c.outcomes, sa.Text).label("outcomes")]
+    rows = conn.execute(sa.select(*columns).select_from(t.join(c, c.c.pseudonym == t.c.client))).all()
+    names = [col.name for col in columns]
+    frame = pd.DataFrame(rows, columns=names)
     if frame.empty:
         return frame
-    outcomes = frame.pop("outcomes").map(lambda v: _json(v) or {})
-    for key in ("breakdown", "living_at_home", "crisis_resolved", "model_fidelity"):
-        frame[f"outcome_{key}"] = outcomes.map(lambda o, k=key: o.get(k))
+    for name in ("start_date", "end_date"):
+        frame[name] = pd.to_datetime(frame[name], format="%Y-%m-%d").dt.date
+    frame["lvb"] = frame["lvb"].map({1: True, 0: False})  # SQLite gives 1/0, PostgreSQL True/False
+    schema = pa.schema([pa.field(k, pa.bool_()) for k in OUTCOMES])
+    outcomes = _parse_json_column(frame.pop("outcomes").tolist(), schema)
+    for key in OUTCOMES:
+        frame[f"outcome_{key}"] = outcomes.column(key).to_pandas()
     return frame
 
 
@@ -180,20 +201,25 @@ def _measurement_frame(conn, instrument: str) -> pd.DataFrame:
 
 
 def _scores_frame(conn, entry: Entry, instruments: dict[str, Instrument], variables: list[str]) -> pd.DataFrame:
-    """Scale scores pulled out of the JSON by the database itself (SQLite json_extract, PostgreSQL ->)."""
+    """Scale scores from the stored JSON, parsed column-wise by Arrow's JSON reader."""
     m = store.research_usable("measurements")
     base = {"measurement": m.c.pseudonym, "trajectory": m.c.trajectory, "client": m.c.client,
             "organisation": m.c.organisation, "informant": m.c.informant, "moment": m.c.moment, "date": m.c.date}
-    columns = []
-    for name in variables:
-        if name in base:
-            columns.append(base[name].label(name))
-            continue
-        scale, _, kind = name.rpartition("_")
-        value = m.c.scores[(scale, kind)]
-        columns.append((value.as_string() if kind == "band" else value.as_float()).label(name))
-    stmt = sa.select(*columns).where(m.c.instrument == entry.instrument)
-    return pd.DataFrame(conn.execute(stmt).all(), columns=variables)
+    wanted = [v for v in variables if v in base]
+    stmt = sa.select(*(base[v].label(v) for v in wanted), sa.cast(m.c.scores, sa.Text).label("scores")) \
+        .where(m.c.instrument == entry.instrument)
+    rows = conn.execute(stmt).all()
+    frame = pd.DataFrame([r[:-1] for r in rows], columns=wanted)
+    score_columns = [v for v in variables if v not in base]
+    if score_columns:
+        inst = instruments[entry.instrument]
+        kinds = pa.struct([("raw", pa.float64()), ("t", pa.float64()), ("band", pa.string())])
+        schema = pa.schema([pa.field(sc.code, kinds) for sc in inst.scales])
+        parsed = _parse_json_column([r[-1] for r in rows], schema) if rows else None
+        for name in score_columns:
+            scale, _, kind = name.rpartition("_")
+            frame[name] = parsed.column(f"{scale}.{kind}").to_pandas() if parsed is not None else pd.Series(dtype=float)
+    return frame[variables]
 
 
 def build_frame(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrument],
@@ -239,9 +265,23 @@ def entry_counts(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrum
 
 # --- the master Intake catalogue --------------------------------------------------------------
 
+def snapshot(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrument], folder: Path) -> Path:
+    """The entry materialised as Parquet in `folder` (one folder per data version), built once.
+
+    Store pseudonyms, research-usable rows only: steward use, and the source of project extracts.
+    """
+    path = folder / f"{entry.id}.parquet"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        build_frame(engine, entry, instruments).to_parquet(tmp, index=False)
+        tmp.replace(path)
+    return path
+
+
 def write_master_catalogue(engine: sa.Engine, entries: dict[str, Entry], instruments: dict[str, Instrument],
                            folder: Path) -> Path:
-    """Snapshot every entry to Parquet under `folder` and write `folder/catalog.yaml` (Intake 2).
+    """Snapshot every entry under `folder` and write `folder/catalog.yaml` (Intake 2).
 
     This is the steward's catalogue over store pseudonyms. Researchers never get it: their
     catalogues (per user) read project extracts through the data service.
@@ -250,11 +290,9 @@ def write_master_catalogue(engine: sa.Engine, entries: dict[str, Entry], instrum
     from intake.readers.datatypes import Parquet
     from intake.readers.readers import PandasParquet
 
-    folder.mkdir(parents=True, exist_ok=True)
     cat = intake.entry.Catalog(metadata={"title": "LDJ master catalogue", "description": "Steward use only."})
     for entry in entries.values():
-        path = folder / f"{entry.id}.parquet"
-        build_frame(engine, entry, instruments).to_parquet(path, index=False)
+        path = snapshot(engine, entry, instruments, folder)
         reader = PandasParquet(Parquet(url=f"{{CATALOG_DIR}}/{path.name}"),
                                metadata={"title": entry.title, "description": entry.description,
                                          "themes": list(entry.themes), "sensitivity": entry.sensitivity,

@@ -25,8 +25,10 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON lines.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal).")
 @click.option("--brief", is_flag=True, help="One line per file instead of the full report.")
+@click.option("--snapshots/--no-snapshots", default=True, show_default=True,
+              help="Afterwards, materialise the catalogue entries at the new data version.")
 def ingest(files: tuple[Path, ...], delivered_by: str | None, imported_by: str | None, as_json: bool,
-           progress: bool | None, brief: bool) -> None:
+           progress: bool | None, brief: bool, snapshots: bool) -> None:
     """Import delivery files (CSV, XLSX, SPSS .sav) into the LDJ store.
 
     Exit status 2 when any file as a whole was unusable; the other files are still imported.
@@ -48,7 +50,23 @@ def ingest(files: tuple[Path, ...], delivered_by: str | None, imported_by: str |
                 click.echo(line, err=report.unusable)
 
     reports = ingestor.ingest_many(_expand(files), delivered_by=delivered_by, on_report=show)
+    if snapshots and any(r.status == "loaded" for r in reports):
+        _refresh_snapshots(ingestor.engine)
     sys.exit(2 if any(r.unusable for r in reports) else 0)
+
+
+def _refresh_snapshots(engine) -> None:
+    """Materialise every catalogue entry at the new data version, so extracts are cut at once."""
+    from . import store
+    from .catalogue import load_entries, snapshot
+    from .instruments import load_instruments
+
+    settings = get_settings()
+    folder = settings.data_dir / "snapshots" / store.data_version(engine)[0]
+    instruments = load_instruments(settings.catalog_dir)
+    for entry in load_entries(settings.catalog_dir).values():
+        snapshot(engine, entry, instruments, folder)
+    click.echo(f"catalogus bijgewerkt voor gegevensversie {folder.name}", err=True)
 
 
 def _expand(files: tuple[Path, ...]) -> list[Path]:
@@ -160,13 +178,17 @@ def catalog_show(entry_id: str, language: str | None) -> None:
 
 @catalog.command("build")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Folder (default: <data_dir>/catalogue).")
+              help="Folder (default: <data_dir>/snapshots/<data version>, where extracts are made from).")
 def catalog_build(out: Path | None) -> None:
-    """Snapshot every entry to Parquet and write the master Intake catalogue (steward use)."""
+    """Snapshot every entry to Parquet and write the master Intake catalogue (steward use).
+
+    Run it after an import: project extracts are then cut from the snapshots at once."""
+    from . import store
     from .catalogue import write_master_catalogue
 
     engine, entries, instruments = _catalogue()
-    path = write_master_catalogue(engine, entries, instruments, out or get_settings().data_dir / "catalogue")
+    folder = out or get_settings().data_dir / "snapshots" / store.data_version(engine)[0]
+    path = write_master_catalogue(engine, entries, instruments, folder)
     click.echo(f"Intake-catalogus geschreven: {path}")
 
 
@@ -374,6 +396,39 @@ def audit(user: str | None, project: int | None, outcome: str | None, limit: int
             click.echo(f"{r['at']:%Y-%m-%d %H:%M:%S} {r['user_name']:<12} project {r['project_id'] or '-':<4} "
                        f"{r['entry'] or '-':<22} {r['outcome']:<8} {r['rows'] if r['rows'] is not None else '':>7} "
                        f"{r['reason'] or ''}")
+
+
+@catalog.command("publish")
+@click.option("--ckan", "ckan_url", required=True, metavar="URL", help="Base URL of the CKAN site.")
+@click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File holding the CKAN API token (default: the environment variable LDJ_CKAN_API_TOKEN).")
+@click.option("--organisation", default="sejn-ldj", show_default=True, help="CKAN organisation (created if missing).")
+@click.option("--portal-url", default=None, help="Base URL of the portal, for the request links.")
+@click.option("--attach", "attachments", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A file (e.g. the factsheet PDF) kept as a resource of the dataset ldj-factsheet; repeatable.")
+@click.option("--dry-run", is_flag=True, help="Say what would change; write nothing.")
+def catalog_publish(ckan_url: str, token_file: Path | None, organisation: str, portal_url: str | None,
+                    attachments: tuple[Path, ...], dry_run: bool) -> None:
+    """Publish the catalogue's metadata (never any data) to a CKAN organisation; a second run changes nothing."""
+    import os
+
+    from . import store
+    from .ckan import PublishError, publish
+
+    token = token_file.read_text(encoding="utf-8").strip() if token_file else os.environ.get("LDJ_CKAN_API_TOKEN")
+    if not token:
+        raise click.ClickException("geen CKAN API-token: zet LDJ_CKAN_API_TOKEN of geef --token-file")
+    settings = get_settings()
+    try:
+        report = publish(store.get_engine(settings), settings, ckan_url, token, organisation=organisation,
+                         dry_run=dry_run, portal_url=portal_url,
+                         attachments={p.name: p for p in attachments} or None)
+    except PublishError as exc:
+        raise click.ClickException(str(exc)) from None
+    for label, names in (("nieuw", report.created), ("bijgewerkt", report.updated), ("verwijderd", report.deleted)):
+        for name in names:
+            click.echo(f"{label}: {name}")
+    click.echo(report.summary())
 
 
 @catalog.command("for-user")

@@ -6,6 +6,7 @@ Used by the data service (the only way person-level data reaches a workspace) an
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
 import json
@@ -13,11 +14,12 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from . import store
-from .catalogue import Entry, build_frame
+from .catalogue import Entry, snapshot
 from .instruments import Instrument
 from .pseudonyms import PSEUDONYM_CHARS, load_or_create_key
 from .settings import Settings
@@ -47,29 +49,29 @@ class Manifest:
         return asdict(self)
 
 
-def data_version(engine: sa.Engine) -> tuple[str, list[int]]:
-    """The store's data version: a digest of the loaded import batches, and their ids."""
-    b = store.import_batches
-    with engine.connect() as conn:
-        ids = conn.execute(sa.select(b.c.id).where(b.c.status == "loaded").order_by(b.c.id)).scalars().all()
-    digest = hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
-    return digest, list(ids)
-
-
 def project_pseudonyms(key: bytes, salt: str, values: pd.Series) -> pd.Series:
-    """Store pseudonyms re-keyed per project, so two projects' extracts cannot be linked."""
-    prefix = f"project\x1f{salt}\x1f".encode()
-    cache: dict[str, str] = {}
+    """Store pseudonyms re-keyed per project, so two projects' extracts cannot be linked.
 
-    def one(v):
-        if v is None or v != v:
-            return None
-        out = cache.get(v)
-        if out is None:
-            out = cache[v] = hmac.digest(key, prefix + str(v).encode(), "sha256").hex()[:PSEUDONYM_CHARS]
-        return out
+    Each 12-byte store pseudonym is one AES block (zero-padded) under a key derived from the
+    pseudonym key and the project's salt (HMAC-SHA256): a keyed pseudo-random permutation, the
+    same for a client within a project, unrelated across projects, and vectorised over the
+    whole column.
+    """
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-    return values.map(one)
+    nbytes = PSEUDONYM_CHARS // 2
+    project_key = hmac.digest(key, f"project\x1f{salt}".encode(), "sha256")[:16]
+    present = values.notna().to_numpy()
+    out = np.full(len(values), None, dtype=object)
+    if present.any():
+        raw = np.frombuffer(binascii.unhexlify("".join(values[present].tolist())), dtype=np.uint8)
+        blocks = np.zeros((present.sum(), 16), dtype=np.uint8)
+        blocks[:, :nbytes] = raw.reshape(-1, nbytes)
+        encryptor = Cipher(algorithms.AES(project_key), modes.ECB()).encryptor()  # one block per value
+        cipher = np.frombuffer(encryptor.update(blocks.tobytes()) + encryptor.finalize(), dtype=np.uint8)
+        hexed = binascii.hexlify(cipher.reshape(-1, 16)[:, :nbytes].tobytes())
+        out[present] = np.frombuffer(hexed, dtype=f"S{PSEUDONYM_CHARS}").astype(str).astype(object)
+    return pd.Series(out, index=values.index, dtype=object)
 
 
 def log_access(engine: sa.Engine, *, user: str, outcome: str, project: int | None = None, entry: str | None = None,
@@ -125,7 +127,7 @@ def _why_not(engine: sa.Engine, user: str, project: int, entry: str, on: date) -
 def build_extract(engine: sa.Engine, settings: Settings, project: int, entry: Entry, variables: list[str],
                   instruments: dict[str, Instrument]) -> tuple[Path, Manifest]:
     """The project's extract of `entry` with exactly `variables`, cached per data version."""
-    version, batches = data_version(engine)
+    version, batches = store.data_version(engine)
     p = store.projects
     with engine.connect() as conn:
         salt = conn.execute(sa.select(p.c.salt).where(p.c.id == project)).scalar_one()
@@ -135,7 +137,8 @@ def build_extract(engine: sa.Engine, settings: Settings, project: int, entry: En
     manifest_path = path.with_suffix(".manifest.json")
     if path.exists() and manifest_path.exists():
         return path, Manifest(**json.loads(manifest_path.read_text()))
-    frame = build_frame(engine, entry, instruments, variables)[variables]
+    materialised = snapshot(engine, entry, instruments, settings.data_dir / "snapshots" / version)
+    frame = pd.read_parquet(materialised, columns=variables)
     key = load_or_create_key(settings.resolved_key_file)
     for v in variables:
         if entry.variable(v).identifier:

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     apo_decision_rule: str = Field("majority", description="How APO votes decide a request: majority or unanimous.")
     apo_min_votes: int = Field(2, description="Fewest votes cast before the steward can record a decision.")
     final_report_min_chars: int = Field(50, description="Shortest final report that can close a project.")
+    portal_url: str = Field("http://127.0.0.1:8000/services/ldj-portal",
+                            description="Base URL of the portal, for links in published metadata.")
     progress: str = Field("auto", description="Progress bars: auto (when on a terminal), always or never.")
 
     @classmethod

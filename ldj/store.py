@@ -7,6 +7,7 @@ schema; `tests/test_store.py` checks that the migrated schema equals this metada
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -263,6 +264,17 @@ def research_usable(name: str) -> sa.TableClause:
     """A selectable over research-usable rows: `clients`, `trajectories` or `measurements`."""
     base = metadata.tables[name]
     return sa.table(f"research_{name}", *(sa.column(c.name, c.type) for c in base.columns))
+
+
+def data_version(engine: sa.Engine) -> tuple[str, list[int]]:
+    """The store's data version: a digest of the loaded import batches, and their ids.
+
+    Extracts and entry snapshots are pinned to it, so an analysis can be repeated on the same data.
+    """
+    with engine.connect() as conn:
+        ids = conn.execute(sa.select(import_batches.c.id).where(import_batches.c.status == "loaded")
+                           .order_by(import_batches.c.id)).scalars().all()
+    return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16], list(ids)
 
 
 # --- engine and migrations ------------------------------------------------------------------
