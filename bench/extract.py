@@ -7,8 +7,9 @@ A real JupyterHub with configurable-http-proxy runs the data service (the test h
 tests/hubserver.py). Times:
 - approval: the steward's decision (project and grants in one transaction), then the researcher's
   first successful read of an entry through the hub, with their own token;
-- extract: building the project's extract of `cbcl_6_18_scores` (every variable) from the store:
-  query, project pseudonyms, Parquet, manifest;
+- extract: building the project's extract of `cbcl_6_18_scores` (every variable): cut from the
+  entry's snapshot at the current data version (made once after each import, timed separately),
+  project pseudonyms, Parquet, manifest;
 - latency: repeated granted reads of an extract through the proxy (cached per data version).
 The last line is machine-readable.
 """
@@ -42,7 +43,7 @@ def main() -> None:
 
     from ldj import governance as gov
     from ldj import store
-    from ldj.catalogue import load_entries
+    from ldj.catalogue import load_entries, refresh_snapshots
     from ldj.extracts import build_extract
     from ldj.ingest import Ingestor
     from ldj.instruments import load_instruments
@@ -59,6 +60,9 @@ def main() -> None:
         Ingestor(settings).ingest_many(files)
         setup_s = time.perf_counter() - t0
         engine = store.get_engine(settings)
+        t = time.perf_counter()
+        refresh_snapshots(engine, settings)  # as `ldj ingest` does after loading
+        snapshots_s = time.perf_counter() - t
         entries, instruments = load_entries(settings.catalog_dir), load_instruments(settings.catalog_dir)
         catalogue = {e.id: set(e.variable_names) for e in entries.values()}
         gov.add_user(engine, "steward", display_name="s", organisation="SEJN", roles=["steward"])
@@ -105,7 +109,8 @@ def main() -> None:
     p50 = statistics.median(latencies)
     p95 = statistics.quantiles(latencies, n=20)[18]
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"store: {args.questionnaires:,} CBCL questionnaires synthesised and imported in {setup_s:.0f} s")
+    print(f"store: {args.questionnaires:,} CBCL questionnaires synthesised and imported in {setup_s:.0f} s; "
+          f"entry snapshots for the new data version (after the import, once) in {snapshots_s:.1f} s")
     print(f"approval -> grants: {grants_s * 1000:.0f} ms; approval -> first read through the hub: "
           f"{approval_to_read_s:.2f} s ({rows_first:,} rows of trajectories)")
     print(f"extract of cbcl_6_18_scores, {len(entry.variable_names)} variables: {manifest.rows:,} rows in "

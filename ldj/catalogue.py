@@ -279,6 +279,15 @@ def snapshot(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrument]
     return path
 
 
+def refresh_snapshots(engine: sa.Engine, settings) -> Path:
+    """Snapshot every entry at the store's current data version; returns the version's folder."""
+    folder = settings.data_dir / "snapshots" / store.data_version(engine)[0]
+    instruments = load_instruments(settings.catalog_dir)
+    for entry in load_entries(settings.catalog_dir).values():
+        snapshot(engine, entry, instruments, folder)
+    return folder
+
+
 def write_master_catalogue(engine: sa.Engine, entries: dict[str, Entry], instruments: dict[str, Instrument],
                            folder: Path) -> Path:
     """Snapshot every entry under `folder` and write `folder/catalog.yaml` (Intake 2).

@@ -57,15 +57,9 @@ def ingest(files: tuple[Path, ...], delivered_by: str | None, imported_by: str |
 
 def _refresh_snapshots(engine) -> None:
     """Materialise every catalogue entry at the new data version, so extracts are cut at once."""
-    from . import store
-    from .catalogue import load_entries, snapshot
-    from .instruments import load_instruments
+    from .catalogue import refresh_snapshots
 
-    settings = get_settings()
-    folder = settings.data_dir / "snapshots" / store.data_version(engine)[0]
-    instruments = load_instruments(settings.catalog_dir)
-    for entry in load_entries(settings.catalog_dir).values():
-        snapshot(engine, entry, instruments, folder)
+    folder = refresh_snapshots(engine, get_settings())
     click.echo(f"catalogus bijgewerkt voor gegevensversie {folder.name}", err=True)
 
 
@@ -350,6 +344,30 @@ def apo_show(request_id: int) -> None:
     for e in gov.request_history(engine, request_id):
         click.echo(f"  {e.at:%Y-%m-%d %H:%M}  {e.from_status or '-'} -> {e.to_status}  door {e.actor}"
                    + (f"  ({e.note})" if e.note else ""))
+
+
+@apo.command("amend")
+@click.argument("project_id", type=int)
+@click.option("--as", "actor", required=True, help="The project's applicant.")
+@click.option("--add-member", "members", multiple=True, help="Another researcher to give the project's data.")
+@click.option("--add-entry", "add_entries", multiple=True, metavar="ENTRY:VAR,VAR",
+              help="More data: an entry and its variables.")
+@click.option("--extend-until", type=click.DateTime(formats=["%Y-%m-%d"]), default=None)
+@click.option("--reason", required=True)
+@_governed
+def apo_amend(project_id: int, actor: str, members: tuple[str, ...], add_entries: tuple[str, ...],
+              extend_until, reason: str) -> None:
+    """An amendment (more people, data or time); it is reviewed like a new request."""
+    gov, engine = _gov()
+    entries = {}
+    for spec in add_entries:
+        entry, _, variables = spec.partition(":")
+        entries[entry] = [v for v in variables.split(",") if v]
+    request_id = gov.create_amendment(engine, project_id, actor, add_entries=entries or None,
+                                      add_members=list(members) or None,
+                                      extend_until=extend_until.date() if extend_until else None, reason=reason,
+                                      catalogue=_entry_variables())
+    click.echo(f"wijzigingsaanvraag {request_id} aangemaakt (concept) voor project {project_id}")
 
 
 @apo.command("close")

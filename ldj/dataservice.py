@@ -4,7 +4,7 @@ A JupyterHub service (tornado). Clients authenticate with their own JupyterHub t
 is checked against the grants at that moment and written to the access log, allowed or refused.
 
     GET {prefix}api/me                                         the caller's active grants
-    GET {prefix}api/projects/{project}/entries/{entry}.parquet   an extract (?variables=a,b)
+    GET {prefix}api/projects/{project}/entries/{entry}.parquet   an extract (?variables=a,b&version=v)
     GET {prefix}api/projects/{project}/entries/{entry}/manifest  its manifest (JSON)
 
 Run it as a hub-managed service: `python -m ldj.dataservice` (the hub sets JUPYTERHUB_* variables).
@@ -68,10 +68,11 @@ class ExtractHandler(_Base):
         name = self.user_name()
         wanted = self.get_argument("variables", None)
         variables = [v for v in wanted.split(",") if v] if wanted else None
+        version = self.get_argument("version", None)  # repeat an analysis on an earlier data version
         ldj = self.ldj
         try:
             path, man = await asyncio.to_thread(read_extract, ldj["engine"], ldj["config"], name, int(project), entry,
-                                                variables, ldj["entries"], ldj["instruments"])
+                                                variables, ldj["entries"], ldj["instruments"], version)
         except AccessRefused as exc:
             raise web.HTTPError(exc.status, reason=exc.reason) from None
         if manifest:

@@ -125,9 +125,19 @@ def _why_not(engine: sa.Engine, user: str, project: int, entry: str, on: date) -
 
 
 def build_extract(engine: sa.Engine, settings: Settings, project: int, entry: Entry, variables: list[str],
-                  instruments: dict[str, Instrument]) -> tuple[Path, Manifest]:
-    """The project's extract of `entry` with exactly `variables`, cached per data version."""
-    version, batches = store.data_version(engine)
+                  instruments: dict[str, Instrument], version: str | None = None) -> tuple[Path, Manifest]:
+    """The project's extract of `entry` with exactly `variables`, at the current data version or
+    at an earlier `version` whose entry snapshot is still kept (to repeat an analysis)."""
+    current, batches = store.data_version(engine)
+    snapshots = settings.data_dir / "snapshots"
+    if version is None or version == current:
+        version = current
+        _record_batches(snapshots / version, batches)
+    else:
+        kept = snapshots / version / f"{entry.id}.parquet"
+        if not kept.exists():
+            raise AccessRefused(f"gegevensversie {version} van '{entry.id}' is niet (meer) beschikbaar", 404)
+        batches = json.loads((snapshots / version / "version.json").read_text())["batches"]
     p = store.projects
     with engine.connect() as conn:
         salt = conn.execute(sa.select(p.c.salt).where(p.c.id == project)).scalar_one()
@@ -137,7 +147,7 @@ def build_extract(engine: sa.Engine, settings: Settings, project: int, entry: En
     manifest_path = path.with_suffix(".manifest.json")
     if path.exists() and manifest_path.exists():
         return path, Manifest(**json.loads(manifest_path.read_text()))
-    materialised = snapshot(engine, entry, instruments, settings.data_dir / "snapshots" / version)
+    materialised = snapshot(engine, entry, instruments, snapshots / version)
     frame = pd.read_parquet(materialised, columns=variables)
     key = load_or_create_key(settings.resolved_key_file)
     for v in variables:
@@ -159,17 +169,25 @@ def build_extract(engine: sa.Engine, settings: Settings, project: int, entry: En
     return path, manifest
 
 
+def _record_batches(folder: Path, batches: list[int]) -> None:
+    """Which import batches a data version holds, kept beside its snapshots."""
+    path = folder / "version.json"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"version": folder.name, "batches": batches}))
+
+
 def read_extract(engine: sa.Engine, settings: Settings, user: str, project: int, entry_id: str,
                  variables: list[str] | None, entries: dict[str, Entry],
-                 instruments: dict[str, Instrument]) -> tuple[Path, Manifest]:
+                 instruments: dict[str, Instrument], version: str | None = None) -> tuple[Path, Manifest]:
     """Authorize, build (or reuse) and log one read. Refusals are logged and re-raised."""
     try:
         allowed = authorize(engine, user, project, entry_id, variables, entries)
+        path, manifest = build_extract(engine, settings, project, entries[entry_id], allowed, instruments, version)
     except AccessRefused as exc:
         log_access(engine, user=user, outcome="refused", project=project, entry=entry_id, variables=variables,
-                   reason=exc.reason)
+                   reason=exc.reason, version=version)
         raise
-    path, manifest = build_extract(engine, settings, project, entries[entry_id], allowed, instruments)
     log_access(engine, user=user, outcome="allowed", project=project, entry=entry_id, variables=allowed,
                rows=manifest.rows, version=manifest.data_version)
     return path, manifest

@@ -129,3 +129,20 @@ def test_apo_workflow_audit_and_user_catalogue_from_the_command_line(demo, tmp_p
     assert "1 toekenningen" in ldj("catalog", "for-user", "res", "--out", str(out), data_dir=data).stdout
     assert "trajectories" in out.read_text() and "JUPYTERHUB_API_TOKEN" in out.read_text()
     assert ldj("audit", data_dir=data).returncode == 0
+
+    # an amendment, then closing the project (a report too short is refused)
+    ldj("users", "add", "extra", "--display-name", "extra", "--organisation", "ORG01", "--role", "researcher",
+        data_dir=data)
+    made = ldj("apo", "amend", "1", "--as", "res", "--add-member", "extra", "--add-entry",
+               "cbcl_6_18_scores:client,total_problems_t", "--reason", "Een tweede promovendus en de CBCL erbij.",
+               data_dir=data)
+    assert "wijzigingsaanvraag 2" in made.stdout
+    assert "2 amendment" in ldj("apo", "list", data_dir=data).stdout
+    short = tmp_path / "kort.txt"
+    short.write_text("Te kort.")
+    refused = ldj("apo", "close", "1", "--as", "res", "--report", str(short), data_dir=data, check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    report = tmp_path / "eindrapport.txt"
+    report.write_text("MST werkt voor jongeren met een LVB even goed als zonder; teams hoeven niet om te schakelen.")
+    assert "project 1 gesloten" in ldj("apo", "close", "1", "--as", "res", "--report", str(report), data_dir=data).stdout
+

@@ -200,3 +200,45 @@ def test_me_and_the_per_user_intake_catalogue_read_through_the_service(world, tm
     assert set(cat.entries) == {"trajectories", "cbcl_6_18_scores"}
     frame = cat["trajectories"].read()
     assert list(frame.columns) == ["trajectory", "client", "intervention", "age_at_start"] and len(frame) > 0
+
+
+def test_every_entry_can_be_granted_and_read(world):
+    """One project granted every entry in the catalogue, every variable: each reads through the hub."""
+    engine, entries = world["engine"], world["entries"]
+    catalogue = {e.id: set(e.variable_names) for e in entries.values()}
+    if "fien" not in world["tokens"]:
+        gov.add_user(engine, "fien", display_name="fien", organisation="ORG02", roles=["researcher"])
+        world["tokens"]["fien"] = world["hub"].user_token("fien")
+        world["p_all"] = approve(engine, "fien", {e: sorted(v) for e, v in catalogue.items()}, [], catalogue,
+                                 date.today() + timedelta(days=30))
+    for entry in entries.values():
+        status, headers, body = get(world, f"/projects/{world['p_all']}/entries/{entry.id}.parquet",
+                                    world["tokens"]["fien"])
+        assert status == 200, (entry.id, body[:200])
+        frame = pd.read_parquet(io.BytesIO(body))
+        assert list(frame.columns) == entry.variable_names, entry.id
+        assert len(frame) == len(build_frame(engine, entry, world["instruments"])), entry.id
+        log = last_log(world)
+        assert (log["entry"], log["outcome"], log["rows"]) == (entry.id, "allowed", len(frame))
+
+
+def test_an_earlier_data_version_can_be_read_again(world, tmp_path):
+    token, p1 = world["tokens"]["anna"], world["p1"]
+    path = f"/projects/{p1}/entries/trajectories.parquet"
+    _, headers, before = get(world, path, token)
+    version = headers["X-LDJ-Data-Version"]
+    # a new delivery arrives (another organisation): the data version moves on
+    generate(tmp_path / "new", questionnaires=300, organisations=1, seed=99, invalid_share=0.0)
+    for f in (tmp_path / "new").glob("*traject*.csv"):
+        frame = pd.read_csv(f, sep=";", dtype=str, encoding="utf-8-sig")
+        frame["Organisatie"] = "ORG09"
+        frame.to_csv(f, sep=";", index=False, encoding="utf-8-sig")
+        assert Ingestor(world["settings"]).ingest(f).status == "loaded"
+    _, headers_now, now = get(world, path, token)
+    assert headers_now["X-LDJ-Data-Version"] != version and len(now) != len(before)
+    status, headers_then, then = get(world, f"{path}?version={version}", token)
+    assert status == 200 and headers_then["X-LDJ-Data-Version"] == version
+    assert pd.read_parquet(io.BytesIO(then)).equals(pd.read_parquet(io.BytesIO(before)))
+    status, _, body = get(world, f"{path}?version=0000000000000000", token)
+    assert status == 404 and "niet (meer) beschikbaar" in body.decode()
+    assert last_log(world)["outcome"] == "refused"
