@@ -67,7 +67,7 @@ def world():
                  date.today() + timedelta(days=30))
     hub = Hub(root / "hub", settings)
     hub.start()
-    tokens = {name: hub.user_token(name) for name in ("anna", "bram", "carla", "dirk", "eve")}
+    tokens = {name: hub.user_token(name) for name in ("anna", "bram", "carla", "dirk", "eve", "apo1", "steward")}
     yield {"settings": settings, "engine": engine, "hub": hub, "tokens": tokens, "p1": p1, "p2": p2, "p3": p3,
            "entries": entries, "instruments": instruments}
     hub.stop()
@@ -123,6 +123,9 @@ def test_manifest_describes_the_extract(world):
      403, "variabelen niet toegekend: age_at_start"),
     ("another project's extract", "carla", "/projects/{p1}/entries/trajectories.parquet", 403, "geen toekenning"),
     ("no project at all", "eve", "/projects/{p1}/entries/trajectories.parquet", 403, "geen toekenning"),
+    ("an APO member reads no data", "apo1", "/projects/{p1}/entries/trajectories.parquet", 403, "geen toekenning"),
+    ("nor does the steward, through the service", "steward", "/projects/{p1}/entries/cbcl_6_18_scores.parquet",
+     403, "geen toekenning"),
     ("unknown entry", "anna", "/projects/{p1}/entries/bestaat_niet.parquet", 404, "onbekend catalogusitem"),
     ("no token", None, "/projects/{p1}/entries/trajectories.parquet", 401, "geen of ongeldig token"),
     ("forged token", "forged", "/projects/{p1}/entries/trajectories.parquet", 401, "geen of ongeldig token"),
