@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     final_report_min_chars: int = Field(50, description="Shortest final report that can close a project.")
     portal_url: str = Field("http://127.0.0.1:8000/services/ldj-portal",
                             description="Base URL of the portal, for links in published metadata.")
+    hub_ip: str = Field("127.0.0.1", description="Address the hub's proxy listens on (the public side).")
+    hub_port: int = Field(8000, description="Port of the hub's proxy: the URL people open.")
+    hub_api_port: int = Field(8081, description="Port of the hub's own API (loopback).")
+    proxy_api_port: int = Field(8001, description="Port of configurable-http-proxy's API (loopback).")
+    data_service_port: int = Field(8181, description="Port the data service listens on (loopback).")
+    spawner: str = Field("local", description="Workspace spawner: local (demo), docker or kubernetes (docker/).")
     progress: str = Field("auto", description="Progress bars: auto (when on a terminal), always or never.")
 
     @classmethod

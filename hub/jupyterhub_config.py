@@ -1,0 +1,71 @@
+"""JupyterHub for the LDJ research portal (the embedded default: everything on one machine).
+
+Start it with `ldj serve` (or `jupyterhub -f hub/jupyterhub_config.py` with the LDJ_* settings in the
+environment). Ports and folders come from the LDJ settings; see the README.
+
+Production (SURFconext or another OpenID Connect provider), replacing the authenticator below:
+
+    c.JupyterHub.authenticator_class = "generic-oauth"   # oauthenticator
+    c.GenericOAuthenticator.oauth_callback_url = "https://ldj.example.nl/hub/oauth_callback"
+    c.GenericOAuthenticator.client_id = "..."; c.GenericOAuthenticator.client_secret = "..."
+    c.GenericOAuthenticator.authorize_url = "https://connect.surfconext.nl/oidc/authorize"
+    c.GenericOAuthenticator.token_url = "https://connect.surfconext.nl/oidc/token"
+    c.GenericOAuthenticator.userdata_url = "https://connect.surfconext.nl/oidc/userinfo"
+    c.GenericOAuthenticator.username_claim = "eduperson_principal_name"
+    c.GenericOAuthenticator.allow_all = True   # the LDJ account must exist; groups come from ldj.hub.hub_groups
+    c.GenericOAuthenticator.modify_auth_state_hook = ...  # call ldj.hub.hub_groups(name) and set "groups"
+    c.GenericOAuthenticator.manage_groups = True
+
+The spawner is selected by one setting, LDJ_SPAWNER: local (default), docker or kubernetes (see docker/).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from ldj.settings import REPO_ROOT, get_settings
+
+c = get_config()  # noqa: F821 - provided by JupyterHub
+settings = get_settings()
+state = (settings.data_dir / "hub").resolve()
+state.mkdir(parents=True, exist_ok=True)
+bin_dir = Path(sys.executable).parent
+
+c.JupyterHub.ip = settings.hub_ip
+c.JupyterHub.port = settings.hub_port
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = settings.hub_api_port
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
+c.ConfigurableHTTPProxy.command = [str(REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy")]
+c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(state / "cookie_secret")
+c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+c.JupyterHub.cleanup_servers = True
+
+# Who may log in: every active LDJ account (the portal uses the same login).
+c.JupyterHub.authenticator_class = "ldj.hub.LDJAuthenticator"
+c.Authenticator.allow_all = True
+c.Authenticator.manage_groups = True
+
+# Who may start a workspace: checked in the spawner itself (ldj.hub.LDJSpawnerMixin).
+if settings.spawner == "local":
+    c.JupyterHub.spawner_class = "ldj.hub.LDJLocalSpawner"
+    c.Spawner.home_dir_template = str((settings.data_dir / "homes").resolve() / "{username}")
+    c.Spawner.cmd = [str(bin_dir / "jupyterhub-singleuser")]
+    if os.geteuid() == 0:
+        c.Spawner.args = ["--allow-root"]
+else:
+    exec((REPO_ROOT / "docker" / f"spawner_{settings.spawner}.py").read_text())
+c.Spawner.default_url = "/lab"
+c.Spawner.start_timeout = 60
+
+data_env = {k: v for k, v in os.environ.items() if k.startswith("LDJ_")}
+data_env.update(LDJ_DATA_DIR=str(settings.data_dir.resolve()), LDJ_DATABASE_URL=settings.resolved_database_url)
+c.JupyterHub.services = [
+    {"name": "ldj-data", "url": f"http://127.0.0.1:{settings.data_service_port}",
+     "command": [sys.executable, "-m", "ldj.dataservice"], "environment": data_env},
+]
+c.JupyterHub.load_roles = [
+    {"name": "user", "scopes": ["self", "access:services!service=ldj-data"]},
+]

@@ -1,0 +1,151 @@
+"""hub/jupyterhub_config.py for real: LDJ logins, and only members of an active project get a workspace."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import free_port
+from ldj import governance as gov
+from ldj import store
+from ldj.catalogue import load_entries
+from ldj.settings import REPO_ROOT, Settings
+
+pytestmark = pytest.mark.slow
+CRITERIA = {"aim_question": "Vraag", "fit_with_aims": "Past", "answerable_with_ldj": "Ja", "analyses": "Regressie",
+            "practical_relevance": "Teams", "researchers": "Promovendus"}
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def hub():
+    root = Path(tempfile.mkdtemp(prefix="ldj-hub-"))
+    ports = {name: free_port() for name in ("HUB_PORT", "HUB_API_PORT", "PROXY_API_PORT", "DATA_SERVICE_PORT")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LDJ_", "JUPYTERHUB_"))}
+    env.update({f"LDJ_{k}": str(v) for k, v in ports.items()})
+    env.update(LDJ_DATA_DIR=str(root / "var"), HOME=str(root), JUPYTER_RUNTIME_DIR=str(root / "rt"),
+               JUPYTER_DATA_DIR=str(root / "jd"), JUPYTER_CONFIG_DIR=str(root / "jc"), IPYTHONDIR=str(root / "ip"),
+               LDJ_DATA_SERVICE_URL=f"http://127.0.0.1:{ports['HUB_PORT']}/services/ldj-data")
+    settings = Settings(data_dir=root / "var")
+    engine = store.get_engine(settings)
+    catalogue = {e.id: set(e.variable_names) for e in load_entries(REPO_ROOT / "catalog").values()}
+    gov.add_user(engine, "stew", display_name="S", organisation="SEJN", roles=["steward"])
+    for name in ("apo1", "apo2"):
+        gov.add_user(engine, name, display_name=name, organisation=name, roles=["apo"])
+    for name, roles in (("onderzoeker", ["researcher"]), ("zonderproject", ["researcher"]), ("praktijk", ["member"])):
+        gov.add_user(engine, name, display_name=name, organisation="ORG01", roles=roles, password=PASSWORD)
+    request = gov.create_request(engine, "onderzoeker", title="t", applicant_organisation="ORG01", sejn_member=True,
+                                 criteria=CRITERIA, entries={"trajectories": ["client", "intervention"]}, members=[],
+                                 access_from=date.today(), access_until=date.today() + timedelta(days=30),
+                                 catalogue=catalogue)
+    gov.submit(engine, request, "onderzoeker")
+    gov.start_review(engine, request, "stew")
+    for reviewer in ("apo1", "apo2"):
+        gov.review(engine, request, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
+    gov.decide(engine, request, "stew")
+
+    admin = secrets.token_hex(16)
+    config = root / "test_config.py"
+    config.write_text(
+        f"exec(open({str(REPO_ROOT / 'hub' / 'jupyterhub_config.py')!r}).read())\n"
+        f"c.JupyterHub.services.append({{'name': 'test-admin', 'api_token': {admin!r}}})\n"
+        "c.JupyterHub.load_roles.append({'name': 'test-admin', 'services': ['test-admin'],"
+        " 'scopes': ['admin:users', 'admin:servers', 'tokens', 'read:users']})\n")
+    proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=root, env=env,
+                            stdout=open(root / "hub.log", "w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{ports['HUB_PORT']}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/hub/api/", timeout=2)
+            break
+        except (urllib.error.URLError, ConnectionError):
+            assert proc.poll() is None, (root / "hub.log").read_text()[-3000:]
+            time.sleep(0.3)
+    yield {"url": url, "admin": admin, "root": root, "engine": engine}
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    proxy = root / "var" / "hub" / "proxy.pid"
+    if proxy.exists():
+        try:
+            os.kill(int(proxy.read_text()), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def login(hub, name: str, password: str) -> requests.Session:
+    session = requests.Session()
+    page = session.get(f"{hub['url']}/hub/login")
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
+    data = {"username": name, "password": password, **({"_xsrf": xsrf.group(1)} if xsrf else {})}
+    session.post(f"{hub['url']}/hub/login?next=", data=data, allow_redirects=False)
+    return session
+
+
+def api(hub, method: str, path: str) -> requests.Response:
+    return requests.request(method, f"{hub['url']}/hub/api{path}", headers={"Authorization": f"token {hub['admin']}"},
+                            timeout=90)
+
+
+def test_ldj_accounts_log_in_and_wrong_passwords_do_not(hub):
+    ok = login(hub, "praktijk", PASSWORD)
+    assert any(c.name.startswith("jupyterhub-session") or c.name == "jupyterhub-hub-login" for c in ok.cookies)
+    bad = login(hub, "praktijk", "fout")
+    assert not any(c.name == "jupyterhub-hub-login" for c in bad.cookies)
+    groups = set(api(hub, "GET", "/users/praktijk").json()["groups"])
+    assert {"role-member", "org-ORG01"} <= groups
+
+
+def test_roles_and_projects_become_groups_at_login(hub):
+    login(hub, "onderzoeker", PASSWORD)
+    groups = set(api(hub, "GET", "/users/onderzoeker").json()["groups"])
+    assert {"role-researcher", "org-ORG01", "project-1"} <= groups
+
+
+@pytest.mark.parametrize("name", ["zonderproject", "praktijk"])
+def test_no_workspace_without_an_active_project_even_through_the_rest_api(hub, name):
+    login(hub, name, PASSWORD)
+    response = api(hub, "POST", f"/users/{name}/server")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        model = api(hub, "GET", f"/users/{name}").json()
+        if not model["servers"] or not model["servers"].get("", {}).get("pending"):
+            break
+        time.sleep(0.5)
+    assert not model["servers"], (response.status_code, response.text, model["servers"])
+    assert "Geen actief, goedgekeurd project" in (hub["root"] / "hub.log").read_text()
+
+
+def test_a_researcher_with_a_project_gets_a_workspace_with_the_catalogue(hub):
+    login(hub, "onderzoeker", PASSWORD)
+    response = api(hub, "POST", "/users/onderzoeker/server")
+    assert response.status_code in (201, 202), response.text
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        model = api(hub, "GET", "/users/onderzoeker").json()
+        if model["servers"].get("", {}).get("ready"):
+            break
+        time.sleep(0.5)
+    assert model["servers"][""]["ready"], (hub["root"] / "hub.log").read_text()[-3000:]
+    catalogue = hub["root"] / "var" / "homes" / "onderzoeker" / "ldj-catalogus.yaml"
+    text = catalogue.read_text()
+    assert "trajectories" in text and "cbcl" not in text and "JUPYTERHUB_API_TOKEN" in text
+    assert api(hub, "DELETE", "/users/onderzoeker/server").status_code in (202, 204)
+    json.dumps(model)
