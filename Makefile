@@ -9,11 +9,13 @@ export LDJ_DATA_DIR ?= $(DATA_DIR)
 
 .PHONY: demo test bench venv node system-deps ckan-deps clean lock
 
-demo: venv
+demo: venv node
 	$(BIN)/ldj db upgrade
 	$(BIN)/ldj synth $(DATA_DIR)/demo-delivery --questionnaires $(DEMO_QUESTIONNAIRES) --seed 1
 	$(BIN)/ldj ingest $(DATA_DIR)/demo-delivery --delivered-by "demo (synthetisch)" --no-progress --brief
 	$(BIN)/ldj summary
+	$(BIN)/ldj demo-accounts
+	$(BIN)/ldj serve
 
 test: venv node system-deps ckan-deps
 	$(BIN)/ruff check ldj tests bench

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -465,6 +466,88 @@ def catalog_for_user(name: str, out: Path | None) -> None:
     path = write_user_catalogue(load_entries(settings.catalog_dir), grants, settings.data_service_url,
                                 out or settings.data_dir / "users" / name / "catalog.yaml")
     click.echo(f"{path} ({len(grants)} toekenningen)")
+
+
+# --- the running stack ------------------------------------------------------------------------
+
+DEMO_PASSWORD = "demo-ldj-2026"
+DEMO_ACCOUNTS = (  # name, display name, organisation, roles
+    ("steward", "Sanne de Steward", "SEJN", ["steward"]),
+    ("apo-jansen", "Prof. Jansen (APO)", "Universiteit Utrecht", ["apo"]),
+    ("apo-bakker", "Dr. Bakker (APO)", "Radboud Universiteit", ["apo"]),
+    ("apo-visser", "Dr. Visser (APO)", "ORG02", ["apo"]),
+    ("onderzoeker", "Olga Onderzoeker (met project)", "ORG01", ["researcher"]),
+    ("student", "Sam Student (zonder project)", "Hogeschool Utrecht", ["researcher"]),
+    ("praktijk", "Pim Praktijk (ORG01)", "ORG01", ["member"]),
+)
+
+
+@main.command("demo-accounts")
+@_governed
+def demo_accounts() -> None:
+    """Demo logins (one password) and an approved project for `onderzoeker`; safe to run twice."""
+    from datetime import date, timedelta
+
+    gov, engine = _gov()
+    existing = {u.name for u in gov.list_users(engine)}
+    for name, display, organisation, roles in DEMO_ACCOUNTS:
+        if name not in existing:
+            gov.add_user(engine, name, display_name=display, organisation=organisation, roles=roles,
+                         password=DEMO_PASSWORD)
+    if not gov.active_grants(engine, "onderzoeker"):
+        criteria = {"aim_question": "Werkt MST even goed voor jongeren met een LVB als zonder?",
+                    "fit_with_aims": "Wat werkt voor wie: precies de vraag van het LDJ.",
+                    "answerable_with_ldj": "Ja: CBCL-paren, interventie en het LVB-kenmerk.",
+                    "analyses": "Regressie van de verandering in T-score op LVB, met case-mix.",
+                    "practical_relevance": "Teams weten of MST voor deze jongeren aangepast moet worden.",
+                    "researchers": "Promovendus met begeleiding door een hoogleraar."}
+        request = gov.create_request(
+            engine, "onderzoeker", title="MST voor jongeren met een LVB", applicant_organisation="ORG01",
+            sejn_member=True, criteria=criteria, members=[], access_from=date.today(),
+            access_until=date.today() + timedelta(days=365), catalogue=_entry_variables(),
+            entries={"trajectories": ["trajectory", "client", "intervention", "age_at_start", "gender", "lvb"],
+                     "cbcl_6_18_pairs": ["trajectory", "client", "intervention", "age_at_start", "gender",
+                                         "total_problems_start", "total_problems_end"]})
+        gov.submit(engine, request, "onderzoeker")
+        gov.start_review(engine, request, "steward")
+        for reviewer in ("apo-jansen", "apo-bakker"):
+            gov.review(engine, request, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
+        gov.decide(engine, request, "steward")
+    click.echo(f"Demo-logins (wachtwoord voor allemaal: {DEMO_PASSWORD}):")
+    for name, display, _, roles in DEMO_ACCOUNTS:
+        click.echo(f"  {name:<12} {', '.join(roles):<11} {display}")
+
+
+@main.command()
+def serve() -> None:
+    """Start the hub (with its proxy and the data service) on the data folder; Ctrl-C stops it all."""
+    import signal
+    import subprocess
+
+    from .settings import REPO_ROOT
+
+    settings = get_settings()
+    config = REPO_ROOT / "hub" / "jupyterhub_config.py"
+    env = {**os.environ, "LDJ_DATA_DIR": str(settings.data_dir.resolve())}
+    url = f"http://{settings.hub_ip}:{settings.hub_port}/hub/login"
+    click.echo(f"LDJ-hub: {url}  (stoppen met Ctrl-C)")
+    hub = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(config)], env=env,
+                           cwd=settings.data_dir.resolve())
+    try:
+        hub.wait()
+    except KeyboardInterrupt:
+        hub.send_signal(signal.SIGINT)
+        try:
+            hub.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            hub.kill()
+    finally:
+        proxy = settings.data_dir.resolve() / "hub" / "proxy.pid"  # the hub stops its proxy; make sure
+        if proxy.exists():
+            try:
+                os.kill(int(proxy.read_text().strip()), signal.SIGTERM)
+            except (ProcessLookupError, ValueError):
+                pass
 
 
 # --- synthetic data --------------------------------------------------------------------------

@@ -146,3 +146,46 @@ def test_apo_workflow_audit_and_user_catalogue_from_the_command_line(demo, tmp_p
     report.write_text("MST werkt voor jongeren met een LVB even goed als zonder; teams hoeven niet om te schakelen.")
     assert "project 1 gesloten" in ldj("apo", "close", "1", "--as", "res", "--report", str(report), data_dir=data).stdout
 
+
+
+def test_demo_accounts_and_serve_start_and_stop_cleanly(demo, tmp_path):
+    import signal
+    import time
+    import urllib.request
+
+    import psutil
+    import requests
+
+    from conftest import free_port
+
+    _, data, _ = demo
+    first = ldj("demo-accounts", data_dir=data).stdout
+    assert "wachtwoord voor allemaal" in first and "onderzoeker" in first and "praktijk" in first
+    assert ldj("demo-accounts", data_dir=data).stdout == first  # a second run changes nothing
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LDJ_")}
+    ports = {f"LDJ_{k}": str(free_port()) for k in ("HUB_PORT", "HUB_API_PORT", "PROXY_API_PORT", "DATA_SERVICE_PORT")}
+    env.update(ports, LDJ_DATA_DIR=str(data), HOME=str(tmp_path), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"))
+    serve = subprocess.Popen([str(LDJ), "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{ports['LDJ_HUB_PORT']}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{url}/hub/api/", timeout=2)
+                break
+            except OSError:
+                assert serve.poll() is None, serve.stdout.read().decode()[-2000:]
+                time.sleep(0.3)
+        children = psutil.Process(serve.pid).children(recursive=True)
+        assert len(children) >= 3  # the hub, its proxy, the data service
+        session = requests.Session()
+        page = session.get(f"{url}/hub/login")
+        xsrf = session.cookies.get("_xsrf")
+        response = session.post(f"{url}/hub/login", data={"username": "onderzoeker", "password": "demo-ldj-2026",
+                                                          "_xsrf": xsrf}, allow_redirects=False)
+        assert page.status_code == 200 and response.status_code == 302, response.text[:300]
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.wait(timeout=60)
+    gone, alive = psutil.wait_procs(children, timeout=15)
+    assert not alive, f"left running after Ctrl-C: {alive}"
