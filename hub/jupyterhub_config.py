@@ -65,7 +65,14 @@ data_env.update(LDJ_DATA_DIR=str(settings.data_dir.resolve()), LDJ_DATABASE_URL=
 c.JupyterHub.services = [
     {"name": "ldj-data", "url": f"http://127.0.0.1:{settings.data_service_port}",
      "command": [sys.executable, "-m", "ldj.dataservice"], "environment": data_env},
+    # Stops a running workspace once its owner has no active grant any more (expiry, revocation).
+    {"name": "ldj-lifecycle", "command": [sys.executable, "-m", "ldj.lifecycle"], "environment": data_env},
+    {"name": "idle-culler",
+     "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={settings.idle_timeout_seconds}"]},
 ]
 c.JupyterHub.load_roles = [
     {"name": "user", "scopes": ["self", "access:services!service=ldj-data"]},
+    {"name": "ldj-lifecycle", "services": ["ldj-lifecycle"], "scopes": ["list:users", "read:users", "admin:servers"]},
+    {"name": "idle-culler", "services": ["idle-culler"],
+     "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]},
 ]

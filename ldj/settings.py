@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     proxy_api_port: int = Field(8001, description="Port of configurable-http-proxy's API (loopback).")
     data_service_port: int = Field(8181, description="Port the data service listens on (loopback).")
     spawner: str = Field("local", description="Workspace spawner: local (demo), docker or kubernetes (docker/).")
+    workspace_check_seconds: int = Field(60, description="How often running workspaces are checked against the grants.")
+    idle_timeout_seconds: int = Field(3600, description="A workspace idle this long is stopped by the idle culler.")
     progress: str = Field("auto", description="Progress bars: auto (when on a terminal), always or never.")
 
     @classmethod

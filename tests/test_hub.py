@@ -39,7 +39,8 @@ def hub():
     env.update({f"LDJ_{k}": str(v) for k, v in ports.items()})
     env.update(LDJ_DATA_DIR=str(root / "var"), HOME=str(root), JUPYTER_RUNTIME_DIR=str(root / "rt"),
                JUPYTER_DATA_DIR=str(root / "jd"), JUPYTER_CONFIG_DIR=str(root / "jc"), IPYTHONDIR=str(root / "ip"),
-               LDJ_DATA_SERVICE_URL=f"http://127.0.0.1:{ports['HUB_PORT']}/services/ldj-data")
+               LDJ_DATA_SERVICE_URL=f"http://127.0.0.1:{ports['HUB_PORT']}/services/ldj-data",
+               LDJ_WORKSPACE_CHECK_SECONDS="1")
     settings = Settings(data_dir=root / "var")
     engine = store.get_engine(settings)
     catalogue = {e.id: set(e.variable_names) for e in load_entries(REPO_ROOT / "catalog").values()}
@@ -149,3 +150,24 @@ def test_a_researcher_with_a_project_gets_a_workspace_with_the_catalogue(hub):
     assert "trajectories" in text and "cbcl" not in text and "JUPYTERHUB_API_TOKEN" in text
     assert api(hub, "DELETE", "/users/onderzoeker/server").status_code in (202, 204)
     json.dumps(model)
+
+
+def test_revoking_the_grant_stops_the_running_workspace_and_logs_it(hub):
+    import sqlalchemy as sa
+
+    engine = hub["engine"]
+    login(hub, "onderzoeker", PASSWORD)
+    assert api(hub, "POST", "/users/onderzoeker/server").status_code in (201, 202)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not api(hub, "GET", "/users/onderzoeker").json()["servers"].get("", {}).get("ready"):
+        time.sleep(0.5)
+    for grant in gov.active_grants(engine, "onderzoeker"):
+        gov.revoke_grant(engine, grant.id, "stew")
+    deadline = time.monotonic() + 30  # the check runs every LDJ_WORKSPACE_CHECK_SECONDS (1 s here)
+    while time.monotonic() < deadline and api(hub, "GET", "/users/onderzoeker").json()["servers"]:
+        time.sleep(0.5)
+    assert not api(hub, "GET", "/users/onderzoeker").json()["servers"]
+    with engine.connect() as conn:
+        stops = conn.execute(sa.select(store.access_log).where(store.access_log.c.outcome == "stopped",
+                                                              store.access_log.c.user_name == "onderzoeker")).all()
+    assert len(stops) == 1

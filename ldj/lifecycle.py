@@ -1,0 +1,75 @@
+"""Workspace lifecycle: a hub service that stops a running workspace once its owner no longer has an
+active grant (expired, revoked, project closed, account deactivated). Every stop is logged.
+
+Run as a hub-managed service (`python -m ldj.lifecycle`); it checks every
+`LDJ_WORKSPACE_CHECK_SECONDS`. The data service already refuses reads at once; this also takes
+away the running server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.request
+
+from . import governance, store
+from .extracts import log_access
+from .settings import get_settings
+
+log = logging.getLogger("ldj.lifecycle")
+
+
+class Hub:
+    """The few hub REST calls this service needs, with its own service token."""
+
+    def __init__(self, api_url: str, token: str):
+        self.api_url = api_url.rstrip("/")
+        self.token = token
+
+    def _call(self, method: str, path: str):
+        req = urllib.request.Request(f"{self.api_url}{path}", method=method,
+                                     headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            body = resp.read()
+            return json.loads(body) if body else None
+
+    def running(self) -> list[str]:
+        return [u["name"] for u in self._call("GET", "/users?state=active") if u.get("servers")]
+
+    def stop(self, name: str) -> None:
+        self._call("DELETE", f"/users/{name}/server")
+
+
+def check_once(hub: Hub, engine) -> list[str]:
+    """Stop the servers of users without an active grant; returns their names."""
+    stopped = []
+    for name in hub.running():
+        if governance.active_grants(engine, name):
+            continue
+        hub.stop(name)
+        log_access(engine, user=name, outcome="stopped", reason="werkomgeving gestopt: geen actieve toekenning meer")
+        log.info("stopped %s's workspace: no active grant", name)
+        stopped.append(name)
+    return stopped
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(asctime)s ldj.lifecycle] %(message)s")
+    settings = get_settings()
+    hub = Hub(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
+    engine = store.get_engine(settings)
+    try:
+        while True:
+            try:
+                check_once(hub, engine)
+            except OSError as exc:  # the hub restarting: try again next round
+                log.warning("hub not reachable: %s", exc)
+            time.sleep(settings.workspace_check_seconds)
+    except KeyboardInterrupt:  # the hub stops its managed services with SIGINT
+        pass
+
+
+if __name__ == "__main__":
+    main()
