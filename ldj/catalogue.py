@@ -253,7 +253,7 @@ def entry_counts(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrum
 
     Exact counts for the steward; anything published goes through `ldj.disclosure` first.
     """
-    frame = build_frame(engine, entry, instruments)
+    frame = build_frame(engine, entry, instruments, ["client", "organisation", "date", "start_date"])
     dates = [c for c in ("date", "start_date") if c in frame.columns]
     when = pd.to_datetime(frame[dates[0]]) if dates and len(frame) else pd.Series(dtype="datetime64[ns]")
     return {"rows": len(frame),

@@ -211,8 +211,19 @@ class Ingestor:
         chunks on their own.
         """
         paths = [Path(p) for p in paths]
-        known = {p: r for p in paths if (r := self._known_report(p)) is not None}
-        items = self._transformed(paths, delivered_by, known)
+        sums: dict[Path, tuple[str, int]] = {}
+        known: dict[Path, IngestReport] = {}  # missing files and files imported before: no work on them
+        for path in paths:
+            report = IngestReport(file=str(path), status="loaded")
+            try:
+                sums[path] = file_checksum(path)
+            except OSError as exc:
+                report.status, report.error = "rejected", t("err_missing_file") if not path.exists() else str(exc)
+                known[path] = report
+                continue
+            if self._duplicate(report, sums[path][0]) is not None:
+                known[path] = report
+        items = self._transformed(paths, delivered_by, known, sums)
         if self.settings.ingest_workers > 0 and len(paths) - len(known) > 0 and hasattr(os, "fork"):
             items = _in_helper_process(items)
         items = iter(items)
@@ -235,8 +246,8 @@ class Ingestor:
 
     # -- transform (no database access: may run in the helper process) -----------------------
 
-    def _transformed(self, paths: list[Path], delivered_by: str | None,
-                     known: dict[Path, IngestReport]) -> Iterator[tuple[str, object]]:
+    def _transformed(self, paths: list[Path], delivered_by: str | None, known: dict[Path, IngestReport],
+                     sums: dict[Path, tuple[str, int]]) -> Iterator[tuple[str, object]]:
         """("report", r) for files known already; ("file", staged) with its prepared chunks for
         small files, transformed in windows; for a large file ("file", staged) then its chunks as
         ("chunk", prepared) and ("end", error-or-None)."""
@@ -258,7 +269,7 @@ class Ingestor:
                 yield from flush()
                 yield "report", known[path]
                 continue
-            staged = self._stage(path, delivered_by)
+            staged = self._stage(path, delivered_by, *sums[path])
             if staged.error is not None:
                 yield from flush()
                 yield "file", staged
@@ -282,9 +293,8 @@ class Ingestor:
             window.append(staged)
         yield from flush()
 
-    def _stage(self, path: Path, delivered_by: str | None) -> _Staged:
+    def _stage(self, path: Path, delivered_by: str | None, checksum: str, size: int) -> _Staged:
         """Open a file; read and type it whole if it is small. Whole-file problems end here."""
-        checksum, size = file_checksum(path)
         staged = _Staged(report=IngestReport(file=str(path), status="loaded"), checksum=checksum, size=size,
                          started=_now(), delivered_by=delivered_by, path=path)
         try:
@@ -490,16 +500,6 @@ class Ingestor:
         return safe
 
     # -- load (the database, one transaction per file) ---------------------------------------
-
-    def _known_report(self, path: Path) -> IngestReport | None:
-        """A report for a missing file or one imported before; None for a file to import."""
-        report = IngestReport(file=str(path), status="loaded")
-        try:
-            checksum, _ = file_checksum(path)
-        except OSError as exc:
-            report.status, report.error = "rejected", t("err_missing_file") if not path.exists() else str(exc)
-            return report
-        return self._duplicate(report, checksum)
 
     def _duplicate(self, report: IngestReport, checksum: str) -> IngestReport | None:
         b = store.import_batches
