@@ -42,12 +42,13 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	touch $@
 
-# Debian packages the test suite runs for real: the PostgreSQL server.
+# Debian packages the test suite runs for real: the PostgreSQL server and chromium (Playwright drives it).
+DEBIAN_PACKAGES := $(if $(wildcard /usr/lib/postgresql/*/bin/pg_ctl),,postgresql) $(if $(wildcard /usr/bin/chromium),,chromium)
 system-deps:
-	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
-	  echo "Installing Debian packages: postgresql"; \
+	@if [ -n "$(strip $(DEBIAN_PACKAGES))" ]; then \
+	  echo "Installing Debian packages: $(strip $(DEBIAN_PACKAGES))"; \
 	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
 	fi
 
 # The real CKAN 2.12 that tests/test_ckan.py runs (its own venv, no Solr; skipped when installed).
