@@ -1,14 +1,53 @@
 """Disclosure control for every aggregate that leaves the platform (brief section 5).
 
-A count of fewer than `disclosure_threshold` clients is suppressed; other counts are rounded to
-the nearest `disclosure_rounding`. Tables with margins add secondary suppression (portal issue).
+Scalars: `controlled_count` suppresses a count of fewer than `disclosure_threshold` clients (0
+included: a lone "0" versus "< 10" from a freely filtered feasibility count would tell whether
+anybody matches) and rounds the rest half up to a multiple of `disclosure_rounding`.
+
+Tables: `suppress` applies primary and secondary suppression to a table of cells, one row per cell,
+the cell's number of distinct clients in column `n`, optional margin rows holding `total` in one or
+more dims (`with_margins` adds them).
+
+- Primary: 0 < n < threshold. A cell with n == 0 is published as 0 (not suppressed): an empty cell
+  says nothing about a person, most zeros in these tables are structural (a teacher does not fill in
+  the OBVL), and hiding them would force needless secondary suppressions. The price is that a reader
+  knows every hidden cell holds at least one client; the audit below takes that into account.
+- Secondary: a "line" is every cell sharing the values of all dims but one, its margin cell
+  included. No line may hold exactly one suppressed non-zero cell: the smallest other non-zero cell
+  of that line is suppressed too (cells at the finest level first, margins last), for every dim,
+  until stable. Lines are protected even when their margin row is not in the table, because totals
+  are often published elsewhere (a scalar on the same page).
+- Audit: the line rule is necessary, not sufficient (two suppressed rectangles joined by one cell
+  give that cell away). Every suppressed cell is therefore checked with integer programming against
+  what a reader knows: the published cells, the margins (an equation where the margin is the sum of
+  its line, inequalities `cell <= margin <= sum` where it is a count of distinct clients) and
+  "hidden cells are not zero". A cell whose smallest and largest possible values coincide gets a
+  further secondary suppression in one of its lines; repeated until every hidden cell has at least
+  two possible values. The audit uses exact counts, so rounding is extra protection, not relied on.
+
+What is published may differ from what drives suppression: pass `value="questionnaires"` to publish
+(rounded) questionnaire counts for cells whose suppression is decided by their distinct clients.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
 from .settings import Settings, get_settings
 
 SUPPRESSED = None  # what a suppressed cell becomes; the portal shows "te weinig gegevens"
+TOTAL = "__total__"
+OUTPUT_COLUMNS = ("n_published", "suppressed", "suppression")
+
+
+def rounded(n: int, settings: Settings | None = None) -> int:
+    """`n` rounded half up to a multiple of `disclosure_rounding` (no threshold check)."""
+    base = (settings or get_settings()).disclosure_rounding
+    return int((n + base / 2) // base * base) if base > 1 else int(n)
 
 
 def controlled_count(n: int | None, settings: Settings | None = None) -> int | None:
@@ -16,5 +55,223 @@ def controlled_count(n: int | None, settings: Settings | None = None) -> int | N
     settings = settings or get_settings()
     if n is None or n < settings.disclosure_threshold:
         return SUPPRESSED
-    base = settings.disclosure_rounding
-    return int((n + base / 2) // base * base) if base > 1 else int(n)
+    return rounded(n, settings)
+
+
+def with_margins(frame: pd.DataFrame, n: str, dims: Sequence[str], *, total: str = TOTAL,
+                 margins: pd.DataFrame | None = None) -> pd.DataFrame:
+    """`frame` (one row per finest cell) plus a margin row for every combination of dims set to `total`.
+
+    Margin values are sums of the cells over the totalled dims, for `n` and every other numeric
+    column. That is right for additive counts (questionnaires) but NOT for distinct clients: a client
+    seen at start and at end is one client in the moment margin, not two. Pass the real margin counts
+    in `margins` (rows keyed by the dims, `total` where totalled; any subset of the columns): they
+    replace the sums. Rows of `frame` that already hold `total` are replaced.
+    """
+    dims = list(dims)
+    is_margin = np.zeros(len(frame), dtype=bool)
+    for d in dims:
+        is_margin |= (frame[d] == total).to_numpy()
+    cells = frame.loc[~is_margin]
+    numeric = [c for c in cells.columns if c not in dims and pd.api.types.is_numeric_dtype(cells[c])
+               and not pd.api.types.is_bool_dtype(cells[c])]
+    if n not in numeric:
+        numeric.append(n)
+    parts = [cells.astype({d: object for d in dims})]
+    for k in range(1, len(dims) + 1):
+        for totalled in combinations(dims, k):
+            kept = [d for d in dims if d not in totalled]
+            if kept:
+                summed = cells.groupby(kept, dropna=False, sort=True)[numeric].sum().reset_index()
+            else:
+                summed = cells[numeric].sum().to_frame().T
+            for d in totalled:
+                summed[d] = total
+            parts.append(summed[dims + numeric].astype({d: object for d in dims}))
+    out = pd.concat(parts, ignore_index=True)
+    for c in numeric:
+        if pd.api.types.is_integer_dtype(cells[c]):
+            out[c] = out[c].astype(cells[c].dtype)
+    if margins is not None and len(margins):
+        given = margins.astype({d: object for d in dims}).set_index(dims)
+        out = out.set_index(dims)
+        new = given.index.difference(out.index)
+        if len(new):
+            out = pd.concat([out, given.loc[new].reindex(columns=out.columns)])
+        common = given.index.intersection(out.index)
+        for c in given.columns:
+            if c in out.columns:
+                out.loc[common, c] = given.loc[common, c].to_numpy()
+        out = out.reset_index()
+    return out
+
+
+def suppress(table: pd.DataFrame, n: str, dims: Sequence[str], *, settings: Settings | None = None,
+             total: str = TOTAL, value: str | None = None) -> pd.DataFrame:
+    """The table with `n_published` (Int64, <NA> when hidden), `suppressed` and `suppression`.
+
+    `suppression` is '' (published), 'primary' (0 < n < threshold) or 'secondary' (hidden so the
+    primary cells cannot be recovered by subtraction); see the module doc. `n_published` is the
+    rounded `value` column when given (suppression is still decided by `n`), else the controlled `n`.
+    """
+    settings = settings or get_settings()
+    dims = list(dims)
+    out = table.drop(columns=[c for c in OUTPUT_COLUMNS if c in table.columns]).reset_index(drop=True)
+    counts = out[n]
+    if counts.isna().any():
+        raise ValueError(f"column {n!r} has missing counts")
+    counts = counts.astype("int64").to_numpy()
+    shown = (out[value] if value else out[n]).astype("int64").to_numpy()
+    markers = np.zeros(len(out), dtype=int)
+    for d in dims:
+        markers += (out[d] == total).to_numpy()
+    order = np.lexsort((np.arange(len(out)), counts, markers))  # finest first, then smallest
+    rank = np.empty(len(out), dtype=int)
+    rank[order] = np.arange(len(out))
+
+    primary = (counts > 0) & (counts < settings.disclosure_threshold)
+    hidden = primary.copy()
+    lines = _lines(out, dims, total)
+
+    while True:
+        _protect_lines(lines, hidden, counts, rank)
+        exposed = _exposed(lines, hidden, shown, counts)
+        if exposed is None:
+            break
+        if not _widen(exposed, lines, hidden, counts, rank):
+            hidden[:] = counts > 0  # nothing left to add: hide every non-zero cell
+            break
+
+    out["n_published"] = pd.array(
+        [pd.NA if h else (rounded(int(v), settings) if value else controlled_count(int(c), settings) or 0)
+         for h, v, c in zip(hidden, shown, counts, strict=True)], dtype="Int64")
+    out["suppressed"] = hidden
+    out["suppression"] = np.where(primary, "primary", np.where(hidden, "secondary", ""))
+    return out
+
+
+class _Line:
+    __slots__ = ("cells", "margin")
+
+    def __init__(self, cells: np.ndarray, margin: int | None):
+        self.cells = cells  # row positions of the non-margin cells of the line
+        self.margin = margin  # row position of the line's margin cell, when in the table
+
+    @property
+    def members(self) -> np.ndarray:
+        return self.cells if self.margin is None else np.append(self.cells, self.margin)
+
+
+def _lines(frame: pd.DataFrame, dims: list[str], total: str) -> list[_Line]:
+    lines = []
+    for d in dims:
+        others = [o for o in dims if o != d]
+        groups = (frame.groupby(others, dropna=False, sort=False).indices if others
+                  else {(): np.arange(len(frame))})
+        is_total = (frame[d] == total).to_numpy()
+        for rows in groups.values():
+            rows = np.asarray(rows)
+            margin = rows[is_total[rows]]
+            lines.append(_Line(rows[~is_total[rows]], int(margin[0]) if len(margin) else None))
+    return [line for line in lines if len(line.members) > 1]
+
+
+def _protect_lines(lines: list[_Line], hidden: np.ndarray, counts: np.ndarray, rank: np.ndarray) -> None:
+    """No line keeps exactly one hidden non-zero cell.
+
+    Of a line's candidates, the one that repairs most of its other lines (those with one hidden
+    cell) and opens fewest new ones (those with none) goes first, then the finest and smallest.
+    """
+    through: dict[int, list[int]] = {}
+    for i, line in enumerate(lines):
+        for r in line.members:
+            through.setdefault(int(r), []).append(i)
+
+    def hidden_in(i: int) -> int:
+        members = lines[i].members
+        return int(np.count_nonzero(hidden[members] & (counts[members] > 0)))
+
+    changed = True
+    while changed:
+        changed = False
+        for i, line in enumerate(lines):
+            if hidden_in(i) != 1:
+                continue
+            members = line.members
+            candidates = members[~hidden[members] & (counts[members] > 0)]
+            if not len(candidates):
+                continue
+
+            def cost(r: int, i: int = i) -> tuple[int, int]:
+                effect = sum({0: 1, 1: -1}.get(hidden_in(j), 0) for j in through[int(r)] if j != i)
+                return effect, int(rank[r])
+
+            hidden[min(candidates, key=cost)] = True
+            changed = True
+
+
+def _exposed(lines: list[_Line], hidden: np.ndarray, shown: np.ndarray, counts: np.ndarray) -> int | None:
+    """A hidden cell whose value a reader can work out from the published table, or None."""
+    from scipy.optimize import linprog
+
+    hidden_rows = np.flatnonzero(hidden & (counts > 0))
+    if not len(hidden_rows):
+        return None
+    var = {row: i for i, row in enumerate(hidden_rows)}
+    a_eq, b_eq, a_ub, b_ub = [], [], [], []
+
+    def side(rows: np.ndarray) -> tuple[np.ndarray, float]:
+        coef = np.zeros(len(var))
+        known = 0.0
+        for r in rows:
+            if r in var:
+                coef[var[r]] += 1
+            else:
+                known += shown[r]
+        return coef, known
+
+    for line in lines:
+        if line.margin is None or not hidden[line.members].any():
+            continue
+        cells, known = side(line.cells)
+        margin, margin_known = side(np.array([line.margin]))
+        if shown[line.cells].sum() == shown[line.margin]:  # additive: sum of cells == margin
+            a_eq.append(cells - margin)
+            b_eq.append(margin_known - known)
+        else:  # distinct counts: every cell <= margin <= sum of cells
+            a_ub.append(margin - cells)
+            b_ub.append(known - margin_known)
+            for r in line.cells:
+                cell, cell_known = side(np.array([r]))
+                if cell.any() or margin.any():
+                    a_ub.append(cell - margin)
+                    b_ub.append(margin_known - cell_known)
+    if not a_eq and not a_ub:
+        return None
+    kwargs = {"A_eq": np.array(a_eq) if a_eq else None, "b_eq": np.array(b_eq) if b_eq else None,
+              "A_ub": np.array(a_ub) if a_ub else None, "b_ub": np.array(b_ub) if b_ub else None,
+              "bounds": [(1, None)] * len(var), "integrality": np.ones(len(var)), "method": "highs"}
+    for row, i in var.items():  # the true value is feasible: exposed when it is both max and min
+        objective = np.zeros(len(var))
+        objective[i] = 1
+        for sign in (-1, 1):
+            solved = linprog(sign * objective, **kwargs)
+            if solved.status == 3:  # unbounded: not determined
+                break
+            if solved.status != 0:
+                raise RuntimeError(f"disclosure audit failed: {solved.message}")
+            if round(sign * solved.fun) != shown[row]:
+                break
+        else:
+            return int(row)
+    return None
+
+
+def _widen(row: int, lines: list[_Line], hidden: np.ndarray, counts: np.ndarray, rank: np.ndarray) -> bool:
+    """Hide one more cell in a line through `row`: the finest, smallest available."""
+    candidates = np.unique(np.concatenate([line.members for line in lines if row in line.members]))
+    candidates = candidates[~hidden[candidates] & (counts[candidates] > 0)]
+    if not len(candidates):
+        return False
+    hidden[candidates[np.argmin(rank[candidates])]] = True
+    return True
