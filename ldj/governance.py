@@ -69,7 +69,7 @@ def status_label(status: str) -> str:
 
 # --- vocabulary ------------------------------------------------------------------------------
 
-ROLES = ("researcher", "apo", "steward", "member")
+ROLES = ("researcher", "apo", "steward", "member", "student")  # student: picks up Vraagbank questions
 CRITERIA = ("aim_question", "fit_with_aims", "answerable_with_ldj", "analyses", "practical_relevance", "researchers")
 AMENDMENT_REASON = "amendment_reason"  # an amendment's criteria: the project's six answers plus the reason
 VOTES = ("approve", "approve_with_conditions", "revise", "reject")
@@ -725,6 +725,43 @@ def list_requests(engine: sa.Engine, *, status: str | None = None, applicant: st
         query = query.where(data_requests.c.project_id == project_id)
     with engine.connect() as conn:
         return [_load_request(conn, i) for i in conn.execute(query).scalars().all()]
+
+
+def _may_see(conn: sa.Connection, request: Request, user: User) -> bool:
+    if user.has_role("steward") or request.applicant == user.name or user.name in request.members:
+        return True
+    if request.project_id is not None and user.name in _project_members(conn, request.project_id):
+        return True
+    return user.has_role("apo") and request.status != DRAFT  # the APO sees what was submitted
+
+
+def request_for(engine: sa.Engine, request_id: int, actor: str) -> Request:
+    """A request as `actor` may see it: applicant, members, project members, APO (once submitted), stewards."""
+    with engine.connect() as conn:
+        request = _load_request(conn, request_id)
+        if not _may_see(conn, request, _actor(conn, actor)):
+            raise PermissionDenied(_t("gov_not_visible", id=request_id, actor=actor))
+        return request
+
+
+def requests_for(engine: sa.Engine, actor: str, *, status: str | None = None) -> list[Request]:
+    """Every request `actor` may see (see `request_for`), oldest first."""
+    with engine.connect() as conn:
+        user = _actor(conn, actor)
+        query = sa.select(data_requests.c.id).order_by(data_requests.c.id)
+        if status is not None:
+            query = query.where(data_requests.c.status == status)
+        found = [_load_request(conn, i) for i in conn.execute(query).scalars().all()]
+        return [r for r in found if _may_see(conn, r, user)]
+
+
+def projects_for(engine: sa.Engine, actor: str) -> list[Project]:
+    """The projects `actor` is a member of (all projects for a steward), newest first."""
+    with engine.connect() as conn:
+        user = _actor(conn, actor)
+        ids = conn.execute(sa.select(projects.c.id).order_by(projects.c.id.desc())).scalars().all()
+        return [_load_project(conn, i) for i in ids
+                if user.has_role("steward") or actor in _project_members(conn, i)]
 
 
 def request_history(engine: sa.Engine, request_id: int) -> list[Event]:

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     ingest_workers: int = Field(1, description="Helper processes that read and validate ahead of the loader (0: none).")
     disclosure_threshold: int = Field(10, description="Smallest number of clients behind a published count or statistic.")
     disclosure_rounding: int = Field(5, description="Published counts are rounded to a multiple of this (1: no rounding).")
+    outcome_start_window_days: int = Field(90, description="A start measurement counts for pre-post pairs and response when taken within this many days of the trajectory's start.")
+    outcome_end_window_days: int = Field(90, description="An end measurement counts when taken within this many days of the trajectory's end.")
+    indicator_age_groups: list[int] = Field([0, 6, 12, 18], description="Lower bounds of the dashboards' age groups (age at start), ascending; the last group is open.")
     data_service_url: str = Field("http://127.0.0.1:8000/services/ldj-data",
                                   description="Base URL of the data service, as workspaces reach it.")
     apo_decision_rule: str = Field("majority", description="How APO votes decide a request: majority or unanimous.")
@@ -46,6 +49,10 @@ class Settings(BaseSettings):
     hub_api_port: int = Field(8081, description="Port of the hub's own API (loopback).")
     proxy_api_port: int = Field(8001, description="Port of configurable-http-proxy's API (loopback).")
     data_service_port: int = Field(8181, description="Port the data service listens on (loopback).")
+    portal_port: int = Field(8182, description="Port the portal (a hub service) listens on (loopback).")
+    portal_allowed_origins: list[str] = Field(
+        [], description="Host:port values browsers may open the portal from (websocket origin check); "
+        "default: the hub's address and port, and localhost.")
     spawner: str = Field("local", description="Workspace spawner: local (demo), docker or kubernetes (docker/).")
     workspace_check_seconds: int = Field(60, description="How often running workspaces are checked against the grants.")
     idle_timeout_seconds: int = Field(3600, description="A workspace idle this long is stopped by the idle culler.")

@@ -584,3 +584,27 @@ def test_request_events_are_append_only(people, statement):
         with engine.begin() as conn:
             conn.execute(sa.text(statement))
     assert [e.actor for e in gov.request_history(engine, rid)] == ["alice", "alice"]
+
+
+def test_who_may_see_a_request(people):
+    draft = new_request(people)
+    submitted = new_request(people, members=[])
+    gov.submit(people, submitted, "alice")
+    assert [r.id for r in gov.requests_for(people, "alice")] == [draft, submitted]
+    assert [r.id for r in gov.requests_for(people, "bob")] == [draft]  # a member of the draft only
+    assert [r.id for r in gov.requests_for(people, "rev1")] == [submitted]  # the APO sees what was submitted
+    assert [r.id for r in gov.requests_for(people, "steve")] == [draft, submitted]
+    assert gov.requests_for(people, "carol") == []
+    with pytest.raises(gov.PermissionDenied):
+        gov.request_for(people, draft, "carol")
+    with pytest.raises(gov.PermissionDenied):
+        gov.request_for(people, draft, "rev1")
+    assert gov.request_for(people, submitted, "rev2").id == submitted
+
+
+def test_projects_for_members_and_stewards(people):
+    request = new_request(people)
+    project = decided(people, request, ["approve", "approve"]).project_id
+    assert [p.id for p in gov.projects_for(people, "bob")] == [project]
+    assert [p.id for p in gov.projects_for(people, "steve")] == [project]
+    assert gov.projects_for(people, "carol") == []

@@ -1,0 +1,126 @@
+"""Serve the portal: `python -m ldj.portal`, started by the hub as the managed service `ldj-portal`.
+
+Single sign-on: the hub is the OAuth provider (Panel's generic OAuth provider, the hub's
+`/hub/api/oauth2/*` endpoints and `/hub/api/user`). Pages are public unless they say otherwise
+(`oauth_optional`); pages and the domain layer check roles for every action.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlparse
+
+import panel as pn
+from tornado import web
+
+from .. import governance
+from ..settings import Settings, get_settings
+from . import home, requests
+from .layout import Page, frame, login_needed, message
+from .visitor import LANGUAGE_COOKIE, LANGUAGES, Visitor, from_groups
+
+SERVICE_NAME = "ldj-portal"
+GUEST = "guest"  # Panel's name for a visitor without login (oauth_optional)
+
+PAGES: list[Page] = [
+    Page("", "nav_home", home.view),
+    Page("aanvragen", "nav_requests", requests.view, ("researcher", "student", "steward")),
+    Page("apo", "nav_apo", requests.apo_view, ("apo", "steward")),
+]
+
+
+def prefix() -> str:
+    return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/").rstrip("/")
+
+
+def current_visitor(settings: Settings | None = None) -> Visitor:
+    """The visitor of the current Panel session."""
+    user = pn.state.user
+    name = None if user in (None, GUEST) else user
+    info = pn.state.user_info or {}
+    language = _language(pn.state.cookies.get(LANGUAGE_COOKIE), pn.state.session_args.get("lang"))
+    return from_groups(name, info.get("groups") if name else None, language, settings)
+
+
+def _language(cookie: str | None, arg: list[bytes] | None) -> str:
+    if arg:
+        return arg[0].decode()
+    return cookie if cookie in LANGUAGES else "nl"
+
+
+def _route(page: Page):
+    def build():
+        visitor = current_visitor()
+        if page.nav_roles and visitor.anonymous:
+            content = login_needed(visitor, prefix(), page.path)
+        else:
+            try:
+                content = page.view(visitor)
+            except governance.PermissionDenied as exc:  # the page's own check, before anything is shown
+                content = message(str(exc))
+        return frame(visitor, PAGES, page, prefix(), content)
+    return build
+
+
+class LanguageHandler(web.RequestHandler):
+    """GET {prefix}/taal?lang=en&next=...: remember the language and go back."""
+
+    def get(self):
+        language = self.get_argument("lang", "nl")
+        if language not in LANGUAGES:
+            raise web.HTTPError(400, f"unknown language {language!r}")
+        self.set_cookie(LANGUAGE_COOKIE, language, path="/", expires_days=365, samesite="Lax")
+        target = self.get_argument("next", prefix() + "/")
+        if urlparse(target).netloc or not target.startswith("/"):
+            target = prefix() + "/"  # only local redirects
+        self.redirect(target)
+
+
+class PortalHandler(web.RequestHandler):
+    """Base for plain HTTP endpoints (feeds, downloads): the same login as the Panel pages."""
+
+    def visitor(self) -> Visitor:
+        raw = self.get_secure_cookie("user", max_age_days=1)
+        name = raw.decode() if raw else None
+        language = self.get_cookie(LANGUAGE_COOKIE) or "nl"
+        return from_groups(None if name == GUEST else name, None, language)
+
+
+def extra_handlers() -> list[tuple]:
+    return [(r"/taal", LanguageHandler)]
+
+
+def _secret(path: Path, factory) -> bytes | str:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(factory())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def serve(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    state = (settings.data_dir / "hub").resolve()
+    api_url = os.environ.get("JUPYTERHUB_API_URL", f"http://127.0.0.1:{settings.hub_api_port}/hub/api")
+    service_url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{settings.portal_port}"))
+    origins = settings.portal_allowed_origins or [f"{settings.hub_ip}:{settings.hub_port}",
+                                                   f"localhost:{settings.hub_port}", f"127.0.0.1:{settings.hub_port}"]
+    routes = {f"/{p.path}" if p.path else "/": _route(p) for p in PAGES}
+    pn.serve(
+        routes, address=service_url.hostname, port=service_url.port, prefix=prefix(), show=False,
+        title="Lerende Databank Jeugd", websocket_origin=origins, start=True,
+        oauth_provider="generic", oauth_optional=True,
+        oauth_key=os.environ.get("JUPYTERHUB_CLIENT_ID", f"service-{SERVICE_NAME}"),
+        oauth_secret=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
+        oauth_redirect_uri=f"{prefix()}/login",  # registered as the service's oauth_redirect_uri
+        oauth_extra_params={"AUTHORIZE_URL": "/hub/api/oauth2/authorize", "TOKEN_URL": f"{api_url}/oauth2/token",
+                            "USER_URL": f"{api_url}/user", "USER_KEY": "name", "scope": []},
+        cookie_secret=_secret(state / "portal_cookie_secret", lambda: secrets.token_hex(32)),
+        extra_patterns=extra_handlers(),
+    )
+
+
+def main() -> None:
+    serve()

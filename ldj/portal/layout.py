@@ -1,0 +1,82 @@
+"""The frame around every portal page: navigation by role, language switch, login state, messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from html import escape
+from typing import Callable
+
+import panel as pn
+
+from .. import governance
+from .visitor import Visitor
+
+CSS = """
+.ldj-nav a { margin-right: 1.1em; color: white; text-decoration: none; font-weight: 500; }
+.ldj-nav a.active { text-decoration: underline; }
+.ldj-nav .ldj-right { float: right; }
+.ldj-nav .ldj-right a { margin-left: 1em; margin-right: 0; font-weight: 400; }
+.ldj-suppressed { color: #8a6d3b; font-style: italic; }
+"""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One route of the portal: its path under the prefix, nav text key, builder and who sees it in the nav."""
+
+    path: str
+    nav_key: str
+    view: Callable[[Visitor], pn.viewable.Viewable]
+    nav_roles: tuple[str, ...] = ()  # empty: everyone; roles are checked again by the page and the domain
+
+
+def nav_html(visitor: Visitor, pages: list[Page], active: str, prefix: str) -> str:
+    links = []
+    for page in pages:
+        if page.nav_roles and not visitor.has_role(*page.nav_roles):
+            continue
+        css = ' class="active"' if page.path == active else ""
+        links.append(f'<a href="{prefix}/{page.path}"{css}>{escape(visitor.t(page.nav_key))}</a>')
+    here = f"{prefix}/{active}"
+    other = "en" if visitor.language == "nl" else "nl"
+    right = [f'<a href="{prefix}/taal?lang={other}&next={here}">{other.upper()}</a>']
+    if visitor.anonymous:
+        right.append(f'<a href="{prefix}/login?next={here}">{escape(visitor.t("portal_login"))}</a>')
+    else:
+        right.append(f'<span>{escape(visitor.name)}</span>')
+        right.append(f'<a href="/hub/logout">{escape(visitor.t("portal_logout"))}</a>')
+    return f'<div class="ldj-nav">{"".join(links)}<span class="ldj-right">{"".join(right)}</span></div>'
+
+
+def frame(visitor: Visitor, pages: list[Page], page: Page, prefix: str, content) -> pn.template.BaseTemplate:
+    template = pn.template.BootstrapTemplate(
+        title=visitor.t("portal_title"), header_background="#1f4e79")
+    template.header.append(pn.pane.HTML(nav_html(visitor, pages, page.path, prefix), sizing_mode="stretch_width",
+                                        stylesheets=[CSS]))
+    template.main.append(content)
+    return template
+
+
+def message(text: str, kind: str = "danger") -> pn.pane.Alert:
+    return pn.pane.Alert(text, alert_type=kind)
+
+
+def login_needed(visitor: Visitor, prefix: str, path: str) -> pn.viewable.Viewable:
+    return pn.pane.HTML(f'<p>{escape(visitor.t("portal_login_needed"))} '
+                        f'<a href="{prefix}/login?next={prefix}/{path}">{escape(visitor.t("portal_login"))}</a></p>')
+
+
+def guarded(action: Callable[[], object], feedback: pn.Column, success: str | None = None) -> bool:
+    """Run a domain action from a button; its refusal (wrong role, illegal step, bad input) is shown."""
+    feedback.clear()
+    try:
+        action()
+    except governance.GovernanceError as exc:
+        feedback.append(message(str(exc)))
+        return False
+    except (ValueError, LookupError) as exc:
+        feedback.append(message(str(exc)))
+        return False
+    if success:
+        feedback.append(message(success, "success"))
+    return True

@@ -1,0 +1,91 @@
+"""The portal in a real browser (Debian chromium through Playwright) against the real hub, proxy and portal:
+single sign-on, public pages, the language switch, and role checks on the server."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import sync_playwright
+
+import browser
+from ldj import governance as gov
+from ldj import store
+from ldj.settings import Settings
+from portalserver import make_stack
+
+pytestmark = pytest.mark.slow
+PASSWORD = "portaal-test-2026"
+ACCOUNTS = [("beheer", "SEJN", ["steward"]), ("apo-a", "UNI01", ["apo"]), ("apo-b", "UNI02", ["apo"]),
+            ("apo-c", "ORG01", ["apo"]), ("onderzoeker", "ORG01", ["researcher"]),
+            ("praktijk", "ORG01", ["member"]), ("praktijk2", "ORG02", ["member"])]
+
+
+@pytest.fixture(scope="module")
+def stack():
+    root = Path(tempfile.mkdtemp(prefix="ldj-portal-"))
+    engine = store.get_engine(Settings(data_dir=root / "var"))
+    for name, organisation, roles in ACCOUNTS:
+        gov.add_user(engine, name, display_name=name, organisation=organisation, roles=roles, password=PASSWORD)
+    running = make_stack(root).start()
+    running.engine = engine
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with sync_playwright() as playwright:
+        instance = browser.launch(playwright)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+def test_a_visitor_without_login_sees_the_public_start_page(stack, page):
+    browser.open_page(page, f"{stack.url}/")  # the hub URL opens the portal
+    assert "/services/ldj-portal/" in page.url
+    assert page.get_by_text("wat werkt voor wie").count() == 1
+    assert page.get_by_text("Inloggen").count() == 1
+    browser.screenshot(page, "start")
+
+
+def test_login_through_the_hub_is_single_sign_on_into_the_portal(stack, page):
+    browser.login(page, stack.url, "praktijk", PASSWORD)
+    assert page.get_by_text("Welkom, praktijk").count() == 1
+    assert page.get_by_text("Uitloggen").count() == 1
+    # a practitioner is no researcher: no data-request or APO entries in the navigation
+    assert page.get_by_text("APO-beoordeling").count() == 0
+
+
+def test_the_interface_switches_to_english_and_remembers_it(stack, page):
+    browser.open_page(page, f"{stack.portal}/")
+    page.get_by_text("EN", exact=True).click()
+    browser.wait_idle(page)
+    page.wait_for_selector("text=Learning Youth Database")
+    browser.open_page(page, f"{stack.portal}/")
+    assert page.get_by_text("what works for whom").count() == 1
+
+
+def test_pages_for_other_roles_are_refused_by_the_server(stack, page):
+    browser.open_page(page, f"{stack.portal}/apo")
+    assert page.get_by_text("Log in om deze pagina te zien").count() == 1
+    browser.login(page, stack.url, "praktijk", PASSWORD, next_path="/services/ldj-portal/apo")
+    assert page.get_by_text("U heeft geen toegang").count() == 1
+    assert page.get_by_text("Alle ingediende aanvragen").count() == 0
+
+
+def test_the_portal_refuses_cross_site_websockets(stack):
+    """Pages are rendered over a websocket; another site cannot open one with the visitor's cookies."""
+    response = requests.get(f"{stack.portal}/ws", headers={"Origin": "http://evil.example", "Upgrade": "websocket",
+                                                            "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                                                            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert response.status_code == 403
