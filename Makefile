@@ -15,6 +15,7 @@ demo: venv node
 	$(BIN)/ldj ingest $(DATA_DIR)/demo-delivery --delivered-by "demo (synthetisch)" --no-progress --brief
 	$(BIN)/ldj summary
 	$(BIN)/ldj demo-accounts
+	$(BIN)/ldj vraagbank demo
 	$(BIN)/ldj serve
 
 test: venv node system-deps ckan-deps

@@ -221,7 +221,7 @@ def users() -> None:
 @click.option("--display-name", required=True)
 @click.option("--organisation", required=True, help="Member code (ORG07) or institute name.")
 @click.option("--role", "roles", multiple=True, required=True,
-              type=click.Choice(["researcher", "apo", "steward", "member"]))
+              type=click.Choice(["researcher", "apo", "steward", "member", "student"]))
 @click.option("--email")
 @click.option("--password-stdin", is_flag=True, help="Read a password from standard input.")
 @_governed
@@ -466,6 +466,139 @@ def catalog_for_user(name: str, out: Path | None) -> None:
     path = write_user_catalogue(load_entries(settings.catalog_dir), grants, settings.data_service_url,
                                 out or settings.data_dir / "users" / name / "catalog.yaml")
     click.echo(f"{path} ({len(grants)} toekenningen)")
+
+
+# --- the Vraagbank ----------------------------------------------------------------------------
+
+def _vb():
+    from . import store, vraagbank
+
+    return vraagbank, store.get_engine(get_settings())
+
+
+@main.group()
+def vraagbank() -> None:
+    """The Vraagbank: practitioners' questions; the steward's triage and export."""
+
+
+@vraagbank.command("list")
+@click.option("--status", "statuses", multiple=True, help="Status code (default: the public ones); repeatable.")
+@click.option("--category", default=None, help="target_group, approach or outcome.")
+@click.option("--tag", default=None, help="A tag code: cbcl_6_18, mst, 12-17 ...")
+@click.option("--text", default=None, help="Words that must occur in the title or the question.")
+@click.option("--sort", type=click.Choice(["votes", "newest"]), default="votes", show_default=True)
+@click.option("--as", "actor", default=None, help="View as this user (default: as the public).")
+@_governed
+def vraagbank_list(statuses, category, tag, text, sort, actor) -> None:
+    """Questions with status, votes and title."""
+    vb, engine = _vb()
+    for q in vb.list_questions(engine, actor, status=list(statuses) or None, category=category, tag=tag, text=text,
+                               sort=sort):
+        click.echo(f"{q.id:>4} {vb.status_label(q.status):<13} {q.votes:>3} stemmen  {q.title}")
+
+
+@vraagbank.command("queue")
+@click.option("--as", "actor", required=True)
+@_governed
+def vraagbank_queue(actor: str) -> None:
+    """Submitted questions waiting for triage, oldest first."""
+    vb, engine = _vb()
+    for q in vb.triage_queue(engine, actor):
+        click.echo(f"{q.id:>4} {q.created_at:%Y-%m-%d} {q.asker_organisation or '':<8} {q.title}")
+
+
+@vraagbank.command("show")
+@click.argument("question_id", type=int)
+@click.option("--as", "actor", default=None, help="View as this user (default: as the public).")
+@_governed
+def vraagbank_show(question_id: int, actor: str | None) -> None:
+    """One question with its tags, comments, pick-ups and history (Markdown as typed)."""
+    vb, engine = _vb()
+    q = vb.get_question(engine, question_id, actor)
+    click.echo(f"vraag {q.id}: {q.title}\n{vb.status_label(q.status)} · {vb.category_label(q.category)} · "
+               f"{q.votes} stemmen · {q.asker or ''} ({q.asker_organisation or ''})")
+    for kind, codes in q.tags.items():
+        if codes:
+            click.echo(f"  {vb.tag_kind_label(kind)}: {', '.join(codes)}")
+    click.echo(f"\n{q.body}\n")
+    if q.merged_into:
+        click.echo(f"samengevoegd met vraag {q.merged_into}")
+    if q.decline_reason:
+        click.echo(f"reden afwijzing: {q.decline_reason}")
+    for p in q.pickups:
+        state = "ingetrokken" if p.withdrawn_at else "actief"
+        click.echo(f"opgepakt ({state}): {p.picked_by or ''} {vb.pickup_kind_label(p.kind)}, {p.institution}, "
+                   f"begeleider {p.supervisor or '-'}, {p.planned_from} – {p.planned_until}"
+                   + (f", aanvraag {p.request_id}" if p.request_id else ""))
+    if q.answer_summary:
+        click.echo(f"antwoord ({q.answered_at:%Y-%m-%d}): {q.answer_summary}\nverslag: {q.answer_url}")
+    for c in q.comments:
+        click.echo(f"- {c.created_at:%Y-%m-%d %H:%M} {c.author_name or ''}: {c.body}")
+    for e in q.events:
+        click.echo(f"  {e.at:%Y-%m-%d %H:%M} {e.actor or '':<14} {e.from_status or '-'} -> {e.to_status}"
+                   + (f"  {e.note}" if e.note else ""))
+
+
+@vraagbank.command("publish")
+@click.argument("question_id", type=int)
+@click.option("--as", "actor", required=True)
+@_governed
+def vraagbank_publish(question_id: int, actor: str) -> None:
+    """The steward publishes a submitted question."""
+    vb, engine = _vb()
+    vb.publish(engine, actor, question_id)
+    click.echo(f"vraag {question_id} gepubliceerd")
+
+
+@vraagbank.command("merge")
+@click.argument("question_id", type=int)
+@click.option("--into", "target", type=int, required=True, help="The question it duplicates.")
+@click.option("--as", "actor", required=True)
+@_governed
+def vraagbank_merge(question_id: int, target: int, actor: str) -> None:
+    """The steward merges a duplicate into another question; its votes carry over."""
+    vb, engine = _vb()
+    q = vb.merge_duplicate(engine, actor, question_id, target)
+    click.echo(f"vraag {question_id} samengevoegd met vraag {target} (nu {q.votes} stemmen)")
+
+
+@vraagbank.command("decline")
+@click.argument("question_id", type=int)
+@click.option("--reason", required=True, help="Why; the asker reads it.")
+@click.option("--as", "actor", required=True)
+@_governed
+def vraagbank_decline(question_id: int, reason: str, actor: str) -> None:
+    """The steward declines a question with a reason."""
+    vb, engine = _vb()
+    vb.decline(engine, actor, question_id, reason)
+    click.echo(f"vraag {question_id} afgewezen")
+
+
+@vraagbank.command("export")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="CSV file (default: standard output).")
+@click.option("--as", "actor", required=True)
+@_governed
+def vraagbank_export(out: Path | None, actor: str) -> None:
+    """Every question as CSV (semicolon-separated, for Excel); stewards only."""
+    vb, engine = _vb()
+    text = vb.export_csv(engine, actor)
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8-sig", newline="")
+        click.echo(str(out))
+
+
+@vraagbank.command("demo")
+@_governed
+def vraagbank_demo() -> None:
+    """Demo questions in every status (after `ldj demo-accounts`); safe to run twice."""
+    vb, engine = _vb()
+    created = vb.seed_demo(engine, password=DEMO_PASSWORD)
+    click.echo(f"Vraagbank: {created} demovragen toegevoegd")
+    for name, display, _ in vb.DEMO_PRACTITIONERS:
+        click.echo(f"  {name:<15} member      {display}")
 
 
 # --- the running stack ------------------------------------------------------------------------

@@ -254,6 +254,84 @@ extracts = sa.Table(
     sa.Index("ix_extracts_lookup", "project_id", "entry", "data_version"),
 )
 
+# --- the Vraagbank: practitioners' questions, triage, votes, comments, pick-ups (migration 0003) ---
+
+questions = sa.Table(
+    "questions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # Markdown as typed; sanitised when rendered (ldj.markup)
+    sa.Column("category", sa.String(16), nullable=False),  # target_group | approach | outcome
+    sa.Column("asker", sa.String(100), sa.ForeignKey("users.name"), nullable=False, index=True),
+    sa.Column("asker_organisation", sa.String(200)),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # ldj.vraagbank.STATUSES
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True)),
+    sa.Column("merged_into", sa.Integer, sa.ForeignKey("questions.id")),
+    sa.Column("decline_reason", sa.Text),
+    sa.Column("answer_summary", sa.Text),  # Markdown
+    sa.Column("answer_url", sa.String(500)),
+    sa.Column("answered_by", sa.String(100)),
+    sa.Column("answered_at", sa.DateTime(timezone=True)),
+)
+
+question_tags = sa.Table(
+    "question_tags", metadata,
+    sa.Column("question_id", sa.Integer, sa.ForeignKey("questions.id"), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),  # instrument | intervention | age_group
+    sa.Column("value", sa.String(64), primary_key=True),  # a code from the catalogue's data files
+    sa.Index("ix_question_tags_kind_value", "kind", "value"),
+)
+
+question_votes = sa.Table(  # "ik wil dit ook weten": one per user per question
+    "question_votes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("question_id", sa.Integer, sa.ForeignKey("questions.id"), nullable=False, index=True),
+    sa.Column("user_name", sa.String(100), sa.ForeignKey("users.name"), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("carried_from", sa.Integer, sa.ForeignKey("questions.id")),  # the merged duplicate it came from
+    sa.UniqueConstraint("question_id", "user_name"),
+)
+
+question_comments = sa.Table(
+    "question_comments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("question_id", sa.Integer, sa.ForeignKey("questions.id"), nullable=False, index=True),
+    sa.Column("author", sa.String(100), sa.ForeignKey("users.name"), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # Markdown
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("hidden_at", sa.DateTime(timezone=True)),  # moderated by a steward; kept, not shown
+    sa.Column("hidden_by", sa.String(100)),
+)
+
+question_pickups = sa.Table(
+    "question_pickups", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("question_id", sa.Integer, sa.ForeignKey("questions.id"), nullable=False, index=True),
+    sa.Column("picked_by", sa.String(100), sa.ForeignKey("users.name"), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # student | researcher
+    sa.Column("institution", sa.String(200), nullable=False),
+    sa.Column("supervisor", sa.String(200)),
+    sa.Column("planned_from", sa.Date, nullable=False),
+    sa.Column("planned_until", sa.Date, nullable=False),
+    sa.Column("request_id", sa.Integer, sa.ForeignKey("data_requests.id")),  # the APO data request, once there
+    sa.Column("entries", JSON, nullable=False),  # catalogue entries the project could use
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("withdrawn_at", sa.DateTime(timezone=True)),
+)
+
+question_events = sa.Table(  # append-only: triggers refuse UPDATE and DELETE (migration 0003)
+    "question_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("question_id", sa.Integer, sa.ForeignKey("questions.id"), nullable=False, index=True),
+    sa.Column("from_status", sa.String(16)),
+    sa.Column("to_status", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("note", sa.Text),
+)
+
 
 # Research-usable rows: the views research_clients / research_trajectories /
 # research_measurements (created by the migrations) leave out objecting clients and clients whose
