@@ -28,6 +28,7 @@ def open_page(page, url: str) -> None:
 
 def login(page, hub_url: str, name: str, password: str, next_path: str = "/services/ldj-portal/") -> None:
     """The portal's "Inloggen": the hub's login form, then single sign-on back into the portal at next_path."""
+    page.context.clear_cookies()  # a fresh visitor: no hub session, no portal session
     page.goto(f"{hub_url}/services/ldj-portal/login?next={next_path}")
     page.wait_for_url("**/hub/login**")
     page.fill("#username_input", name)

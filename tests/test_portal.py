@@ -89,3 +89,53 @@ def test_the_portal_refuses_cross_site_websockets(stack):
                                                             "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
                                                             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
     assert response.status_code == 403
+
+
+def fill(page, label: str, text: str) -> None:
+    """Type into the Panel text field labelled `label` (labels and inputs live in shadow DOM)."""
+    field = page.get_by_label(label, exact=True)
+    field.fill(text)
+    field.press("Tab")  # Panel text areas send their value on change
+
+
+def click(page, text: str) -> None:
+    page.get_by_role("button", name=text).click()
+    browser.wait_idle(page)
+
+
+def test_a_request_is_written_submitted_reviewed_by_two_apo_members_and_approved(stack, page):
+    browser.login(page, stack.url, "onderzoeker", PASSWORD, next_path="/services/ldj-portal/aanvragen?entry=trajectories")
+    fill(page, "Titel", "Wat werkt voor jongeren met een LVB?")
+    for number, text in enumerate(["Helder doel", "Past bij SEJN", "Ja, met trajecten", "Regressie", "Teams leren",
+                                   "Promovendus met begeleiding"], start=1):
+        fill(page, page.get_by_text(f"{number}. ", exact=False).first.inner_text(), text)
+    click(page, "Indienen bij de APO")
+    page.wait_for_url("**/aanvragen?id=*")
+    browser.wait_idle(page)
+    browser.screenshot(page, "aanvraag")
+    request = gov.requests_for(stack.engine, "onderzoeker")[-1]
+    assert request.status == gov.SUBMITTED and request.entries["trajectories"]
+    assert request.title == "Wat werkt voor jongeren met een LVB?"
+
+    apo = f"/services/ldj-portal/apo?id={request.id}"
+    browser.login(page, stack.url, "beheer", PASSWORD, next_path=apo)
+    click(page, "Voorleggen aan de APO")
+    page.wait_for_selector("text=De aanvraag ligt nu bij de APO")
+    assert gov.get_request(stack.engine, request.id).status == gov.IN_REVIEW
+    browser.login(page, stack.url, "apo-c", PASSWORD, next_path=apo)  # same organisation as the applicant
+    assert page.get_by_text("belangenconflict").count() == 1
+    for reviewer in ("apo-a", "apo-b"):
+        browser.login(page, stack.url, reviewer, PASSWORD, next_path=apo)
+        click(page, "Beoordeling opslaan")
+        page.wait_for_selector("text=Uw beoordeling is opgeslagen")
+    browser.screenshot(page, "apo-beoordeling")
+    assert {r.reviewer: r.vote for r in gov.list_reviews(stack.engine, request.id)} == {
+        "apo-a": "approve", "apo-b": "approve"}
+    browser.login(page, stack.url, "beheer", PASSWORD, next_path=apo)
+    click(page, "Besluit vastleggen")
+    page.wait_for_selector("text=Besluit vastgelegd: goedgekeurd")
+    browser.login(page, stack.url, "onderzoeker", PASSWORD,
+                  next_path=f"/services/ldj-portal/aanvragen?id={request.id}")
+    project = gov.get_request(stack.engine, request.id).project_id
+    assert page.get_by_text(f"Project {project}").count() == 1
+    assert gov.active_grants(stack.engine, "onderzoeker")

@@ -15,7 +15,7 @@ CSS = """
 .ldj-nav a { margin-right: 1.1em; color: white; text-decoration: none; font-weight: 500; }
 .ldj-nav a.active { text-decoration: underline; }
 .ldj-nav .ldj-right { float: right; }
-.ldj-nav .ldj-right a { margin-left: 1em; margin-right: 0; font-weight: 400; }
+.ldj-nav .ldj-right > * { margin-left: 1em; margin-right: 0; font-weight: 400; }
 .ldj-suppressed { color: #8a6d3b; font-style: italic; }
 """
 

@@ -233,7 +233,7 @@ def _review_form(visitor: Visitor, request: gov.Request, feedback: pn.Column) ->
             name=visitor.t(text_key), options=[1, 2, 3, 4, 5], value=earlier.scores.get(number, 3) if earlier else 3)
         comments[number] = pn.widgets.TextInput(placeholder=visitor.t("req_comment"), sizing_mode="stretch_width",
                                                 value=earlier.comments.get(number, "") if earlier else "")
-        rows.append(pn.Row(pn.pane.Markdown(f"**{number}.** {visitor.t(text_key)}", width=360), scores[number],
+        rows.append(pn.Row(pn.pane.Markdown(visitor.t(text_key), width=360), scores[number],
                            comments[number], sizing_mode="stretch_width"))
     votes = {visitor.t(f"req_vote_{v}"): v for v in gov.VOTES}
     votes[visitor.t("req_vote_abstain")] = None
