@@ -1,0 +1,202 @@
+"""The starter notebooks run top to bottom, reading through the data service as a workspace does.
+
+A real JupyterHub and proxy run the data service (tests/hubserver.py). Each researcher gets a real hub
+token and the catalogue their workspace would hold (`write_user_catalogue`, as the spawner writes it);
+each notebook runs in a fresh python3 kernel with only the environment a spawned workspace passes on
+(JUPYTERHUB_API_TOKEN, LDJ_CATALOG, LDJ_DATA_SERVICE_URL, PATH, ...). A failing cell fails the test.
+Figures the notebooks print are checked against the store, computed here without ldj.outcomes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from nbclient import NotebookClient
+
+from hubserver import Hub
+from ldj import governance as gov
+from ldj import store
+from ldj.catalogue import build_frame, load_entries, write_user_catalogue
+from ldj.hub import CATALOGUE_FILE
+from ldj.ingest import Ingestor
+from ldj.instruments import load_instruments
+from ldj.settings import REPO_ROOT, Settings
+from ldj.synth import generate
+
+pytestmark = pytest.mark.slow
+CATALOG = REPO_ROOT / "catalog"
+NOTEBOOKS = sorted((REPO_ROOT / "starter_notebooks").glob("*.ipynb"))
+CRITERIA = {key: "Startnotebooks testen." for key in gov.CRITERIA}
+# What JupyterHub's Spawner.env_keep passes from the hub's environment into a workspace.
+ENV_KEEP = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL")
+NO_PAIRS = "Je hebt geen toekenning voor een item met"
+SCORES_VARIABLES = ["trajectory", "informant", "moment", "date", "total_problems_raw", "total_problems_t",
+                    "total_problems_band"]
+
+
+def approve(engine, applicant: str, entries: dict[str, list[str]], catalogue) -> int:
+    request = gov.create_request(engine, applicant, title=f"Project van {applicant}", applicant_organisation="ORG01",
+                                 sejn_member=True, criteria=CRITERIA, entries=entries, members=[],
+                                 access_from=date.today(), access_until=date.today() + timedelta(days=30),
+                                 catalogue=catalogue)
+    gov.submit(engine, request, applicant)
+    gov.start_review(engine, request, "steward")
+    for reviewer in ("apo1", "apo2"):
+        gov.review(engine, request, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
+    return gov.decide(engine, request, "steward").project_id
+
+
+@pytest.fixture(scope="module")
+def world():
+    root = Path(tempfile.mkdtemp(prefix="ldj-nb-"))
+    settings = Settings(data_dir=root / "var", catalog_dir=CATALOG, expectations_dir=REPO_ROOT / "expectations",
+                        progress="never")
+    generate(root / "d", questionnaires=2000, organisations=3, seed=21, invalid_share=0.0, instruments=["cbcl_6_18"])
+    Ingestor(settings).ingest_many(sorted((root / "d").glob("*.csv"), key=lambda p: ("traject" not in p.name, p.name)))
+    engine = store.get_engine(settings)
+    entries, instruments = load_entries(CATALOG), load_instruments(CATALOG)
+    catalogue = {e.id: set(e.variable_names) for e in entries.values()}
+    gov.add_user(engine, "steward", display_name="Steward", organisation="SEJN", roles=["steward"])
+    for name in ("apo1", "apo2"):
+        gov.add_user(engine, name, display_name=name, organisation=name, roles=["apo"])
+    for name in ("anna", "bram", "carla"):
+        gov.add_user(engine, name, display_name=name, organisation="ORG01", roles=["researcher"])
+    trajectories = entries["trajectories"].variable_names
+    approve(engine, "anna", {"cbcl_6_18_pairs": entries["cbcl_6_18_pairs"].variable_names,
+                             "trajectories": trajectories}, catalogue)
+    approve(engine, "bram", {"cbcl_6_18_scores": SCORES_VARIABLES, "trajectories": trajectories}, catalogue)
+    approve(engine, "carla", {"trajectories": ["trajectory", "client", "intervention", "start_date"]}, catalogue)
+
+    hub = Hub(root / "hub", settings)
+    hub.start()
+    service_url = f"{hub.url}/services/ldj-data"
+    homes = {}
+    for name in ("anna", "bram", "carla"):
+        home = root / "homes" / name
+        grants = [{"project": g.project_id, "entry": g.entry, "variables": g.variables}
+                  for g in gov.active_grants(engine, name)]
+        write_user_catalogue(entries, grants, service_url, home / CATALOGUE_FILE)
+        homes[name] = {"home": home, "token": hub.user_token(name)}
+    yield {"root": root, "engine": engine, "entries": entries, "instruments": instruments, "hub": hub,
+           "service_url": service_url, "homes": homes}
+    hub.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def run_notebook(world, user: str, *notebooks: Path) -> str:
+    """Run copies of the notebooks in the user's home as their workspace would, one after the other in
+    one fresh kernel with the namespace reset in between; return all text output."""
+    home, token = world["homes"][user]["home"], world["homes"][user]["token"]
+    for notebook in notebooks:
+        shutil.copy2(notebook, home / notebook.name)
+    env = {k: os.environ[k] for k in ENV_KEEP if k in os.environ}
+    env.update(HOME=str(home), JUPYTERHUB_API_TOKEN=token, LDJ_CATALOG=str(home / CATALOGUE_FILE),
+               LDJ_DATA_SERVICE_URL=world["service_url"], IPYTHONDIR=str(home / ".ipython"),
+               JUPYTER_RUNTIME_DIR=str(home / ".runtime"), JUPYTER_DATA_DIR=str(home / ".jupyter-data"),
+               JUPYTER_CONFIG_DIR=str(home / ".jupyter"), MPLCONFIGDIR=str(home / ".mpl"))
+    nb = nbformat.read(home / notebooks[0].name, as_version=4)
+    for notebook in notebooks[1:]:
+        nb.cells += [nbformat.v4.new_code_cell("%reset -f"), *nbformat.read(home / notebook.name, as_version=4).cells]
+    NotebookClient(nb, kernel_name="python3", timeout=180, resources={"metadata": {"path": str(home)}}).execute(env=env)
+    texts = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output["output_type"] == "stream":
+                texts.append(output["text"])
+            elif "text/plain" in output.get("data", {}):
+                texts.append(output["data"]["text/plain"])
+    return "\n".join(texts)
+
+
+def allowed_reads(world, user: str) -> int:
+    log = store.access_log
+    with world["engine"].connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(log).where(
+            log.c.user_name == user, log.c.outcome == "allowed")).scalar_one()
+
+
+def store_pairs(world) -> pd.DataFrame:
+    frame = build_frame(world["engine"], world["entries"]["cbcl_6_18_pairs"], world["instruments"])
+    return frame[(frame["informant"] == "parent") & frame["total_problems_start"].notna()
+                 & frame["total_problems_end"].notna()]
+
+
+def test_the_starter_notebooks_are_committed_without_outputs():
+    assert [p.name for p in NOTEBOOKS] == ["01_catalogus.ipynb", "02_voor_na_verandering.ipynb",
+                                           "03_interventies_vergelijken.ipynb", "04_ernst_bij_start_per_jaar.ipynb"]
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert code and all(not c.outputs and c.execution_count is None for c in code), path.name
+
+
+def test_01_catalogue_lists_the_grant_and_reads_an_entry_through_the_service(world):
+    before = allowed_reads(world, "anna")
+    text = run_notebook(world, "anna", NOTEBOOKS[0])
+    trajectories = build_frame(world["engine"], world["entries"]["trajectories"], world["instruments"])
+    assert "cbcl_6_18_pairs" in text and "Trajecten met cliëntkenmerken" in text
+    assert f"trajectories: {len(trajectories)} rijen, 16 kolommen" in text
+    assert "Gegevensversie: " in text
+    assert allowed_reads(world, "anna") > before  # read with anna's own token, and logged
+
+
+def test_02_pre_post_change_matches_the_store(world):
+    before = allowed_reads(world, "anna")
+    text = run_notebook(world, "anna", NOTEBOOKS[1])
+    pairs = store_pairs(world)
+    delta = pairs["total_problems_end"] - pairs["total_problems_start"]
+    d = delta.mean() / pairs["total_problems_start"].std()
+    assert len(pairs) > 100
+    assert f"n = {len(pairs)} paren" in text
+    assert f"ΔT = {delta.mean():.2f}" in text
+    assert f"effectgrootte d = {d:.2f}" in text
+    # Every pair has exactly one category: the four counts add up to the number of pairs.
+    counts = [int(m) for m in re.findall(r"^\d\s+[a-z ]+?\s+(\d+)\s+" + str(len(pairs)) + r"\s", text, re.M)]
+    assert len(counts) == 4 and sum(counts) == len(pairs)
+    assert ":Layout" in text  # the hvplot figure was drawn
+    assert allowed_reads(world, "anna") > before
+
+
+def test_03_interventions_are_compared_per_intervention(world):
+    text = run_notebook(world, "anna", NOTEBOOKS[2])
+    pairs = store_pairs(world)
+    mst = pairs[pairs["intervention"] == "mst"]
+    mean = (mst["total_problems_end"] - mst["total_problems_start"]).mean()
+    assert len(mst) >= 10
+    assert re.search(rf"Multisysteemtherapie \(MST\)\s+{len(mst)}\s+{mean:.2f}\s", text), text[-3000:]
+    assert ":Layout" in text
+
+
+def test_04_severity_at_start_by_year_from_the_pairs(world):
+    text = run_notebook(world, "anna", NOTEBOOKS[3])
+    starts = build_frame(world["engine"], world["entries"]["cbcl_6_18_pairs"], world["instruments"])
+    starts = starts[(starts["informant"] == "parent") & starts["total_problems_start"].notna()]
+    assert "Dit notebook gebruikt: cbcl_6_18_pairs" in text
+    assert f"n = {len(starts)} startmetingen" in text
+    assert "punten per jaar" in text and ":Layout" in text
+
+
+def test_04_severity_at_start_by_year_prefers_every_start_measurement(world):
+    text = run_notebook(world, "bram", NOTEBOOKS[3])
+    scores = build_frame(world["engine"], world["entries"]["cbcl_6_18_scores"], world["instruments"])
+    starts = scores[(scores["moment"] == "start") & scores["informant"].eq("parent")
+                    & scores["total_problems_t"].fillna(scores["total_problems_raw"]).notna()]
+    assert "Dit notebook gebruikt: cbcl_6_18_scores" in text
+    assert f"n = {len(starts)} startmetingen" in text
+    assert len(starts) > len(store_pairs(world))  # more than the pairs: those without an end count too
+
+
+def test_without_pairs_the_notebooks_say_so_in_dutch_and_run_green(world):
+    text = run_notebook(world, "carla", *NOTEBOOKS[1:])
+    assert text.count(NO_PAIRS) == 3 and text.count("Vraag zo'n item aan bij de APO") == 3
+    assert ":Layout" not in text
