@@ -417,6 +417,19 @@ def audit(user: str | None, project: int | None, outcome: str | None, limit: int
                        f"{r['reason'] or ''}")
 
 
+def _attachments(files: tuple[Path, ...], factsheet_pdf: str | None) -> dict[str, Path] | None:
+    out = {p.name: p for p in files}
+    if factsheet_pdf == "build":
+        from .factsheet import build
+
+        out["factsheet.pdf"] = build()["pdf"]
+    elif factsheet_pdf:
+        if not Path(factsheet_pdf).is_file():
+            raise click.ClickException(f"{factsheet_pdf}: bestand bestaat niet")
+        out["factsheet.pdf"] = Path(factsheet_pdf)
+    return out or None
+
+
 @catalog.command("publish")
 @click.option("--ckan", "ckan_url", required=True, metavar="URL", help="Base URL of the CKAN site.")
 @click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -425,9 +438,12 @@ def audit(user: str | None, project: int | None, outcome: str | None, limit: int
 @click.option("--portal-url", default=None, help="Base URL of the portal, for the request links.")
 @click.option("--attach", "attachments", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A file (e.g. the factsheet PDF) kept as a resource of the dataset ldj-factsheet; repeatable.")
+@click.option("--factsheet-pdf", "factsheet_pdf", is_flag=False, flag_value="build", default=None, metavar="[PATH]",
+              help="Attach the factsheet PDF as resource 'factsheet.pdf' of ldj-factsheet; without PATH it is "
+                   "built first (ldj factsheet build).")
 @click.option("--dry-run", is_flag=True, help="Say what would change; write nothing.")
 def catalog_publish(ckan_url: str, token_file: Path | None, organisation: str, portal_url: str | None,
-                    attachments: tuple[Path, ...], dry_run: bool) -> None:
+                    attachments: tuple[Path, ...], factsheet_pdf: str | None, dry_run: bool) -> None:
     """Publish the catalogue's metadata (never any data) to a CKAN organisation; a second run changes nothing."""
     import os
 
@@ -441,7 +457,7 @@ def catalog_publish(ckan_url: str, token_file: Path | None, organisation: str, p
     try:
         report = publish(store.get_engine(settings), settings, ckan_url, token, organisation=organisation,
                          dry_run=dry_run, portal_url=portal_url,
-                         attachments={p.name: p for p in attachments} or None)
+                         attachments=_attachments(attachments, factsheet_pdf))
     except PublishError as exc:
         raise click.ClickException(str(exc)) from None
     for label, names in (("nieuw", report.created), ("bijgewerkt", report.updated), ("verwijderd", report.deleted)):
@@ -741,6 +757,24 @@ def instruments() -> None:
 
     for inst in load_instruments(get_settings().catalog_dir).values():
         click.echo(f"{inst.code:<14} {inst.level:<6} {','.join(inst.informants):<24} {inst.name.get('nl')}")
+
+
+@main.group()
+def factsheet() -> None:
+    """The factsheet: what the LDJ holds, disclosure-controlled."""
+
+
+@factsheet.command("build")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for factsheet.html, .pdf and .json (default: <data_dir>/factsheet/).")
+@click.option("--language", type=click.Choice(["nl", "en"]), default=None, help="Language (default: LDJ_LANGUAGE).")
+def factsheet_build(out: Path | None, language: str | None) -> None:
+    """Write the factsheet as HTML, PDF (A4) and JSON from the live numbers."""
+    from .factsheet import build
+    from .i18n import t
+
+    paths = build(out, language=language)
+    click.echo(t("fs_built", language, paths=", ".join(str(p) for p in paths.values())))
 
 
 @main.group()

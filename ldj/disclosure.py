@@ -58,6 +58,13 @@ def controlled_count(n: int | None, settings: Settings | None = None) -> int | N
     return rounded(n, settings)
 
 
+def differences_safe(slices: Sequence[int], settings: Settings | None = None) -> bool:
+    """True when every group a reader could isolate by subtracting two published counts (the
+    `slices`, in distinct clients) is empty or at least `disclosure_threshold` clients."""
+    threshold = (settings or get_settings()).disclosure_threshold
+    return all(n == 0 or n >= threshold for n in slices)
+
+
 def with_margins(frame: pd.DataFrame, n: str, dims: Sequence[str], *, total: str = TOTAL,
                  margins: pd.DataFrame | None = None) -> pd.DataFrame:
     """`frame` (one row per finest cell) plus a margin row for every combination of dims set to `total`.
@@ -107,12 +114,14 @@ def with_margins(frame: pd.DataFrame, n: str, dims: Sequence[str], *, total: str
 
 
 def suppress(table: pd.DataFrame, n: str, dims: Sequence[str], *, settings: Settings | None = None,
-             total: str = TOTAL, value: str | None = None) -> pd.DataFrame:
+             total: str = TOTAL, value: str | None = None, hide: Sequence[bool] | None = None) -> pd.DataFrame:
     """The table with `n_published` (Int64, <NA> when hidden), `suppressed` and `suppression`.
 
     `suppression` is '' (published), 'primary' (0 < n < threshold) or 'secondary' (hidden so the
     primary cells cannot be recovered by subtraction); see the module doc. `n_published` is the
     rounded `value` column when given (suppression is still decided by `n`), else the controlled `n`.
+    `hide` (one flag per row) hides non-zero cells in any case, as secondary: for a margin that
+    another published table shares and hides.
     """
     settings = settings or get_settings()
     dims = list(dims)
@@ -131,6 +140,8 @@ def suppress(table: pd.DataFrame, n: str, dims: Sequence[str], *, settings: Sett
 
     primary = (counts > 0) & (counts < settings.disclosure_threshold)
     hidden = primary.copy()
+    if hide is not None:
+        hidden |= np.asarray(hide, dtype=bool) & (counts > 0)
     lines = _lines(out, dims, total)
 
     while True:

@@ -353,6 +353,55 @@ TEXTS: dict[str, tuple[str, str]] = {
                          "You do not have access to this page or action."),
     "nav_home": ("Start", "Home"),
     "nav_factsheet": ("Factsheet", "Factsheet"),
+    # the factsheet (ldj/factsheet.py, factsheet/templates)
+    "fs_title": ("Factsheet Lerende Databank Jeugd", "Factsheet Learning Youth Database"),
+    "fs_lead": ("Wat de LDJ bevat volgens gegevensversie {version} (berekend {date}). Alle aantallen zijn "
+                "beschermd tegen herleiding naar personen.",
+                "What the LDJ holds at data version {version} (computed {date}). Every count is protected "
+                "against disclosure of persons."),
+    "fs_organisations": ("organisaties", "organisations"),
+    "fs_clients": ("cliënten", "clients"),
+    "fs_trajectories": ("trajecten", "trajectories"),
+    "fs_questionnaires": ("vragenlijsten", "questionnaires"),
+    "fs_pairs": ("voor- en nametingparen", "pre-post pairs"),
+    "fs_span": ("Periode", "Time span"),
+    "fs_last_import": ("Laatste import", "Last import"),
+    "fs_no_data": ("nog geen gegevens", "no data yet"),
+    "fs_growth_heading": ("Groei: vragenlijsten per jaar", "Growth: questionnaires per year"),
+    "fs_questionnaires_heading": ("Vragenlijsten per instrument, informant en meetmoment",
+                                  "Questionnaires per instrument, informant and moment"),
+    "fs_pairs_heading": ("Voor- en nametingparen per instrument en informant", "Pre-post pairs per instrument and informant"),
+    "fs_interventions_heading": ("Trajecten per interventie", "Trajectories per intervention"),
+    "fs_start_years_heading": ("Trajecten per startjaar", "Trajectories per year of start"),
+    "fs_years_heading": ("Vragenlijsten per jaar", "Questionnaires per year"),
+    "fs_instrument": ("Instrument", "Instrument"),
+    "fs_informant": ("Informant", "Informant"),
+    "fs_intervention": ("Interventie", "Intervention"),
+    "fs_start_year": ("Startjaar", "Year of start"),
+    "fs_year": ("Jaar", "Year"),
+    "fs_per_year": ("Per jaar", "Per year"),
+    "fs_cumulative": ("Cumulatief", "Cumulative"),
+    "fs_total": ("Totaal", "Total"),
+    "fs_informant_parent": ("ouder", "parent"),
+    "fs_informant_youth": ("jongere", "youth"),
+    "fs_informant_teacher": ("leerkracht", "teacher"),
+    "fs_informant_professional": ("professional", "professional"),
+    "fs_moment_start": ("start", "start"),
+    "fs_moment_during": ("tussentijds", "during"),
+    "fs_moment_end": ("einde", "end"),
+    "fs_moment_follow_up": ("follow-up", "follow-up"),
+    "fs_disclosure_note": (
+        "Aantallen zijn afgerond op een veelvoud van {rounding}. Een cel met minder dan {threshold} cliënten "
+        "wordt niet getoond (–), en ook cellen waaruit zo'n cel met de totalen terug te rekenen zou zijn. "
+        "Of een cel getoond wordt hangt af van het aantal cliënten erachter; getoond wordt het aantal "
+        "vragenlijsten, paren of trajecten. Cliënten die bezwaar maakten tellen niet mee. Het cumulatieve "
+        "aantal is berekend uit de getoonde aantallen en ontbreekt waar het iets verborgens zou verraden.",
+        "Counts are rounded to a multiple of {rounding}. A cell with fewer than {threshold} clients is not "
+        "shown (–), nor are cells from which such a cell could be worked out with the totals. Whether a "
+        "cell is shown depends on the number of clients behind it; what is shown is the number of "
+        "questionnaires, pairs or trajectories. Clients who objected are not counted. The cumulative count "
+        "is computed from the shown counts and is left out where it would reveal a hidden one."),
+    "fs_built": ("factsheet geschreven: {paths}", "factsheet written: {paths}"),
     "nav_catalogue": ("Catalogus", "Catalogue"),
     "nav_vraagbank": ("Vraagbank", "Question bank"),
     "nav_dashboard": ("Dashboard", "Dashboard"),

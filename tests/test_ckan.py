@@ -226,6 +226,30 @@ def test_factsheet_attachment_is_a_resource_of_its_own_dataset(ckan, ckan_server
     assert ckan.action.package_show(id=FACTSHEET_DATASET)["state"] == "active"
 
 
+def test_the_built_factsheet_pdf_is_attached_by_the_cli(ckan, ckan_server, store_settings, monkeypatch):
+    from click.testing import CliRunner
+    from pypdf import PdfReader
+
+    from ldj.cli import main
+    from ldj.settings import get_settings
+
+    for name, value in (("LDJ_DATA_DIR", str(store_settings.data_dir)), ("LDJ_CATALOG_DIR", str(store_settings.catalog_dir)),
+                        ("LDJ_CKAN_API_TOKEN", ckan_server.token)):
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(main, ["catalog", "publish", "--ckan", ckan_server.url, "--organisation", ORG,
+                                           "--factsheet-pdf"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    pdf = store_settings.data_dir / "factsheet" / "factsheet.pdf"  # built at the store's data version
+    [resource] = ckan.action.package_show(id=FACTSHEET_DATASET)["resources"]
+    data = _download(resource["url"])
+    assert resource["name"] == "factsheet.pdf" and data == pdf.read_bytes() and data.startswith(b"%PDF")
+    assert "Factsheet Lerende Databank Jeugd" in PdfReader(io.BytesIO(data)).pages[0].extract_text()
+
+
 def test_a_bad_token_or_an_unreachable_ckan_is_a_clear_error(ckan, ckan_server, store_settings):
     engine = store.get_engine(store_settings)
     with pytest.raises(PublishError, match=f"CKAN at {ckan_server.url}.*API token"):
