@@ -27,7 +27,7 @@ def main() -> None:
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal).")
 @click.option("--brief", is_flag=True, help="One line per file instead of the full report.")
 @click.option("--snapshots/--no-snapshots", default=True, show_default=True,
-              help="Afterwards, materialise the catalogue entries at the new data version.")
+              help="Afterwards, materialise the catalogue entries and the dashboard figures at the new data version.")
 def ingest(files: tuple[Path, ...], delivered_by: str | None, imported_by: str | None, as_json: bool,
            progress: bool | None, brief: bool, snapshots: bool) -> None:
     """Import delivery files (CSV, XLSX, SPSS .sav) into the LDJ store.
@@ -57,11 +57,17 @@ def ingest(files: tuple[Path, ...], delivered_by: str | None, imported_by: str |
 
 
 def _refresh_snapshots(engine) -> None:
-    """Materialise every catalogue entry at the new data version, so extracts are cut at once."""
+    """Materialise every catalogue entry and the dashboards' cube at the new data version, so
+    extracts are cut and dashboards answer at once."""
     from .catalogue import refresh_snapshots
 
     folder = refresh_snapshots(engine, get_settings())
     click.echo(f"catalogus bijgewerkt voor gegevensversie {folder.name}", err=True)
+    from .i18n import t
+    from .indicators import refresh_cube
+
+    folder = refresh_cube(engine, get_settings())
+    click.echo(t("ind_cube_built", version=folder.name), err=True)
 
 
 def _expand(files: tuple[Path, ...]) -> list[Path]:

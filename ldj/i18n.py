@@ -441,6 +441,27 @@ TEXTS: dict[str, tuple[str, str]] = {
     "ind_category_reliably_deteriorated": ("betrouwbaar verslechterd", "reliably deteriorated"),
     "ind_cube_built": ("dashboardcijfers bijgewerkt voor gegevensversie {version}",
                        "dashboard figures updated for data version {version}"),
+    # dashboards (indicators.py)
+    "ind_too_little_data": ("te weinig gegevens", "too little data"),
+    "ind_sejn": ("Alle SEJN-leden", "All SEJN members"),
+    "ind_organisation_anonymous": ("Organisatie {letter}", "Organisation {letter}"),
+    "ind_not_a_member": ("'{name}' is geen medewerker van een SEJN-lid en geen datasteward: geen dashboards",
+                         "'{name}' is neither staff of an SEJN member nor a data steward: no dashboards"),
+    "ind_not_your_organisation": ("'{name}' ziet alleen de eigen organisatie ({organisation}) herkenbaar; "
+                                  "andere organisaties alleen geanonimiseerd",
+                                  "'{name}' sees only their own organisation ({organisation}) identified; "
+                                  "other organisations only anonymised"),
+    "ind_unknown": ("onbekend", "unknown"),
+    "ind_status_completer": ("start en einde", "start and end"),
+    "ind_status_start_only": ("alleen start", "start only"),
+    "ind_status_end_only": ("alleen einde", "end only"),
+    "ind_status_none": ("geen meting", "no measurement"),
+    "ind_category_recovered": ("hersteld", "recovered"),
+    "ind_category_reliably_improved": ("betrouwbaar verbeterd", "reliably improved"),
+    "ind_category_no_reliable_change": ("geen betrouwbare verandering", "no reliable change"),
+    "ind_category_reliably_deteriorated": ("betrouwbaar verslechterd", "reliably deteriorated"),
+    "ind_cube_built": ("dashboardcijfers bijgewerkt voor gegevensversie {version}",
+                       "dashboard figures updated for data version {version}"),
 }
 
 

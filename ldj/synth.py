@@ -306,6 +306,8 @@ def _org_profile(index: int, n_orgs: int, ivs: list[_Intervention], specs: list[
     used = rng.random(len(specs)) < (1.0 if len(specs) <= 2 else 0.6)
     if not used.any():
         used[int(rng.integers(len(specs)))] = True
+    if index == 0:  # the demo's own organisation (ORG01, login `praktijk`) uses every instrument
+        used[:] = True
     uptake = {s.inst.code: float(rng.uniform(0.80, 1.0)) if u else 0.0 for s, u in zip(specs, used)}
     inst_alias = {s.inst.code: s.alias_choices[0] if rng.random() < 0.7 else
                   s.alias_choices[int(rng.integers(len(s.alias_choices)))] for s in specs}

@@ -1,0 +1,875 @@
+"""Dashboard indicators (issue 6): an organisation and its teams against all SEJN members.
+
+Every figure is a sum over a pre-computed *cube* of sufficient statistics, built once per data
+version (`store.data_version`) from the store with `ldj.outcomes` (pairing, response status,
+reliable-change categories, case-mix model; nothing here re-implements them) and kept as Parquet
+under `<data_dir>/indicators/<version>/`. `ldj ingest` rebuilds it after an import; any call on a
+new version builds it on first use.
+
+Cube cells: (instrument, informant, scale) × (organisation, team, intervention, age group, gender,
+start year, objector). Per cell: counts of trajectories by response status; first valid start
+values (n, Σ, Σ²); last valid end values; complete pairs (n, Σ and Σ² of T_start, T_end and ΔT);
+reliable-change category counts; case-mix sums (observed, expected, residual, residual²). Means,
+SDs, t intervals, Cohen's d (ΔT / SD at start), Wilson intervals and observed − expected follow from
+these (`ldj.outcomes.*_from_sums`). Missing team, gender or age become the category "unknown", so
+the categories of every dimension add up to the whole.
+
+Choices made once for every view:
+
+- The reliable change index uses, per instrument, scale and informant, the SD at start of all SEJN
+  pairs (objectors excluded) of this data version, so a pair's category does not depend on the view.
+- Case-mix: OLS (`ldj.outcomes.casemix_fit`) of ΔT on T_start, age, gender and intervention type per
+  instrument, scale and informant, fitted on research-usable pairs; observed − expected per group is
+  the mean residual with a 95% t interval.
+- Response status counts trajectories that have ended and whose age at start fits the instrument.
+
+Rules:
+
+- **Objections.** Objecting clients count in their own organisation's (and team's) figures only;
+  every SEJN-wide figure (the SEJN rows, the funnel of all organisations, the case-mix model) leaves
+  them out. A difference between an organisation's figure and a SEJN-derived one can therefore only
+  reveal that organisation's own objecting clients, whom it holds in its own records.
+- **Access.** Members (role `member`) see their own organisation and its teams identified, other
+  organisations only anonymised ("Organisatie A", ...; letters in an order drawn per data version
+  from a hash, never names or codes) in the funnel. The steward sees every organisation by name.
+  Asking for another organisation's identified figures raises `governance.PermissionDenied`.
+- **Disclosure** (`ldj.disclosure`). The number behind a figure is a lower bound on its distinct
+  clients (each client counts once per instrument, scale and informant: at their first trajectory
+  in the measure, so sums over cells never over-count). A figure based on fewer than
+  `disclosure_threshold` clients is not published: no mean, no interval, no share; the page shows
+  `t("ind_too_little_data")`. Published counts are rounded (`disclosure_rounding`).
+- **No differencing across filters.** A view with filters on dimensions d1..dk (team counts as a
+  dimension within the organisation) is published only if, for every filtered dimension d, its cell
+  survives `disclosure.suppress` on the *sibling table*: all categories of d with the other filters
+  kept, plus their total (the view without the filter on d). A small complement (the total minus
+  this category) is then either itself primary-suppressed, forcing a secondary suppression of this
+  category, or large; and two categories of d can never together reveal a third. The same applies
+  to the rows inside a figure (response statuses, change categories, years of the trend,
+  organisations of the funnel): one `suppress` over the table with its total.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import string
+import threading
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from . import disclosure, outcomes, store
+from .governance import PermissionDenied, User, get_user
+from .i18n import t
+from .instruments import Instrument, load_instruments
+from .settings import Settings, get_settings
+
+CUBE_FORMAT = 1
+DIMS = ("organisation", "team", "intervention", "age_group", "gender", "start_year", "objector")
+FILTERS = ("intervention", "age_group", "gender", "start_year", "team")
+UNKNOWN = "unknown"
+SEJN = "sejn"
+SCOPES = ("organisation", "team", SEJN)
+CATEGORIES = outcomes.CATEGORIES
+STATUSES = outcomes.RESPONSE_STATUSES
+FUNNEL_INDICATORS = ("improved", "deteriorated", "response", "change", "casemix")
+
+SCALE_MEASURES = (
+    "n_start", "c_start", "sum_start", "sumsq_start",
+    "n_end", "c_end", "sum_end", "sumsq_end",
+    "n_pairs", "c_pairs", "sum_ps", "sumsq_ps", "sum_pe", "sum_d", "sumsq_d",
+    "n_cat", "c_cat", *(f"cat_{c}" for c in CATEGORIES), *(f"c_cat_{c}" for c in CATEGORIES),
+    "n_cm", "c_cm", "cm_observed", "cm_expected", "cm_residual", "cm_residual_sq",
+)
+RESPONSE_MEASURES = ("eligible", "c_eligible", *STATUSES, *(f"c_{s}" for s in STATUSES))
+
+
+# --- views and viewers -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class View:
+    """What a dashboard shows: one instrument, scale and informant, optional filters, and whose
+    figures (`organisation`, default the viewer's own; `team` within it)."""
+
+    instrument: str
+    scale: str
+    informant: str
+    intervention: str | None = None
+    age_group: str | None = None
+    gender: str | None = None
+    start_year: int | None = None
+    team: str | None = None
+    organisation: str | None = None
+
+    def filters(self) -> dict:
+        return {d: getattr(self, d) for d in FILTERS if getattr(self, d) is not None}
+
+
+@dataclass(frozen=True)
+class _Access:
+    organisation: str | None  # whose identified figures
+    steward: bool
+    language: str
+
+
+def _access(viewer: User | str, view: View, engine: sa.Engine, settings: Settings) -> _Access:
+    user = get_user(engine, viewer) if isinstance(viewer, str) else viewer
+    if not user.active:
+        raise PermissionDenied(t("gov_user_inactive", settings.language, name=user.name))
+    steward = user.has_role("steward")
+    if not steward and not (user.has_role("member") and user.organisation):
+        raise PermissionDenied(t("ind_not_a_member", settings.language, name=user.name))
+    organisation = view.organisation or (None if steward else user.organisation)
+    if not steward and organisation != user.organisation:
+        raise PermissionDenied(t("ind_not_your_organisation", settings.language, name=user.name,
+                                 organisation=user.organisation))
+    if view.team is not None and organisation is None:
+        raise ValueError("a team view needs an organisation")
+    return _Access(organisation, steward, settings.language)
+
+
+# --- the cube: building -----------------------------------------------------------------------
+
+def age_groups(settings: Settings | None = None) -> list[str]:
+    """Age-group labels from the setting `indicator_age_groups` (e.g. 0-5, 6-11, 12-17, 18+)."""
+    bounds = list((settings or get_settings()).indicator_age_groups)
+    return [f"{a}-{b - 1}" for a, b in zip(bounds, bounds[1:])] + [f"{bounds[-1]}+"]
+
+
+def _age_group(age: pd.Series, settings: Settings) -> pd.Series:
+    bounds = list(settings.indicator_age_groups)
+    labels = age_groups(settings)
+    values = pd.to_numeric(age, errors="coerce").to_numpy(dtype=float)
+    idx = np.searchsorted(np.asarray(bounds, dtype=float), values, side="right") - 1
+    out = np.where(np.isnan(values) | (idx < 0), UNKNOWN, np.asarray(labels, dtype=object)[np.clip(idx, 0, None)])
+    return pd.Series(out, index=age.index, dtype=object)
+
+
+def _trajectory_frame(conn, settings: Settings) -> pd.DataFrame:
+    """Every trajectory with its client's gender and objection: the base tables, on purpose —
+    objectors are needed for their own organisation's views and flagged for the SEJN ones."""
+    tr, cl = store.trajectories, store.clients
+    stmt = sa.select(tr.c.pseudonym, tr.c.client, tr.c.organisation, tr.c.team, tr.c.intervention,
+                     sa.cast(tr.c.start_date, sa.Text).label("start_date"),
+                     sa.cast(tr.c.end_date, sa.Text).label("end_date"), tr.c.age_at_start, cl.c.gender,
+                     cl.c.objection).select_from(tr.join(cl, cl.c.pseudonym == tr.c.client))
+    frame = pd.DataFrame(conn.execute(stmt).all(), columns=["pseudonym", "client", "organisation", "team",
+                                                            "intervention", "start_date", "end_date",
+                                                            "age_at_start", "gender", "objection"])
+    frame["start_date"] = pd.to_datetime(frame["start_date"].str[:10], format="%Y-%m-%d")
+    frame["end_date"] = pd.to_datetime(frame["end_date"].str[:10], format="%Y-%m-%d")
+    frame["team"] = frame["team"].fillna(UNKNOWN).astype(object)
+    frame["gender"] = frame["gender"].fillna(UNKNOWN).astype(object)
+    frame["age_group"] = _age_group(frame["age_at_start"], settings)
+    frame["start_year"] = frame["start_date"].dt.year.astype("int64")
+    frame["objector"] = frame["objection"].astype(bool)
+    return frame.drop(columns="objection")
+
+
+def _chunks(conn, instrument: str, rows_per_chunk: int = 2_000_000) -> list[tuple[str, str] | None]:
+    """Trajectory-pseudonym ranges (hex prefixes) that split an instrument's measurements into
+    parts of about `rows_per_chunk`; pairing works per trajectory, so parts are independent."""
+    m = store.measurements
+    n = conn.execute(sa.select(sa.func.count()).select_from(m).where(m.c.instrument == instrument)).scalar()
+    parts = int(np.ceil(n / rows_per_chunk))
+    if parts <= 1:
+        return [None]
+    edges = np.linspace(0, 256, min(parts, 256) + 1).round().astype(int)
+    return [(f"{lo:02x}", f"{hi:02x}" if hi < 256 else "g") for lo, hi in zip(edges, edges[1:])]
+
+
+def _selection(conn, inst: Instrument, trajectories: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`outcomes.first_and_last` over the instrument's measurements, chunk by chunk, with every
+    scale flattened (`outcomes.scale_value_columns`)."""
+    m = store.measurements
+    firsts, lasts = [], []
+    value_columns = [c for s in inst.scales for c in (s.code, f"{s.code}_band")]
+    for chunk in _chunks(conn, inst.code):
+        stmt = sa.select(m.c.trajectory, m.c.informant, m.c.moment, sa.cast(m.c.date, sa.Text).label("date"),
+                         sa.cast(m.c.scores, sa.Text).label("scores")).where(m.c.instrument == inst.code)
+        traj = trajectories
+        if chunk is not None:
+            stmt = stmt.where(m.c.trajectory >= chunk[0], m.c.trajectory < chunk[1])
+            traj = trajectories[(trajectories["pseudonym"] >= chunk[0]) & (trajectories["pseudonym"] < chunk[1])]
+        rows = conn.execute(stmt).all()
+        if not rows:
+            continue
+        frame = pd.DataFrame([r[:4] for r in rows], columns=["trajectory", "informant", "moment", "date"])
+        frame["date"] = pd.to_datetime(frame["date"].str[:10], format="%Y-%m-%d")
+        values = outcomes.scale_value_columns([r[4] for r in rows], inst)
+        frame = pd.concat([frame, values], axis=1)
+        del rows, values
+        f, la = outcomes.first_and_last(frame, traj)
+        firsts.append(f[["trajectory", "informant", *value_columns]])
+        lasts.append(la[["trajectory", "informant", *value_columns]])
+    empty = pd.DataFrame(columns=["trajectory", "informant", *value_columns])
+    return (pd.concat(firsts, ignore_index=True) if firsts else empty,
+            pd.concat(lasts, ignore_index=True) if lasts else empty)
+
+
+def _first_per_client(frame: pd.DataFrame, mask: np.ndarray) -> np.ndarray:
+    """1 for the first row (by start date) of each client among the rows in `mask`, else 0."""
+    out = np.zeros(len(frame))
+    idx = np.flatnonzero(mask)
+    if len(idx):
+        sub = pd.DataFrame({"client": frame["client"].to_numpy()[idx], "start": frame["start_date"].to_numpy()[idx],
+                            "trajectory": frame["trajectory"].to_numpy()[idx], "pos": idx})
+        sub = sub.sort_values(["client", "start", "trajectory"])
+        out[sub["pos"].to_numpy()[~sub["client"].duplicated().to_numpy()]] = 1
+    return out
+
+
+def _aggregate(frame: pd.DataFrame, measures: dict[str, np.ndarray]) -> pd.DataFrame:
+    data = frame[list(DIMS)].copy()
+    for name, values in measures.items():
+        data[name] = values
+    return data.groupby(list(DIMS), sort=False, dropna=False, observed=True).sum().reset_index()
+
+
+def _scale_cells(inst: Instrument, informant: str, scale, sel: pd.DataFrame, meta: dict) -> pd.DataFrame | None:
+    code = scale.code
+    s = sel[f"{code}_s"].to_numpy(dtype=float)
+    e = sel[f"{code}_e"].to_numpy(dtype=float)
+    has_s, has_e = ~np.isnan(s), ~np.isnan(e)
+    pair = has_s & has_e
+    if not (has_s.any() or has_e.any()):
+        return None
+    s0, e0 = np.where(has_s, s, 0.0), np.where(has_e, e, 0.0)
+    d0 = np.where(pair, e - s, 0.0)
+    m = {"n_start": has_s * 1.0, "c_start": _first_per_client(sel, has_s), "sum_start": s0, "sumsq_start": s0 ** 2,
+         "n_end": has_e * 1.0, "c_end": _first_per_client(sel, has_e), "sum_end": e0, "sumsq_end": e0 ** 2,
+         "n_pairs": pair * 1.0, "sum_ps": np.where(pair, s0, 0), "sumsq_ps": np.where(pair, s0 ** 2, 0),
+         "sum_pe": np.where(pair, e0, 0), "sum_d": d0, "sumsq_d": d0 ** 2}
+    m["c_pairs"] = w = _first_per_client(sel, pair)
+    key = f"{inst.code}/{informant}/{code}"
+    info = meta.setdefault(key, {})
+    usable = pair & ~sel["objector"].to_numpy(dtype=bool)
+    zeros = np.zeros(len(sel))
+    m["n_cat"], m["c_cat"] = zeros.copy(), zeros.copy()
+    for c in CATEGORIES:
+        m[f"cat_{c}"], m[f"c_cat_{c}"] = zeros.copy(), zeros.copy()
+    if scale.reliability is not None and usable.sum() >= 2:
+        sd = float(np.std(s[usable], ddof=1))
+        info["rci_sd_start"] = sd
+        idx = np.flatnonzero(pair)
+        cats = outcomes.categories(pd.Series(s[idx]), pd.Series(e[idx]), sel[f"{code}_band_s"].iloc[idx].reset_index(drop=True),
+                                   sel[f"{code}_band_e"].iloc[idx].reset_index(drop=True), scale, sd_start=sd).to_numpy()
+        m["n_cat"][idx] = 1
+        m["c_cat"] = w * (m["n_cat"] > 0)
+        for c in CATEGORIES:
+            hit = np.zeros(len(sel), dtype=bool)
+            hit[idx] = cats == c
+            m[f"cat_{c}"] = hit * 1.0
+            m[f"c_cat_{c}"] = w * hit
+    for col in ("n_cm", "c_cm", "cm_observed", "cm_expected", "cm_residual", "cm_residual_sq"):
+        m[col] = zeros.copy()
+    if usable.sum() >= 30:
+        idx = np.flatnonzero(pair)
+        frame = pd.DataFrame({"start": s[idx], "end": e[idx], "age": sel["age_at_start"].to_numpy()[idx],
+                              "gender": sel["gender"].to_numpy()[idx], "intervention": sel["intervention"].to_numpy()[idx]})
+        try:
+            model = outcomes.casemix_fit(frame, "change", fit=pd.Series(usable[idx]))
+        except ValueError:  # e.g. a single category everywhere: no model for this scale
+            model = None
+        if model is not None:
+            expected = model.expected.to_numpy()
+            ok = ~np.isnan(expected)
+            rows = idx[ok]
+            observed = (e - s)[rows]
+            resid = observed - expected[ok]
+            m["n_cm"][rows] = 1
+            m["c_cm"][rows] = w[rows]
+            m["cm_observed"][rows] = observed
+            m["cm_expected"][rows] = expected[ok]
+            m["cm_residual"][rows] = resid
+            m["cm_residual_sq"][rows] = resid ** 2
+            info["casemix_formula"] = outcomes.CASEMIX_FORMULA
+            info["casemix_params"] = {k: float(v) for k, v in model.result.params.items()}
+            info["casemix_nobs"] = int(model.result.nobs)
+    cells = _aggregate(sel, m)
+    cells.insert(0, "scale", code)
+    cells.insert(0, "informant", informant)
+    cells.insert(0, "instrument", inst.code)
+    return cells
+
+
+def build_cube(engine: sa.Engine, settings: Settings | None = None, folder: Path | None = None) -> Path:
+    """Build the cube at the store's current data version into `folder` (default
+    `<data_dir>/indicators/<version>/`); returns the folder. Written to a temporary folder first."""
+    settings = settings or get_settings()
+    version, batches = store.data_version(engine)
+    folder = folder or settings.data_dir / "indicators" / version
+    instruments = load_instruments(settings.catalog_dir)
+    scale_parts, response_parts, meta = [], [], {}
+    with engine.connect() as conn:
+        trajectories = _trajectory_frame(conn, settings)
+        dims = trajectories.set_index("pseudonym")[[d for d in DIMS] + ["client", "start_date", "age_at_start"]]
+        for inst in instruments.values():
+            firsts, lasts = _selection(conn, inst, trajectories)
+            eligible = trajectories[outcomes.response_eligible(trajectories, inst)]
+            status = outcomes.status_from_selection(eligible["pseudonym"], inst.informants, firsts, lasts)
+            status = status.join(dims, on="trajectory")
+            for informant, part in status.groupby("informant", sort=True):
+                part = part.reset_index(drop=True)
+                rm = {"eligible": np.ones(len(part)),
+                      "c_eligible": _first_per_client(part, np.ones(len(part), dtype=bool))}
+                for st in STATUSES:
+                    hit = (part["status"] == st).to_numpy()
+                    rm[st] = hit * 1.0
+                    rm[f"c_{st}"] = rm["c_eligible"] * hit
+                if len(part):
+                    cells = _aggregate(part, rm)
+                    cells.insert(0, "informant", informant)
+                    cells.insert(0, "instrument", inst.code)
+                    response_parts.append(cells)
+            if firsts.empty and lasts.empty:
+                continue
+            sel = firsts.merge(lasts, on=["trajectory", "informant"], how="outer", suffixes=("_s", "_e"))
+            sel = sel.join(dims, on="trajectory").reset_index(drop=True)
+            for informant in sorted(sel["informant"].unique()):
+                part = sel[sel["informant"] == informant].reset_index(drop=True)
+                for scale in inst.scales:
+                    cells = _scale_cells(inst, informant, scale, part, meta)
+                    if cells is not None:
+                        scale_parts.append(cells)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    key = ["instrument", "informant", "scale"]
+    for name, parts, measures, sort in (("scales", scale_parts, SCALE_MEASURES, key),
+                                        ("response", response_parts, RESPONSE_MEASURES, key[:2])):
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*sort, *DIMS, *measures])
+        for col in (*sort, *DIMS):
+            if col not in ("start_year", "objector"):
+                frame[col] = frame[col].astype(str)
+        frame["start_year"] = frame["start_year"].astype("int64")
+        frame["objector"] = frame["objector"].astype(bool)
+        frame = frame.sort_values([*sort, "organisation"], kind="stable")
+        frame[[*sort, *DIMS, *measures]].to_parquet(tmp / f"{name}.parquet", index=False, row_group_size=50_000)
+    (tmp / "meta.json").write_text(json.dumps({"format": CUBE_FORMAT, "version": version, "batches": batches,
+                                               "windows": [settings.outcome_start_window_days,
+                                                           settings.outcome_end_window_days],
+                                               "age_groups": list(settings.indicator_age_groups),
+                                               "scales": meta}, indent=1))
+    if folder.exists():
+        shutil.rmtree(tmp)
+    else:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def refresh_cube(engine: sa.Engine, settings: Settings | None = None) -> Path:
+    """The cube at the current data version, built when missing (the hook after `ldj ingest`)."""
+    settings = settings or get_settings()
+    folder = settings.data_dir / "indicators" / store.data_version(engine)[0]
+    return folder if (folder / "meta.json").exists() else build_cube(engine, settings, folder)
+
+
+# --- the cube: reading --------------------------------------------------------------------------
+
+@dataclass
+class Cube:
+    folder: Path
+    version: str
+    meta: dict
+    organisations: dict[str, str] = field(default_factory=dict)  # code -> name
+
+    def key(self, table: str, instrument: str, informant: str, scale: str | None = None) -> _KeyFrame:
+        return _load_key(str(self.folder), table, instrument, informant, scale)
+
+    def anonymous_labels(self, own: str | None, language: str) -> dict[str, str]:
+        """Letters for every organisation but `own`, in an order drawn per data version."""
+        others = sorted((o for o in self.organisations if o != own),
+                        key=lambda o: hashlib.sha256(f"{self.version}\x1f{o}".encode()).hexdigest())
+        letters = [_letters(i) for i in range(len(others))]
+        return {o: t("ind_organisation_anonymous", language, letter=letter) for o, letter in zip(others, letters)}
+
+
+def _letters(i: int) -> str:
+    out = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        out = string.ascii_uppercase[r] + out
+    return out
+
+
+@dataclass
+class _KeyFrame:
+    dims: pd.DataFrame  # categorical dims
+    values: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.dims)
+
+
+@lru_cache(maxsize=64)
+def _load_key(folder: str, table: str, instrument: str, informant: str, scale: str | None) -> _KeyFrame:
+    import pyarrow.parquet as pq
+
+    filters = [("instrument", "=", instrument), ("informant", "=", informant)]
+    if scale is not None:
+        filters.append(("scale", "=", scale))
+    frame = pq.read_table(Path(folder) / f"{table}.parquet", filters=filters).to_pandas()
+    dims = pd.DataFrame({d: frame[d].astype("category") for d in DIMS if d not in ("start_year", "objector")})
+    dims["start_year"] = frame["start_year"].astype("int64").to_numpy()
+    dims["objector"] = frame["objector"].astype(bool).to_numpy()
+    measures = SCALE_MEASURES if table == "scales" else RESPONSE_MEASURES
+    return _KeyFrame(dims.reset_index(drop=True), {m: frame[m].to_numpy(dtype=float) for m in measures})
+
+
+_cubes: dict[tuple[str, str], Cube] = {}
+_cube_lock = threading.Lock()
+
+
+def get_cube(engine: sa.Engine, settings: Settings | None = None) -> Cube:
+    """The cube at the store's current data version, built on first use of a new version."""
+    settings = settings or get_settings()
+    version = store.data_version(engine)[0]
+    cache_key = (str(settings.data_dir.resolve()), version)
+    cube = _cubes.get(cache_key)
+    if cube is not None:
+        return cube
+    with _cube_lock:
+        folder = refresh_cube(engine, settings)
+        with engine.connect() as conn:
+            names = dict(conn.execute(sa.select(store.organisations.c.code, store.organisations.c.name)).all())
+        cube = Cube(folder, folder.name, json.loads((folder / "meta.json").read_text()), names)
+        _cubes[cache_key] = cube
+    return cube
+
+
+# --- sums over the cube -------------------------------------------------------------------------
+
+def _mask(kf: _KeyFrame, filters: dict, scope: str, organisation: str | None, team: str | None) -> np.ndarray:
+    mask = np.ones(len(kf), dtype=bool)
+    for d, value in filters.items():
+        if d == "team":
+            continue
+        mask &= (kf.dims[d] == (int(value) if d == "start_year" else value)).to_numpy()
+    if scope == SEJN:
+        mask &= ~kf.dims["objector"]
+    else:
+        mask &= (kf.dims["organisation"] == organisation).to_numpy()
+        if scope == "team":
+            mask &= (kf.dims["team"] == team).to_numpy()
+    return mask
+
+
+def _sum(kf: _KeyFrame, mask: np.ndarray, columns) -> dict[str, float]:
+    return {c: float(kf.values[c][mask].sum()) for c in columns}
+
+
+def _by(kf: _KeyFrame, mask: np.ndarray, dim: str, columns) -> pd.DataFrame:
+    """Sums of `columns` per category of `dim` among the rows in `mask`."""
+    codes = kf.dims[dim]
+    if dim in ("start_year",):
+        keys, inverse = np.unique(np.asarray(codes)[mask], return_inverse=True)
+    else:
+        cats = codes.cat
+        inverse_all = cats.codes.to_numpy()
+        present = np.unique(inverse_all[mask])
+        keys = np.asarray(cats.categories)[present]
+        lookup = np.full(len(cats.categories), -1)
+        lookup[present] = np.arange(len(present))
+        inverse = lookup[inverse_all[mask]]
+    out = pd.DataFrame({dim: keys})
+    for c in columns:
+        out[c] = np.bincount(inverse, weights=kf.values[c][mask], minlength=len(keys))
+    return out
+
+
+def _view_scopes(access: _Access, view: View, language: str, cube: Cube) -> list[tuple[str, str, str | None]]:
+    """(scope, label, team) for the view: the organisation or its team, then SEJN."""
+    out = []
+    if access.organisation is not None:
+        if view.team is not None:
+            out.append(("team", view.team, view.team))
+        else:
+            out.append(("organisation", cube.organisations.get(access.organisation) or access.organisation, None))
+    out.append((SEJN, t("ind_sejn", language), None))
+    return out
+
+
+def _clients(lower_bound, n) -> np.ndarray:
+    """Distinct clients to decide disclosure by: the cube's lower bound, and at least one where
+    there is anything at all (a lower bound of 0 over a non-empty cell says nothing)."""
+    lower_bound, n = np.atleast_1d(np.asarray(lower_bound, dtype=float)), np.atleast_1d(np.asarray(n, dtype=float))
+    return np.where(n > 0, np.maximum(np.round(lower_bound), 1), 0).astype("int64")
+
+
+def _controlled(dim: str, labels, lower_bound, n, settings: Settings) -> pd.DataFrame:
+    """`disclosure.suppress` over the cells of one dimension and their total (the last row, added
+    here). A table whose total is below the threshold is hidden whole."""
+    clients = _clients([*lower_bound, float(np.sum(lower_bound))], [*n, float(np.sum(n))])
+    counts = np.round(np.asarray([*n, float(np.sum(n))], dtype=float)).astype("int64")
+    table = pd.DataFrame({dim: [*(str(x) for x in labels), disclosure.TOTAL], "clients": clients, "count": counts})
+    if clients[-1] < settings.disclosure_threshold:
+        table["n_published"] = pd.array([pd.NA] * len(table), dtype="Int64")
+        table["suppressed"] = True
+        table["suppression"] = np.where(counts > 0, "primary", "empty")
+        return table
+    return disclosure.suppress(table, "clients", [dim], settings=settings, value="count")
+
+
+def _differencing_ok(kf: _KeyFrame, view: View, scope: str, organisation: str | None, c_col: str, n_col: str,
+                     settings: Settings) -> bool:
+    """The view's cell survives `disclosure.suppress` on every sibling table (module doc)."""
+    filters = view.filters()
+    dims = [d for d in filters if not (d == "team" and scope != "team")]
+    if scope == "team" and "team" not in dims:
+        dims.append("team")
+    for d in dims:
+        rest = {k: v for k, v in filters.items() if k != d}
+        parent_scope = "organisation" if d == "team" else scope
+        mask = _mask(kf, rest, parent_scope, organisation, view.team)
+        table = _by(kf, mask, d, [c_col, n_col])
+        checked = _controlled(d, table[d], table[c_col], table[n_col], settings)
+        target = view.team if d == "team" else filters[d]
+        hit = checked[checked[d] == str(target)]
+        if len(hit) and bool(hit["suppressed"].iloc[0]):
+            return False
+    return True
+
+
+def _publish(lower_bound: float, n_shown: float, ok_by_difference: bool, settings: Settings) -> tuple[bool, str, object]:
+    """(published, suppression, rounded n)."""
+    n_clients = int(_clients(lower_bound, n_shown)[0])
+    if n_clients < settings.disclosure_threshold:
+        return False, "primary" if n_clients > 0 else "empty", pd.NA
+    if not ok_by_difference:
+        return False, "secondary", pd.NA
+    return True, "", disclosure.rounded(int(round(n_shown)), settings)
+
+
+def _frame(rows: list[dict], stats: list[str], language: str) -> pd.DataFrame:
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["n"] = pd.array(out["n"], dtype="Int64")
+    for c in stats:
+        out[c] = out[c].where(out["published"]).astype(float)
+    out["message"] = np.where(out["published"], "", t("ind_too_little_data", language))
+    return out
+
+
+# --- public: the indicators ---------------------------------------------------------------------
+
+class _Context:
+    def __init__(self, view: View, viewer, engine, settings):
+        self.settings = settings or get_settings()
+        self.engine = engine or store.get_engine(self.settings)
+        self.access = _access(viewer, view, self.engine, self.settings)
+        self.cube = get_cube(self.engine, self.settings)
+        if view.organisation is None and self.access.organisation is not None:
+            view = replace(view, organisation=self.access.organisation)
+        self.view = view
+        self.language = self.access.language
+        self.scopes = _view_scopes(self.access, view, self.language, self.cube)
+
+
+def change(view: View, viewer: User | str, engine: sa.Engine | None = None,
+           settings: Settings | None = None) -> pd.DataFrame:
+    """Mean T at start and end and ΔT with its 95% interval, and the effect size, per scope.
+
+    Columns: scope (organisation | team | sejn), label, n (pairs, rounded; <NA> when hidden),
+    mean_start, mean_end, mean_change, ci_low, ci_high, sd_start, effect_size (Cohen's d: mean ΔT /
+    SD at start), published, suppression ('' | primary | secondary | empty), message.
+    """
+    c = _Context(view, viewer, engine, settings)
+    kf = c.cube.key("scales", view.instrument, view.informant, view.scale)
+    rows = []
+    for scope, label, team in c.scopes:
+        mask = _mask(kf, c.view.filters(), scope, c.view.organisation, team)
+        s = _sum(kf, mask, ("n_pairs", "c_pairs", "sum_ps", "sumsq_ps", "sum_pe", "sum_d", "sumsq_d"))
+        ok = _differencing_ok(kf, c.view, scope, c.view.organisation, "c_pairs", "n_pairs", c.settings)
+        published, why, n = _publish(s["c_pairs"], s["n_pairs"], ok, c.settings)
+        ch = outcomes.change_from_sums([s["n_pairs"]], [s["sum_ps"]], [s["sumsq_ps"]], [s["sum_pe"]],
+                                       [s["sum_d"]], [s["sumsq_d"]]).iloc[0]
+        rows.append({"scope": scope, "label": label, "n": n, **{k: ch[k] for k in _CHANGE_STATS},
+                     "published": published, "suppression": why})
+    return _frame(rows, list(_CHANGE_STATS), c.language)
+
+
+_CHANGE_STATS = ("mean_start", "mean_end", "mean_change", "ci_low", "ci_high", "sd_start", "effect_size")
+
+
+def _shares_table(c: _Context, kf: _KeyFrame, scope: str, label: str, team: str | None, parts: list[str],
+                  n_part: str, c_part: str, total_n: str, total_c: str, part_label: str) -> list[dict]:
+    mask = _mask(kf, c.view.filters(), scope, c.view.organisation, team)
+    s = _sum(kf, mask, [n_part.format(p) for p in parts] + [c_part.format(p) for p in parts] + [total_n, total_c])
+    ok = _differencing_ok(kf, c.view, scope, c.view.organisation, total_c, total_n, c.settings)
+    checked = _controlled(part_label, parts, [s[c_part.format(p)] for p in parts], [s[n_part.format(p)] for p in parts],
+                          c.settings)
+    low, high = outcomes.wilson([s[n_part.format(p)] for p in parts], [s[total_n]] * len(parts))
+    rows = []
+    for i, p in enumerate(parts):
+        cell = checked.iloc[i]
+        published = ok and not bool(cell["suppressed"])
+        why = "" if published else (cell["suppression"] or "secondary")
+        rows.append({"scope": scope, "label": label, part_label: p,
+                     "n": cell["n_published"] if published else pd.NA,
+                     "total": checked["n_published"].iloc[-1] if ok else pd.NA,
+                     "share": s[n_part.format(p)] / s[total_n] if s[total_n] else np.nan,
+                     "ci_low": low[i], "ci_high": high[i], "published": published, "suppression": why})
+    return rows
+
+
+def response(view: View, viewer: User | str, engine: sa.Engine | None = None,
+             settings: Settings | None = None) -> pd.DataFrame:
+    """Response status rates per scope: trajectories that ended (and fit the instrument's ages) by
+    status completer | start_only | end_only | none.
+
+    Columns: scope, label, status, n (rounded), total (rounded eligible trajectories), share,
+    ci_low, ci_high (Wilson), published, suppression, message. (`view.scale` is not used.)
+    """
+    c = _Context(view, viewer, engine, settings)
+    kf = c.cube.key("response", view.instrument, view.informant)
+    rows = []
+    for scope, label, team in c.scopes:
+        rows += _shares_table(c, kf, scope, label, team, list(STATUSES), "{}", "c_{}", "eligible", "c_eligible", "status")
+    frame = _frame(rows, ["share", "ci_low", "ci_high"], c.language)
+    frame["total"] = pd.array(frame["total"], dtype="Int64")
+    return frame
+
+
+def reliable_change(view: View, viewer: User | str, engine: sa.Engine | None = None,
+                    settings: Settings | None = None) -> pd.DataFrame:
+    """Reliable-change categories per scope: recovered | reliably_improved | no_reliable_change |
+    reliably_deteriorated, each with n (rounded), total (pairs), share and 95% Wilson interval.
+
+    Columns: scope, label, category, n, total, share, ci_low, ci_high, published, suppression,
+    message. Empty figures (not published) for scales without a reliability.
+    """
+    c = _Context(view, viewer, engine, settings)
+    kf = c.cube.key("scales", view.instrument, view.informant, view.scale)
+    rows = []
+    for scope, label, team in c.scopes:
+        rows += _shares_table(c, kf, scope, label, team, list(CATEGORIES), "cat_{}", "c_cat_{}", "n_cat", "c_cat",
+                              "category")
+    frame = _frame(rows, ["share", "ci_low", "ci_high"], c.language)
+    frame["total"] = pd.array(frame["total"], dtype="Int64")
+    return frame
+
+
+def severity_trend(view: View, viewer: User | str, engine: sa.Engine | None = None,
+                   settings: Settings | None = None) -> pd.DataFrame:
+    """Mean score at the start of care per year of start (every trajectory with a valid start
+    measurement, pairs or not), per scope. The view's `start_year` filter is ignored here.
+
+    Columns: scope, label, start_year, n (rounded), mean, ci_low, ci_high, published, suppression,
+    message.
+    """
+    c = _Context(replace(view, start_year=None), viewer, engine, settings)
+    kf = c.cube.key("scales", view.instrument, view.informant, view.scale)
+    rows = []
+    for scope, label, team in c.scopes:
+        mask = _mask(kf, c.view.filters(), scope, c.view.organisation, team)
+        ok = _differencing_ok(kf, c.view, scope, c.view.organisation, "c_start", "n_start", c.settings)
+        years = _by(kf, mask, "start_year", ["n_start", "c_start", "sum_start", "sumsq_start"])
+        years = years[years["n_start"] > 0].reset_index(drop=True)
+        checked = _controlled("start_year", years["start_year"], years["c_start"], years["n_start"], c.settings)
+        stats = outcomes.mean_ci_from_sums(years["n_start"], years["sum_start"], years["sumsq_start"])
+        for i, year in enumerate(years["start_year"]):
+            cell = checked.iloc[i]
+            published = ok and not bool(cell["suppressed"])
+            rows.append({"scope": scope, "label": label, "start_year": int(year),
+                         "n": cell["n_published"] if published else pd.NA,
+                         "mean": stats["mean"].iloc[i], "ci_low": stats["ci_low"].iloc[i],
+                         "ci_high": stats["ci_high"].iloc[i], "published": published,
+                         "suppression": "" if published else (cell["suppression"] or "secondary")})
+    return _frame(rows, ["mean", "ci_low", "ci_high"], c.language)
+
+
+def satisfaction(view: View, viewer: User | str, engine: sa.Engine | None = None,
+                 settings: Settings | None = None, instrument: str = "satisfaction", scale: str = "mean",
+                 informant: str | None = None) -> pd.DataFrame:
+    """Mean satisfaction at the end of care (the last valid end measurement) per scope, with the
+    view's filters. Informant: `informant`, else the view's when the satisfaction instrument has
+    it, else parent.
+
+    Columns: scope, label, n (rounded), mean, ci_low, ci_high, published, suppression, message.
+    """
+    settings = settings or get_settings()
+    inst = load_instruments(settings.catalog_dir)[instrument]
+    informant = informant or (view.informant if view.informant in inst.informants else inst.informants[0])
+    sview = replace(view, instrument=instrument, scale=scale, informant=informant)
+    c = _Context(sview, viewer, engine, settings)
+    kf = c.cube.key("scales", instrument, informant, scale)
+    rows = []
+    for scope, label, team in c.scopes:
+        mask = _mask(kf, c.view.filters(), scope, c.view.organisation, team)
+        s = _sum(kf, mask, ("n_end", "c_end", "sum_end", "sumsq_end"))
+        ok = _differencing_ok(kf, c.view, scope, c.view.organisation, "c_end", "n_end", c.settings)
+        published, why, n = _publish(s["c_end"], s["n_end"], ok, c.settings)
+        st = outcomes.mean_ci_from_sums([s["n_end"]], [s["sum_end"]], [s["sumsq_end"]]).iloc[0]
+        rows.append({"scope": scope, "label": label, "n": n, "mean": st["mean"], "ci_low": st["ci_low"],
+                     "ci_high": st["ci_high"], "published": published, "suppression": why})
+    return _frame(rows, ["mean", "ci_low", "ci_high"], c.language)
+
+
+def casemix(view: View, viewer: User | str, engine: sa.Engine | None = None,
+            settings: Settings | None = None) -> pd.DataFrame:
+    """Case-mix adjusted ΔT next to the raw one, per scope: observed mean ΔT, expected mean ΔT
+    (OLS on T_start, age, gender, intervention; see module doc) and observed − expected with its 95%
+    interval. Negative difference on a problem scale: more improvement than the case mix predicts.
+
+    Columns: scope, label, n (rounded), observed, expected, difference, ci_low, ci_high, published,
+    suppression, message.
+    """
+    c = _Context(view, viewer, engine, settings)
+    kf = c.cube.key("scales", view.instrument, view.informant, view.scale)
+    rows = []
+    cols = ("n_cm", "c_cm", "cm_observed", "cm_expected", "cm_residual", "cm_residual_sq")
+    for scope, label, team in c.scopes:
+        mask = _mask(kf, c.view.filters(), scope, c.view.organisation, team)
+        s = _sum(kf, mask, cols)
+        ok = _differencing_ok(kf, c.view, scope, c.view.organisation, "c_cm", "n_cm", c.settings)
+        published, why, n = _publish(s["c_cm"], s["n_cm"], ok, c.settings)
+        sums = pd.DataFrame({"n": [s["n_cm"]], "observed": [s["cm_observed"]], "expected": [s["cm_expected"]],
+                             "residual": [s["cm_residual"]], "residual_sq": [s["cm_residual_sq"]]})
+        st = outcomes.casemix_from_sums(sums).iloc[0]
+        rows.append({"scope": scope, "label": label, "n": n, "observed": st["observed"], "expected": st["expected"],
+                     "difference": st["difference"], "ci_low": st["ci_low"], "ci_high": st["ci_high"],
+                     "published": published, "suppression": why})
+    return _frame(rows, ["observed", "expected", "difference", "ci_low", "ci_high"], c.language)
+
+
+def funnel(view: View, viewer: User | str, indicator: str = "improved", engine: sa.Engine | None = None,
+           settings: Settings | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Funnel plot data across organisations (research-usable data only: no objectors), with the
+    view's filters except `team`.
+
+    `indicator`: improved (share recovered or reliably improved of categorised pairs), deteriorated,
+    response (share completers of eligible trajectories), change (mean ΔT) or casemix (observed −
+    expected ΔT). Returns (points, limits):
+
+    - points: label (own organisation's name; others "Organisatie A", ... — the steward sees names),
+      own (bool), n (rounded), value, published, suppression, message; plus, for the steward only,
+      organisation (the code). Unpublished points have no value.
+    - limits: n, low_95, high_95, low_99_8, high_99_8 over a grid of n, and centre (the SEJN value).
+    """
+    if indicator not in FUNNEL_INDICATORS:
+        raise ValueError(f"indicator must be one of {FUNNEL_INDICATORS}")
+    c = _Context(replace(view, team=None), viewer, engine, settings)
+    if indicator == "response":
+        kf = c.cube.key("response", view.instrument, view.informant)
+        n_col, c_col, cols = "eligible", "c_eligible", ["eligible", "c_eligible", "completer"]
+    else:
+        kf = c.cube.key("scales", view.instrument, view.informant, view.scale)
+        n_col, c_col = {"improved": ("n_cat", "c_cat"), "deteriorated": ("n_cat", "c_cat"),
+                        "change": ("n_pairs", "c_pairs"), "casemix": ("n_cm", "c_cm")}[indicator]
+        cols = [n_col, c_col, "cat_recovered", "cat_reliably_improved", "cat_reliably_deteriorated", "sum_d", "sumsq_d",
+                "cm_residual", "cm_residual_sq"]
+    mask = _mask(kf, c.view.filters(), SEJN, None, None)
+    orgs = _by(kf, mask, "organisation", cols)
+    orgs = orgs[orgs[n_col] > 0].reset_index(drop=True)
+    total = orgs[cols].sum()
+
+    def value(s) -> float:
+        n = s[n_col]
+        if not n:
+            return np.nan
+        if indicator == "improved":
+            return (s["cat_recovered"] + s["cat_reliably_improved"]) / n
+        if indicator == "deteriorated":
+            return s["cat_reliably_deteriorated"] / n
+        if indicator == "response":
+            return s["completer"] / n
+        if indicator == "change":
+            return s["sum_d"] / n
+        return s["cm_residual"] / n
+
+    checked = _controlled("organisation", orgs["organisation"], orgs[c_col], orgs[n_col], c.settings)
+    labels = c.cube.anonymous_labels(c.access.organisation, c.language)
+    rows = []
+    for i, org in enumerate(orgs["organisation"].astype(str)):
+        cell = checked.iloc[i]
+        published = not bool(cell["suppressed"])
+        own = org == c.access.organisation
+        row = {"label": (c.cube.organisations.get(org) or org) if (own or c.access.steward) else labels[org],
+               "own": own, "n": cell["n_published"] if published else pd.NA, "value": value(orgs.iloc[i]),
+               "published": published, "suppression": "" if published else (cell["suppression"] or "primary")}
+        if c.access.steward:
+            row = {"organisation": org, **row}
+        rows.append(row)
+    points = _frame(rows, ["value"], c.language)
+    if not points.empty:  # own first, then the others in their (anonymous) order
+        rank = {} if c.access.steward else {o: i for i, o in enumerate(labels)}
+        order = [(not own, rank.get(org, -1), label) for own, org, label in
+                 zip(points["own"], orgs["organisation"].astype(str), points["label"])]
+        points = points.iloc[sorted(range(len(order)), key=order.__getitem__)].reset_index(drop=True)
+    centre = value(total)
+    grid = np.unique(np.round(np.geomspace(max(c.settings.disclosure_threshold, 2),
+                                           max(float(orgs[n_col].max()) if len(orgs) else 10, 20), 60)))
+    if indicator in ("improved", "deteriorated", "response"):
+        limits = outcomes.funnel_limits(centre, grid) if not np.isnan(centre) else pd.DataFrame({"n": grid})
+    else:
+        sq = total["sumsq_d"] if indicator == "change" else total["cm_residual_sq"]
+        sm = total["sum_d"] if indicator == "change" else total["cm_residual"]
+        n = total[n_col]
+        sd = float(np.sqrt(max(sq - sm * sm / n, 0) / (n - 1))) if n > 1 else np.nan
+        limits = outcomes.funnel_limits_mean(0.0 if indicator == "casemix" else centre, sd, grid)
+    limits["centre"] = 0.0 if indicator == "casemix" else centre
+    return points, limits
+
+
+def dashboard(view: View, viewer: User | str, engine: sa.Engine | None = None,
+              settings: Settings | None = None, funnel_indicator: str = "improved") -> dict[str, pd.DataFrame]:
+    """Every indicator of the main view: response, change, reliable_change, severity_trend,
+    satisfaction, casemix, funnel (points) and funnel_limits."""
+    settings = settings or get_settings()
+    engine = engine or store.get_engine(settings)
+    out = {"response": response(view, viewer, engine, settings), "change": change(view, viewer, engine, settings),
+           "reliable_change": reliable_change(view, viewer, engine, settings),
+           "severity_trend": severity_trend(view, viewer, engine, settings),
+           "satisfaction": satisfaction(view, viewer, engine, settings),
+           "casemix": casemix(view, viewer, engine, settings)}
+    out["funnel"], out["funnel_limits"] = funnel(view, viewer, funnel_indicator, engine, settings)
+    return out
+
+
+def options(viewer: User | str, engine: sa.Engine | None = None, settings: Settings | None = None,
+            organisation: str | None = None) -> dict:
+    """What a viewer can choose: instruments with their scales and informants (where the cube has
+    pairs or start values), interventions, age groups, genders, years of start, and the teams of
+    the viewer's organisation (or `organisation`, steward only)."""
+    settings = settings or get_settings()
+    engine = engine or store.get_engine(settings)
+    access = _access(viewer, View("", "", "", organisation=organisation), engine, settings)
+    cube = get_cube(engine, settings)
+    import pyarrow.parquet as pq
+
+    frame = pq.read_table(cube.folder / "scales.parquet",
+                          columns=["instrument", "informant", "scale", "organisation", "team", "intervention",
+                                   "age_group", "gender", "start_year"]).to_pandas()
+    instruments: dict[str, dict] = {}
+    for (inst, informant, scale), _ in frame.groupby(["instrument", "informant", "scale"], sort=True, observed=True):
+        entry = instruments.setdefault(inst, {"scales": [], "informants": []})
+        if scale not in entry["scales"]:
+            entry["scales"].append(scale)
+        if informant not in entry["informants"]:
+            entry["informants"].append(informant)
+    own = frame[frame["organisation"] == access.organisation] if access.organisation else frame.iloc[:0]
+    return {"instruments": instruments, "interventions": sorted(frame["intervention"].unique().tolist()),
+            "age_groups": [g for g in age_groups(settings) if g in set(frame["age_group"])] +
+            ([UNKNOWN] if UNKNOWN in set(frame["age_group"]) else []),
+            "genders": sorted(frame["gender"].unique().tolist()),
+            "start_years": sorted(int(y) for y in frame["start_year"].unique()),
+            "teams": sorted(own["team"].unique().tolist()), "organisation": access.organisation,
+            "organisations": sorted(cube.organisations) if access.steward else None}
+
+
+def download_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table behind a figure, for CSV download: published figures only (hidden ones carry the
+    message instead of numbers), without the internal `suppression` column."""
+    return frame.drop(columns=[c for c in ("suppression",) if c in frame.columns])
