@@ -59,6 +59,9 @@ else:
     exec((REPO_ROOT / "docker" / f"spawner_{settings.spawner}.py").read_text())
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 60
+# The workspace's own token ($JUPYTERHUB_API_TOKEN) reads through the data service; the default
+# `server` role alone (activity, access to the server) would be refused there.
+c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", "access:services!service=ldj-data"]
 
 data_env = {k: v for k, v in os.environ.items() if k.startswith("LDJ_")}
 data_env.update(LDJ_DATA_DIR=str(settings.data_dir.resolve()), LDJ_DATABASE_URL=settings.resolved_database_url)

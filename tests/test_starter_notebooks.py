@@ -1,10 +1,12 @@
 """The starter notebooks run top to bottom, reading through the data service as a workspace does.
 
-A real JupyterHub and proxy run the data service (tests/hubserver.py). Each researcher gets a real hub
-token and the catalogue their workspace would hold (`write_user_catalogue`, as the spawner writes it);
-each notebook runs in a fresh python3 kernel with only the environment a spawned workspace passes on
-(JUPYTERHUB_API_TOKEN, LDJ_CATALOG, LDJ_DATA_SERVICE_URL, PATH, ...). A failing cell fails the test.
-Figures the notebooks print are checked against the store, computed here without ldj.outcomes.
+The real hub of hub/jupyterhub_config.py runs with its proxy and data service (tests/hubfixture.py).
+Each researcher gets a real hub token and the catalogue their workspace would hold
+(`write_user_catalogue`, as the spawner writes it); each notebook runs with nbclient in a fresh python3
+kernel with only the environment a spawned workspace passes on (JUPYTERHUB_API_TOKEN, LDJ_CATALOG,
+LDJ_DATA_SERVICE_URL, PATH, ...). A failing cell fails the test. Figures the notebooks print are checked
+against the store, computed here without ldj.outcomes. One workspace is also spawned for real: the
+notebooks are copied into it and the first one runs in its own kernel with its own token.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 from nbclient import NotebookClient
 
-from hubserver import Hub
+from hubfixture import ConfiguredHub
 from ldj import governance as gov
 from ldj import store
 from ldj.catalogue import build_frame, load_entries, write_user_catalogue
@@ -39,6 +41,7 @@ CRITERIA = {key: "Startnotebooks testen." for key in gov.CRITERIA}
 # What JupyterHub's Spawner.env_keep passes from the hub's environment into a workspace.
 ENV_KEEP = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL")
 NO_PAIRS = "Je hebt geen toekenning voor een item met"
+PASSWORD = "notebooks in een echte werkomgeving"
 SCORES_VARIABLES = ["trajectory", "informant", "moment", "date", "total_problems_raw", "total_problems_t",
                     "total_problems_band"]
 
@@ -58,7 +61,8 @@ def approve(engine, applicant: str, entries: dict[str, list[str]], catalogue) ->
 @pytest.fixture(scope="module")
 def world():
     root = Path(tempfile.mkdtemp(prefix="ldj-nb-"))
-    settings = Settings(data_dir=root / "var", catalog_dir=CATALOG, expectations_dir=REPO_ROOT / "expectations",
+    hub = ConfiguredHub(root)
+    settings = Settings(data_dir=hub.data_dir, catalog_dir=CATALOG, expectations_dir=REPO_ROOT / "expectations",
                         progress="never")
     generate(root / "d", questionnaires=2000, organisations=3, seed=21, invalid_share=0.0, instruments=["cbcl_6_18"])
     Ingestor(settings).ingest_many(sorted((root / "d").glob("*.csv"), key=lambda p: ("traject" not in p.name, p.name)))
@@ -69,14 +73,13 @@ def world():
     for name in ("apo1", "apo2"):
         gov.add_user(engine, name, display_name=name, organisation=name, roles=["apo"])
     for name in ("anna", "bram", "carla"):
-        gov.add_user(engine, name, display_name=name, organisation="ORG01", roles=["researcher"])
+        gov.add_user(engine, name, display_name=name, organisation="ORG01", roles=["researcher"], password=PASSWORD)
     trajectories = entries["trajectories"].variable_names
     approve(engine, "anna", {"cbcl_6_18_pairs": entries["cbcl_6_18_pairs"].variable_names,
                              "trajectories": trajectories}, catalogue)
     approve(engine, "bram", {"cbcl_6_18_scores": SCORES_VARIABLES, "trajectories": trajectories}, catalogue)
     approve(engine, "carla", {"trajectories": ["trajectory", "client", "intervention", "start_date"]}, catalogue)
 
-    hub = Hub(root / "hub", settings)
     hub.start()
     service_url = f"{hub.url}/services/ldj-data"
     homes = {}
@@ -200,3 +203,20 @@ def test_without_pairs_the_notebooks_say_so_in_dutch_and_run_green(world):
     text = run_notebook(world, "carla", *NOTEBOOKS[1:])
     assert text.count(NO_PAIRS) == 3 and text.count("Vraag zo'n item aan bij de APO") == 3
     assert ":Layout" not in text
+
+
+def test_a_real_workspace_gets_the_notebooks_and_runs_the_first_one_with_its_own_token(world):
+    hub = world["hub"]
+    hub.spawn(hub.login("anna", PASSWORD), "anna")
+    try:
+        home = hub.home("anna")
+        assert sorted(p.name for p in home.glob("*.ipynb")) == [p.name for p in NOTEBOOKS]
+        before = allowed_reads(world, "anna")
+        cells = [c.source for c in nbformat.read(home / NOTEBOOKS[0].name, as_version=4).cells if c.cell_type == "code"]
+        # Every code cell of the copied notebook, in the workspace's kernel (display() output is not stdout).
+        out = hub.execute("anna", world["homes"]["anna"]["token"], "\n\n".join(cells) + "\nprint(ITEM, len(frame))")
+        trajectories = build_frame(world["engine"], world["entries"]["trajectories"], world["instruments"])
+        assert f"trajectories: {len(trajectories)} rijen" in out and "Gegevensversie: " in out
+        assert allowed_reads(world, "anna") > before
+    finally:
+        hub.stop_server("anna")
