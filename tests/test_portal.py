@@ -13,7 +13,9 @@ from playwright.sync_api import sync_playwright
 import browser
 from ldj import governance as gov
 from ldj import store
+from ldj.ingest import Ingestor
 from ldj.settings import Settings
+from ldj.synth import generate
 from portalserver import make_stack
 
 pytestmark = pytest.mark.slow
@@ -26,7 +28,12 @@ ACCOUNTS = [("beheer", "SEJN", ["steward"]), ("apo-a", "UNI01", ["apo"]), ("apo-
 @pytest.fixture(scope="module")
 def stack():
     root = Path(tempfile.mkdtemp(prefix="ldj-portal-"))
-    engine = store.get_engine(Settings(data_dir=root / "var"))
+    settings = Settings(data_dir=root / "var")
+    engine = store.get_engine(settings)
+    generate(root / "d", questionnaires=3000, organisations=3, seed=3, invalid_share=0.0)
+    reports = Ingestor(settings).ingest_many(sorted((root / "d").glob("*.csv"),
+                                                    key=lambda p: ("traject" not in p.name, p.name)))
+    assert all(r.status == "loaded" for r in reports)
     for name, organisation, roles in ACCOUNTS:
         gov.add_user(engine, name, display_name=name, organisation=organisation, roles=roles, password=PASSWORD)
     running = make_stack(root).start()
@@ -139,3 +146,17 @@ def test_a_request_is_written_submitted_reviewed_by_two_apo_members_and_approved
     project = gov.get_request(stack.engine, request.id).project_id
     assert page.get_by_text(f"Project {project}").count() == 1
     assert gov.active_grants(stack.engine, "onderzoeker")
+
+
+def test_the_catalogue_shows_entries_dictionaries_and_a_controlled_feasibility_count(stack, page):
+    browser.open_page(page, f"{stack.portal}/catalogus")
+    assert page.get_by_text("CBCL 6-18 (ouderversie): voor- en nametingparen").count() == 1
+    browser.open_page(page, f"{stack.portal}/catalogus?entry=cbcl_6_18_pairs")
+    assert page.get_by_text("Datawoordenboek").count() == 1
+    assert page.get_by_text("total_problems_start").count() >= 1
+    click(page, "Tel")
+    page.wait_for_selector("text=/Ongeveer|Te weinig gegevens/")
+    browser.screenshot(page, "catalogus")
+    page.get_by_text("Vraag deze gegevens aan").click()
+    browser.wait_idle(page)
+    assert page.get_by_text("Log in om deze pagina te zien").count() == 1

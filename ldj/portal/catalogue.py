@@ -1,0 +1,99 @@
+"""The catalogue browser (public): entries with their data dictionaries, a self-service feasibility
+count (ldj.feasibility, disclosure-controlled) and "request this data"."""
+
+from __future__ import annotations
+
+from html import escape
+
+import panel as pn
+
+from .. import feasibility
+from ..catalogue import Entry, load_entries
+from .layout import message
+from .requests import _arg
+from .visitor import Visitor
+
+
+def _labels(visitor: Visitor, entry: Entry, dim: str, values: list) -> dict[str, object]:
+    """Widget options: a readable label per category (value labels from the data dictionary)."""
+    if dim == "age_group":
+        names = {str(g["code"]): g["name"][visitor.language] for g in feasibility.age_groups(visitor.settings.catalog_dir)}
+        return {names.get(str(v), str(v)): v for v in values}
+    if dim in entry.variable_names:
+        labels = entry.variable(dim).value_labels
+        return {f"{labels[v]} ({v})" if v in labels and labels[v] != v else str(v): v for v in values}
+    return {str(v): v for v in values}
+
+
+def _result_text(visitor: Visitor, result: feasibility.Feasibility) -> pn.pane.Alert:
+    if result.suppressed:
+        return message(visitor.t(f"cat_suppressed_{result.reason}"), "warning")
+    return message(visitor.t("cat_count", rows=result.rows, clients=result.clients), "info")
+
+
+def _entry_page(visitor: Visitor, entry: Entry) -> pn.Column:
+    engine = visitor.engine
+    lang = visitor.language
+    parts = [pn.pane.Markdown(f"## {escape(entry.title.get(lang, entry.id))}\n\n{escape(entry.description.get(lang, ''))}"
+                              f"\n\n`{entry.id}` · {visitor.t('cat_sensitivity')}: {escape(entry.sensitivity)} · "
+                              f"{visitor.t('cat_themes')}: {escape(', '.join(entry.themes))}",
+                              sizing_mode="stretch_width"),
+             pn.pane.HTML(f'<a class="btn btn-primary" href="aanvragen?entry={escape(entry.id)}">'
+                          f'{escape(visitor.t("cat_request"))}</a>')]
+    try:
+        options = feasibility.options(engine, entry.id, visitor.settings)
+    except (LookupError, ValueError):
+        options = {}
+    if options:
+        widgets = {dim: pn.widgets.MultiChoice(name=visitor.t(f"cat_dim_{dim}"),
+                                               options=_labels(visitor, entry, dim, values), width=280)
+                   for dim, values in options.items()}
+        result = pn.Column(_result_text(visitor, feasibility.count(engine, entry.id, {}, visitor.settings)))
+        button = pn.widgets.Button(name=visitor.t("cat_count_button"), button_type="primary")
+
+        def on_count(_):
+            result.clear()
+            try:
+                found = feasibility.count(engine, entry.id, {d: w.value for d, w in widgets.items()},
+                                          visitor.settings)
+            except ValueError as exc:
+                result.append(message(str(exc)))
+                return
+            result.append(_result_text(visitor, found))
+
+        button.on_click(on_count)
+        parts += [pn.pane.Markdown(f"### {visitor.t('cat_feasibility')}\n\n{visitor.t('cat_feasibility_help')}"),
+                  pn.FlexBox(*widgets.values()), button, result]
+    dictionary = entry.dictionary(lang).rename(columns={"variable": visitor.t("cat_col_variable"),
+                                                        "type": visitor.t("cat_col_type"),
+                                                        "label": visitor.t("cat_col_label"),
+                                                        "values": visitor.t("cat_col_values")})
+    parts += [pn.pane.Markdown(f"### {visitor.t('cat_dictionary')}"),
+              pn.widgets.Tabulator(dictionary, disabled=True, show_index=False, sizing_mode="stretch_width",
+                                   layout="fit_data_stretch")]
+    return pn.Column(*parts, sizing_mode="stretch_width")
+
+
+def view(visitor: Visitor) -> pn.viewable.Viewable:
+    """/catalogus: every entry with its size; `?entry=ID` one entry with dictionary and feasibility count."""
+    entries = load_entries(visitor.settings.catalog_dir)
+    chosen = _arg("entry")
+    if chosen:
+        if chosen not in entries:
+            return message(visitor.t("cat_unknown", entry=chosen))
+        return _entry_page(visitor, entries[chosen])
+    rows = []
+    for entry in entries.values():
+        try:
+            size = feasibility.count(visitor.engine, entry.id, {}, visitor.settings)
+            count = visitor.t("ind_too_little_data") if size.suppressed else f"{size.rows:,}".replace(",", ".")
+        except (LookupError, ValueError):
+            count = "–"
+        rows.append(f'<tr><td><a href="catalogus?entry={escape(entry.id)}">{escape(entry.title.get(visitor.language, entry.id))}'
+                    f'</a><br><small>{escape(entry.description.get(visitor.language, ""))}</small></td>'
+                    f"<td>{escape(', '.join(entry.themes))}</td><td style='text-align:right'>{count}</td></tr>")
+    head = "".join(f"<th>{escape(visitor.t(k))}</th>" for k in ("cat_col_entry", "cat_themes", "cat_col_rows"))
+    return pn.Column(pn.pane.Markdown(f"## {visitor.t('nav_catalogue')}\n\n{visitor.t('cat_intro')}"),
+                     pn.pane.HTML(f'<table class="table table-sm"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}'
+                                  "</tbody></table>", sizing_mode="stretch_width"),
+                     sizing_mode="stretch_width")
