@@ -668,9 +668,40 @@ def demo_accounts() -> None:
         for reviewer in ("apo-jansen", "apo-bakker"):
             gov.review(engine, request, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
         gov.decide(engine, request, "steward")
+    if len(gov.list_requests(engine)) < 4:
+        _demo_requests(gov, engine)
     click.echo(f"Demo-logins (wachtwoord voor allemaal: {DEMO_PASSWORD}):")
     for name, display, _, roles in DEMO_ACCOUNTS:
         click.echo(f"  {name:<12} {', '.join(roles):<11} {display}")
+
+
+def _demo_requests(gov, engine) -> None:
+    """Requests in review, submitted and in draft, so the APO pages of the demo have work to show."""
+    from datetime import date, timedelta
+
+    def new(applicant: str, title: str, aim: str, entries: dict) -> int:
+        criteria = {"aim_question": aim, "fit_with_aims": "Wat werkt voor wie, in de dagelijkse praktijk.",
+                    "answerable_with_ldj": "Ja: de gevraagde catalogusitems bevatten de uitkomsten en kenmerken.",
+                    "analyses": "Beschrijvend, daarna multilevel-regressie met organisatie als niveau.",
+                    "practical_relevance": "Teams krijgen per doelgroep te zien wat de hulp opleverde.",
+                    "researchers": "Masterstudent, begeleid door een universitair docent."}
+        return gov.create_request(engine, applicant, title=title, applicant_organisation="Hogeschool Utrecht",
+                                  sejn_member=True, criteria=criteria, members=[], access_from=date.today(),
+                                  access_until=date.today() + timedelta(days=180), catalogue=_entry_variables(),
+                                  entries=entries)
+
+    pairs = {"cbcl_6_18_pairs": ["trajectory", "client", "intervention", "age_at_start", "gender",
+                                 "total_problems_start", "total_problems_end"]}
+    in_review = new("student", "Probleemgedrag bij start van pleegzorg", "Neemt de ernst bij start van pleegzorg toe?",
+                    pairs)
+    gov.submit(engine, in_review, "student")
+    gov.start_review(engine, in_review, "steward")
+    gov.review(engine, in_review, "apo-jansen", {i: 4 for i in range(1, 7)}, {1: "Heldere vraag."}, "approve")
+    submitted = new("student", "Uitval bij dagbehandeling", "Welke jongeren maken dagbehandeling niet af?",
+                    {"trajectories": ["trajectory", "client", "intervention", "end_reason", "age_at_start"]})
+    gov.submit(engine, submitted, "student")
+    new("onderzoeker", "OBVL en gezinsbehandeling (concept)", "Daalt opvoedingsbelasting tijdens IAG?",
+        {"obvl_pairs": ["trajectory", "client", "intervention", "total_start", "total_end"]})
 
 
 @main.command()
@@ -684,8 +715,8 @@ def serve() -> None:
     settings = get_settings()
     config = REPO_ROOT / "hub" / "jupyterhub_config.py"
     env = {**os.environ, "LDJ_DATA_DIR": str(settings.data_dir.resolve())}
-    url = f"http://{settings.hub_ip}:{settings.hub_port}/hub/login"
-    click.echo(f"LDJ-hub: {url}  (stoppen met Ctrl-C)")
+    url = f"http://{settings.hub_ip}:{settings.hub_port}/"
+    click.echo(f"LDJ-portaal: {url}  (werkomgevingen: {url}hub/home; stoppen met Ctrl-C)")
     hub = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(config)], env=env,
                            cwd=settings.data_dir.resolve())
     try:

@@ -162,8 +162,10 @@ def test_demo_accounts_and_serve_start_and_stop_cleanly(demo, tmp_path):
     first = ldj("demo-accounts", data_dir=data).stdout
     assert "wachtwoord voor allemaal" in first and "onderzoeker" in first and "praktijk" in first
     assert ldj("demo-accounts", data_dir=data).stdout == first  # a second run changes nothing
+    assert "in_review" in ldj("apo", "list", data_dir=data).stdout  # the APO pages have work to show
     env = {k: v for k, v in os.environ.items() if not k.startswith("LDJ_")}
-    ports = {f"LDJ_{k}": str(free_port()) for k in ("HUB_PORT", "HUB_API_PORT", "PROXY_API_PORT", "DATA_SERVICE_PORT")}
+    ports = {f"LDJ_{k}": str(free_port()) for k in ("HUB_PORT", "HUB_API_PORT", "PROXY_API_PORT", "DATA_SERVICE_PORT",
+                                                          "PORTAL_PORT")}
     env.update(ports, LDJ_DATA_DIR=str(data), HOME=str(tmp_path), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"))
     serve = subprocess.Popen([str(LDJ), "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{ports['LDJ_HUB_PORT']}"
@@ -176,8 +178,12 @@ def test_demo_accounts_and_serve_start_and_stop_cleanly(demo, tmp_path):
             except OSError:
                 assert serve.poll() is None, serve.stdout.read().decode()[-2000:]
                 time.sleep(0.3)
+        deadline = time.monotonic() + 60
+        while requests.get(f"{url}/", timeout=5).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.3)  # the hub URL opens the portal once the portal service is up
+        assert requests.get(f"{url}/", timeout=5).url.endswith("/services/ldj-portal/")
         children = psutil.Process(serve.pid).children(recursive=True)
-        assert len(children) >= 3  # the hub, its proxy, the data service
+        assert len(children) >= 4  # the hub, its proxy, the data service, the portal
         session = requests.Session()
         page = session.get(f"{url}/hub/login")
         xsrf = session.cookies.get("_xsrf")
