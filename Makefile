@@ -25,6 +25,7 @@ test: venv node system-deps ckan-deps
 bench: venv node
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/workspace.py
 
 venv: $(VENV)/.installed
 

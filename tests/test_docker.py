@@ -1,0 +1,195 @@
+"""docker/: what can be checked without a Docker engine or a cluster.
+
+The spawner configurations load into a real traitlets Config through hub/jupyterhub_config.py and give
+DockerSpawner/KubeSpawner subclasses with the LDJ rules; the container spawner's real start path
+refuses users without a project and hands the catalogue to the container; the image's entry point
+writes it and copies the notebooks without overwriting; compose, chart values and Dockerfiles agree
+with each other and name files that exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from docker.errors import DockerException
+from jupyterhub.objects import Hub
+from tornado import web
+from traitlets.config import Config
+from traitlets.utils.importstring import import_item
+
+from ldj import governance as gov
+from ldj import store
+from ldj.catalogue import load_entries
+from ldj.hub import CATALOGUE_FILE, LDJSpawnerMixin
+from ldj.settings import REPO_ROOT, get_settings
+
+DOCKER = REPO_ROOT / "docker"
+sys.path.insert(0, str(DOCKER))
+import ldj_spawners  # noqa: E402 - lives in docker/
+
+CRITERIA = {key: "Containerwerkomgeving." for key in gov.CRITERIA}
+
+
+def load_hub_config(monkeypatch, tmp_path, spawner: str) -> Config:
+    monkeypatch.setenv("LDJ_SPAWNER", spawner)
+    monkeypatch.setenv("LDJ_DATA_DIR", str(tmp_path / "var"))
+    get_settings.cache_clear()
+    config = Config()
+    path = REPO_ROOT / "hub" / "jupyterhub_config.py"
+    exec(compile(path.read_text(), str(path), "exec"), {"get_config": lambda: config, "__file__": str(path)})
+    get_settings.cache_clear()
+    return config
+
+
+@pytest.mark.parametrize("spawner, base, section", [("docker", "dockerspawner.DockerSpawner", "DockerSpawner"),
+                                                    ("kubernetes", "kubespawner.KubeSpawner", "KubeSpawner")])
+def test_one_setting_selects_a_container_spawner_with_the_ldj_rules(monkeypatch, tmp_path, spawner, base, section):
+    config = load_hub_config(monkeypatch, tmp_path, spawner)
+    cls = import_item(config.JupyterHub.spawner_class)
+    assert issubclass(cls, import_item(base)) and issubclass(cls, LDJSpawnerMixin)
+    assert config[section].cmd == ["ldj-workspace-start", "jupyterhub-singleuser"]
+    assert config[section].image == "ldj-singleuser:latest"
+    assert config.JupyterHub.hub_ip == "0.0.0.0" and config.JupyterHub.hub_connect_ip == "hub"
+    assert "access:services!service=ldj-data" in config.Spawner.server_token_scopes
+    assert {s["name"] for s in config.JupyterHub.services} >= {"ldj-data", "ldj-lifecycle", "idle-culler"}
+
+
+def test_the_local_default_is_unchanged(monkeypatch, tmp_path):
+    config = load_hub_config(monkeypatch, tmp_path, "local")
+    assert config.JupyterHub.spawner_class == "ldj.hub.LDJLocalSpawner"
+
+
+@pytest.fixture
+def grants(monkeypatch, tmp_path):
+    """A store where anna has an active project (trajectories) and bob has none, read by ldj.hub."""
+    monkeypatch.setenv("LDJ_DATA_DIR", str(tmp_path / "var"))
+    get_settings.cache_clear()
+    engine = store.get_engine(get_settings())
+    catalogue = {e.id: set(e.variable_names) for e in load_entries(REPO_ROOT / "catalog").values()}
+    gov.add_user(engine, "steward", display_name="S", organisation="SEJN", roles=["steward"])
+    for name in ("apo1", "apo2"):
+        gov.add_user(engine, name, display_name=name, organisation=name, roles=["apo"])
+    for name in ("anna", "bob"):
+        gov.add_user(engine, name, display_name=name, organisation="ORG01", roles=["researcher"])
+    request = gov.create_request(engine, "anna", title="t", applicant_organisation="ORG01", sejn_member=True,
+                                 criteria=CRITERIA, entries={"trajectories": ["trajectory", "intervention"]},
+                                 members=[], access_from=date.today(), access_until=date.today() + timedelta(days=9),
+                                 catalogue=catalogue)
+    gov.submit(engine, request, "anna")
+    gov.start_review(engine, request, "steward")
+    for reviewer in ("apo1", "apo2"):
+        gov.review(engine, request, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
+    gov.decide(engine, request, "steward")
+    yield engine
+    get_settings.cache_clear()
+
+
+def docker_spawner(name: str):
+    # A real LDJDockerSpawner; the hub's user object is represented by what the spawner reads of it.
+    user = SimpleNamespace(name=name, url=f"/user/{name}/", escaped_name=name, id=1)
+    return ldj_spawners.LDJDockerSpawner(user=user, hub=Hub(ip="127.0.0.1", port=8081, base_url="/hub/"),
+                                         api_token="token-of-the-server", _log_name=name)
+
+
+def start_without_docker(spawner) -> Exception:
+    """The spawner's real start(); no Docker engine runs here, so it ends where it contacts Docker."""
+    with pytest.raises(Exception) as failure:
+        asyncio.run(spawner.start())
+    return failure.value
+
+
+def test_a_user_without_a_project_gets_no_container(grants):
+    error = start_without_docker(docker_spawner("bob"))
+    assert isinstance(error, web.HTTPError) and error.status_code == 403
+    assert "Geen actief, goedgekeurd project" in error.log_message
+
+
+def test_the_catalogue_reaches_the_container_and_the_entry_point_writes_it(grants, tmp_path):
+    spawner = docker_spawner("anna")
+    error = start_without_docker(spawner)
+    assert isinstance(error, DockerException), error  # past the LDJ checks, stopped only by the missing engine
+    env = spawner.get_env()
+    assert env["LDJ_CATALOG"] == f"/home/jovyan/{CATALOGUE_FILE}"
+    catalogue = yaml.safe_load(ldj_spawners.decode_catalogue(env[ldj_spawners.CATALOGUE_ENV]))
+    assert list(catalogue["entries"]) == ["trajectories"]
+    assert "JUPYTERHUB_API_TOKEN" in str(catalogue) and "token-of-the-server" not in str(catalogue)
+
+    # The image's entry point, run here with the variables the container would get.
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "02_voor_na_verandering.ipynb").write_text("my own work")
+    run_env = {"PATH": os.environ["PATH"], "HOME": str(home), "LDJ_CATALOG": str(home / CATALOGUE_FILE),
+               ldj_spawners.CATALOGUE_ENV: env[ldj_spawners.CATALOGUE_ENV],
+               "STARTER_NOTEBOOKS_DIR": str(REPO_ROOT / "starter_notebooks")}
+    check = ("import os, intake; print(sorted(intake.from_yaml_file(os.environ['LDJ_CATALOG']).entries),"
+             f" '{ldj_spawners.CATALOGUE_ENV}' in os.environ)")
+    out = subprocess.run([sys.executable, str(DOCKER / "workspace-start"), sys.executable, "-c", check],
+                         env=run_env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['trajectories'] False"  # the command ran after it; the variable is not passed on
+    assert (home / "02_voor_na_verandering.ipynb").read_text() == "my own work"
+    assert sorted(p.name for p in home.glob("*.ipynb")) == sorted(
+        p.name for p in (REPO_ROOT / "starter_notebooks").glob("*.ipynb"))
+
+
+def test_the_entry_point_refuses_to_start_without_a_catalogue(tmp_path):
+    result = subprocess.run([sys.executable, str(DOCKER / "workspace-start"), "true"], capture_output=True, text=True,
+                            env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
+    assert result.returncode != 0 and "no catalogue from the hub" in result.stderr
+
+
+def copied_sources(dockerfile: Path) -> list[str]:
+    sources = []
+    for line in dockerfile.read_text().splitlines():
+        if line.startswith("COPY ") and "--from" not in line:
+            sources += line.split()[1:-1]
+    return sources
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.singleuser", "Dockerfile.hub", "Dockerfile.hub-k8s"])
+def test_dockerfiles_copy_files_that_exist(name):
+    sources = copied_sources(DOCKER / name)
+    assert sources and all((REPO_ROOT / s).exists() for s in sources), sources
+
+
+def test_compose_builds_existing_files_and_agrees_with_the_docker_spawner(monkeypatch, tmp_path):
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"db", "hub", "singleuser"}
+    for service in services.values():
+        if "build" in service:
+            context = (DOCKER / service["build"]["context"]).resolve()
+            assert context == REPO_ROOT and (context / service["build"]["dockerfile"]).is_file()
+    config = load_hub_config(monkeypatch, tmp_path, "docker")
+    assert services["hub"]["container_name"] == config.JupyterHub.hub_connect_ip
+    assert compose["networks"]["ldj"]["name"] == config.DockerSpawner.network_name
+    assert services["singleuser"]["image"] == config.DockerSpawner.image
+    assert services["hub"]["environment"]["LDJ_SPAWNER"] == "docker"
+    assert re.fullmatch(r"postgresql\+psycopg://ldj:\$\{POSTGRES_PASSWORD\}@db/ldj",
+                        services["hub"]["environment"]["LDJ_DATABASE_URL"])
+    assert services["db"]["environment"]["POSTGRES_USER"] == "ldj"
+    assert set(compose["volumes"]) == {v.split(":")[0] for s in services.values() for v in s.get("volumes", [])
+                                       if not v.startswith("/")}
+
+
+def test_chart_values_have_kubespawner_storage_and_the_culler():
+    values = yaml.safe_load((DOCKER / "z2jh-values.yaml").read_text())
+    singleuser = values["singleuser"]
+    assert singleuser["storage"]["type"] == "dynamic" and singleuser["storage"]["homeMountPath"] == "/home/jovyan"
+    assert singleuser["cmd"] == ["ldj-workspace-start", "jupyterhub-singleuser"]
+    assert values["cull"]["enabled"] is True and values["cull"]["timeout"] > 0
+    extra = values["hub"]["extraConfig"]["ldj"]
+    compile(extra, "hub.extraConfig.ldj", "exec")
+    assert '"ldj_spawners.LDJKubeSpawner"' in extra and "/srv/ldj/docker" in extra
+    assert values["hub"]["extraEnv"]["LDJ_SPAWNER"] == "kubernetes"
+    # The data service's port in extraConfig is the one the network policy opens to the proxy.
+    port = int(re.search(r":(\d+)\"", extra).group(1))
+    assert port in [p["port"] for rule in values["hub"]["networkPolicy"]["ingress"] for p in rule["ports"]]
