@@ -1,0 +1,426 @@
+"""The Vraagbank pages (brief section 4) over ldj.vraagbank, which checks every rule.
+
+/vraagbank browses and searches the questions (public). `?vraag=N` opens one question with the buttons
+its `actions` allow the visitor; `?nieuw=1` posts a question (members); `?mijn=1` is the visitor's own
+page (asked, voted, picked up, with the answers); `?triage=1` is the steward's queue. The Atom feed and
+the steward's CSV export are plain HTTP endpoints (ldj/portal/vraagbank_http.py). Links are relative to
+the page, so they work under any prefix. User text is shown only as `body_html()`/`answer_html()`
+(sanitised by ldj.markup); everything else is escaped.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from html import escape
+from typing import Callable
+
+import panel as pn
+
+from .. import governance as gov
+from .. import vraagbank as vb
+from ..catalogue import load_entries
+from .layout import guarded, message
+from .visitor import Visitor
+
+PAGE = "vraagbank"
+FEED = "vraagbank/feed.atom"
+EXPORT = "vraagbank/export.csv"
+CSS = """
+h2, h3, h4 { font-weight: 600; } h2 { font-size: 1.5em; margin: 0.4em 0; } h3 { font-size: 1.3em; }
+h4 { font-size: 1.1em; margin: 0.8em 0 0.3em; }
+.vbp-table { border-collapse: collapse; width: 100%; font-size: 0.95em; }
+.vbp-table th, .vbp-table td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }
+.vbp-table td.num { text-align: right; }
+.vbp-status { display: inline-block; padding: 1px 8px; border-radius: 10px; background: #e7eef6; color: #1f4e79;
+              font-size: 0.85em; white-space: nowrap; }
+.vbp-status.answered { background: #dff0d8; color: #2b6b2b; }
+.vbp-status.submitted { background: #fcf8e3; color: #8a6d3b; }
+.vbp-status.declined, .vbp-status.merged { background: #eee; color: #555; }
+.vbp-tag { display: inline-block; margin: 0 4px 2px 0; padding: 0 6px; border: 1px solid #c7d4e2; border-radius: 4px;
+           font-size: 0.85em; color: #333; }
+.vbp-meta { color: #555; }
+.vbp-body { border-left: 3px solid #c7d4e2; padding-left: 12px; }
+.vbp-answer { background: #f3f9f1; border-left: 3px solid #5a9e4b; padding: 4px 12px; }
+.vbp-comment { border-top: 1px solid #eee; padding: 4px 0; }
+.vbp-links a { margin-right: 1.2em; }
+"""
+
+
+def _arg(name: str) -> str | None:
+    values = pn.state.session_args.get(name) if pn.state.curdoc else None
+    return values[0].decode() if values else None
+
+
+def _html(text: str, **kwargs) -> pn.pane.HTML:
+    return pn.pane.HTML(text, stylesheets=[CSS], sizing_mode="stretch_width", **kwargs)
+
+
+def _day(value: datetime | date | None) -> str:
+    return f"{value:%d-%m-%Y}" if value else ""
+
+
+def _link(question_id: int, text: str) -> str:
+    return f'<a href="{PAGE}?vraag={question_id}">{escape(text)}</a>'
+
+
+def _status(visitor: Visitor, status: str) -> str:
+    return f'<span class="vbp-status {status}">{escape(vb.status_label(status, visitor.language))}</span>'
+
+
+def _tags(visitor: Visitor, tags: dict[str, tuple[str, ...]]) -> str:
+    return "".join(f'<span class="vbp-tag" title="{escape(vb.tag_kind_label(kind, visitor.language))}">'
+                   f"{escape(vb.tag_label(kind, code, visitor.language))}</span>"
+                   for kind in vb.TAG_KINDS for code in tags.get(kind, ()))
+
+
+def _outcome(visitor: Visitor, q: vb.QuestionSummary | vb.Question) -> str:
+    """What became of a question: the answer, the merge target or the reason it was declined."""
+    if q.status == vb.ANSWERED and q.answer_summary:
+        report = (f'<p><a href="{escape(q.answer_url)}" rel="nofollow noopener">{escape(visitor.t("vbp_report"))}'
+                  f"</a></p>" if q.answer_url else "")
+        return (f'<div class="vbp-answer"><b>{escape(visitor.t("vbp_answer"))}</b> '
+                f'<span class="vbp-meta">({escape(visitor.t("vbp_answered_on", date=_day(q.answered_at)))})</span>'
+                f"{q.answer_html()}{report}</div>")
+    if q.status == vb.MERGED and q.merged_into:
+        return f"<p>{visitor.t('vbp_merged_into', link=_link(q.merged_into, f'#{q.merged_into}'))}</p>"
+    if q.status == vb.DECLINED and q.decline_reason:
+        return f"<p>{escape(visitor.t('vbp_declined', reason=q.decline_reason))}</p>"
+    return ""
+
+
+def _table(visitor: Visitor, items: list[vb.QuestionSummary], outcomes: bool = False) -> pn.pane.HTML:
+    """Questions as a table; with `outcomes`, each answer (or decline reason, merge) under its question."""
+    if not items:
+        return _html(f"<p>{escape(visitor.t('vbp_none'))}</p>")
+    head = "".join(f"<th>{escape(visitor.t(k))}</th>" for k in
+                   ("vbp_col_id", "vbp_col_title", "vbp_col_category", "vbp_col_status", "vbp_col_votes",
+                    "vbp_col_comments", "vbp_col_tags"))
+    rows = []
+    for q in items:
+        rows.append(f'<tr class="vbp-row" data-id="{q.id}"><td>{q.id}</td><td>{_link(q.id, q.title)}</td>'
+                    f"<td>{escape(vb.category_label(q.category, visitor.language))}</td>"
+                    f"<td>{_status(visitor, q.status)}</td><td class='num'>{q.votes}</td>"
+                    f"<td class='num'>{q.comment_count}</td><td>{_tags(visitor, q.tags)}</td></tr>")
+        extra = _outcome(visitor, q) if outcomes else ""
+        if extra:
+            rows.append(f'<tr><td></td><td colspan="6">{extra}</td></tr>')
+    return _html(f'<table class="vbp-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+
+
+def _links(visitor: Visitor) -> pn.pane.HTML:
+    links = [f'<a href="{PAGE}">{escape(visitor.t("vbp_all_link"))}</a>']
+    if visitor.has_role(vb.MEMBER):
+        links.append(f'<a href="{PAGE}?nieuw=1">{escape(visitor.t("vbp_post_link"))}</a>')
+    if not visitor.anonymous:
+        links.append(f'<a href="{PAGE}?mijn=1">{escape(visitor.t("vbp_mine_link"))}</a>')
+    if visitor.has_role(vb.STEWARD):
+        links.append(f'<a href="{PAGE}?triage=1">{escape(visitor.t("vbp_triage_link"))}</a>')
+        links.append(f'<a href="{EXPORT}" download>{escape(visitor.t("vbp_export_link"))}</a>')
+    links.append(f'<a href="{FEED}" type="application/atom+xml">{escape(visitor.t("vbp_feed_link"))}</a>')
+    note = f'<p class="vbp-meta">{escape(visitor.t("vbp_login_to_ask"))}</p>' if visitor.anonymous else ""
+    return _html(f'<div class="vbp-links">{"".join(links)}</div>{note}')
+
+
+# --- browsing ----------------------------------------------------------------------------------
+
+def _browse(visitor: Visitor) -> pn.Column:
+    language = visitor.language
+    everyone = visitor.t("vbp_all")
+    shown = vb.STATUSES if visitor.has_role(vb.STEWARD) else vb.PUBLIC_STATUSES
+    wide = dict(sizing_mode="stretch_width", min_width=150)
+    text = pn.widgets.TextInput(name=visitor.t("vbp_search"), placeholder=visitor.t("vbp_search_placeholder"), **wide)
+    status = pn.widgets.Select(name=visitor.t("vbp_status"), options={
+        visitor.t("vbp_all_public"): "", **{vb.status_label(s, language): s for s in shown}}, **wide)
+    category = pn.widgets.Select(name=visitor.t("vbp_category"), options={
+        everyone: "", **{vb.category_label(c, language): c for c in vb.CATEGORIES}}, **wide)
+    tag = pn.widgets.Select(name=visitor.t("vbp_tag"), options={
+        everyone: "", **{f"{vb.tag_kind_label(kind, language)}: {label}": f"{kind}:{code}"
+                         for kind, pairs in vb.tag_vocabulary(language, visitor.settings.catalog_dir).items()
+                         for code, label in pairs}}, **wide)
+    sort = pn.widgets.Select(name=visitor.t("vbp_sort"), options={visitor.t("vbp_sort_votes"): "votes",
+                                                                  visitor.t("vbp_sort_newest"): "newest"}, **wide)
+    count = _html("")
+    results = pn.Column(sizing_mode="stretch_width")
+
+    def refresh(*_):
+        kind, _, code = tag.value.partition(":")
+        try:
+            found = vb.list_questions(visitor.engine, visitor.name, status=status.value or None,
+                                      category=category.value or None, tag=code or None, tag_kind=kind or None,
+                                      text=text.value, sort=sort.value)
+        except gov.GovernanceError as exc:
+            results.objects = [message(str(exc))]
+            return
+        count.object = f'<p class="vbp-meta">{escape(visitor.t("vbp_count", n=len(found)))}</p>'
+        results.objects = [_table(visitor, found)]
+
+    for widget in (text, status, category, tag, sort):
+        widget.param.watch(refresh, "value")
+    refresh()
+    return pn.Column(pn.Row(text, status, category, tag, sort, sizing_mode="stretch_width"), count, results,
+                     sizing_mode="stretch_width")
+
+
+# --- one question ------------------------------------------------------------------------------
+
+def _question(visitor: Visitor, question_id: int) -> pn.Column:
+    """One question; after each action it is read again, so what shows is what the domain now holds."""
+    feedback = pn.Column(sizing_mode="stretch_width")
+    content = pn.Column(sizing_mode="stretch_width")
+
+    def render() -> None:
+        try:
+            q = vb.get_question(visitor.engine, question_id, visitor.name)
+        except gov.GovernanceError as exc:
+            content.objects = [message(str(exc))]
+            return
+        content.objects = _question_parts(visitor, q, feedback, render)
+
+    render()
+    back = _html(f'<p><a href="{PAGE}">&larr; {escape(visitor.t("vbp_back"))}</a></p>')
+    return pn.Column(back, feedback, content, sizing_mode="stretch_width")
+
+
+def _button(text: str, action: Callable[[], object], feedback: pn.Column, success: str, render: Callable[[], None],
+            kind: str = "primary") -> pn.widgets.Button:
+    button = pn.widgets.Button(name=text, button_type=kind)
+
+    def click(_):
+        with pn.io.hold():  # the message and the question as it now is reach the browser together
+            if guarded(action, feedback, success):
+                render()
+
+    button.on_click(click)
+    return button
+
+
+def _question_parts(visitor: Visitor, q: vb.Question, feedback: pn.Column, render: Callable[[], None]) -> list:
+    t, engine, language = visitor.t, visitor.engine, visitor.language
+    who = f"{q.asker_name} ({q.asker_organisation})" if q.asker_name else (q.asker_organisation or "")
+    meta = " · ".join(x for x in (escape(vb.category_label(q.category, language)),
+                                  escape(t("vbp_asked_by", name=who)) if who else "",
+                                  escape(_day(q.published_at or q.created_at))) if x)
+    parts: list = [_html(
+        f'<h2 class="vbp-title">{escape(q.title)} <small class="vbp-meta">#{q.id}</small></h2>'
+        f'<p>{_status(visitor, q.status)} <span class="vbp-meta">{meta}</span></p><p>{_tags(visitor, q.tags)}</p>'
+        f'<div class="vbp-body">{q.body_html()}</div>{_outcome(visitor, q)}')]
+
+    votes = [_html(f'<p><b class="vbp-votes">{escape(t("vbp_votes", n=q.votes))}</b>'
+                   + (f' <span class="vbp-meta">{escape(t("vbp_voted"))}</span>' if q.viewer_voted else "") + "</p>")]
+    if vb.VOTE in q.actions:
+        votes.append(_button(t("vbp_vote"), lambda: vb.vote(engine, visitor.name, q.id), feedback,
+                             t("vbp_vote_saved"), render))
+    if vb.UNVOTE in q.actions:
+        votes.append(_button(t("vbp_unvote"), lambda: vb.unvote(engine, visitor.name, q.id), feedback,
+                             t("vbp_vote_removed"), render, "default"))
+    parts.append(pn.Row(*votes, sizing_mode="stretch_width"))
+
+    if q.active_pickups:
+        parts.append(_html(f"<h4>{escape(t('vbp_pickups'))}</h4>"))
+        for p in q.active_pickups:
+            parts.append(_pickup(visitor, p, q.status == vb.PICKED_UP, feedback, render))
+    parts += _comments(visitor, q, feedback, render)
+    if vb.PICK_UP in q.actions:
+        parts.append(_pickup_form(visitor, q, feedback, render))
+    if vb.ANSWER in q.actions:
+        parts.append(_answer_form(visitor, q, feedback, render))
+    if q.actions & {vb.PUBLISH, vb.MERGE, vb.DECLINE}:
+        parts.append(_triage_actions(visitor, q, feedback, render))
+    if q.events and q.events[0].actor is not None:
+        lines = "".join(f"<li>{_day(e.at)} {escape(e.actor or '')}: "
+                        f"{escape(vb.status_label(e.to_status, language))}"
+                        f"{escape(' – ' + e.note) if e.note else ''}</li>" for e in q.events)
+        parts.append(_html(f'<details><summary>{escape(t("vbp_history"))}</summary><ul>{lines}</ul></details>'))
+    return parts
+
+
+def _pickup(visitor: Visitor, p: vb.Pickup, withdrawable: bool, feedback: pn.Column,
+            render: Callable[[], None]) -> pn.Column:
+    t = visitor.t
+    line = t("vbp_pickup_line", kind=vb.pickup_kind_label(p.kind, visitor.language), institution=p.institution,
+             supervisor=p.supervisor or "–", start=_day(p.planned_from), end=_day(p.planned_until))
+    if p.picked_by_name:
+        line += " " + t("vbp_by", name=p.picked_by_name)
+    html = f'<p class="vbp-pickup">{escape(line)}'
+    if p.request_id is not None:  # lineage: the question's data request
+        html += f' · <a href="aanvragen?id={p.request_id}">{escape(t("vbp_request_link", id=p.request_id))}</a>'
+    if p.entries:
+        html += f'<br><span class="vbp-meta">{escape(t("vbp_entries"))}: {escape(", ".join(p.entries))}</span>'
+    parts: list = [_html(html + "</p>")]
+    if visitor.name and p.picked_by == visitor.name:
+        row: list = []
+        if p.request_id is None:
+            mine = _own_requests(visitor)
+            if visitor.has_role("researcher"):
+                parts.append(_html(f'<p><a href="aanvragen?new=1">{escape(t("vbp_ask_data"))}</a></p>'))
+            if mine:
+                choice = pn.widgets.Select(name=t("vbp_request"), options=mine)
+                row += [choice, _button(t("vbp_link_request"), lambda: vb.link_request(
+                    visitor.engine, visitor.name, p.id, choice.value), feedback, t("vbp_linked"), render, "default")]
+        if withdrawable:
+            row.append(_button(t("vbp_withdraw"), lambda: vb.withdraw_pickup(visitor.engine, visitor.name, p.id),
+                               feedback, t("vbp_withdrawn"), render, "warning"))
+        if row:
+            parts.append(pn.Row(*row))
+    return pn.Column(*parts, sizing_mode="stretch_width")
+
+
+def _own_requests(visitor: Visitor) -> dict[str, int]:
+    """The visitor's own data requests (applicant or member): those a pick-up may be linked to."""
+    return {f"#{r.id} {r.title}": r.id for r in gov.requests_for(visitor.engine, visitor.name)
+            if r.applicant == visitor.name or visitor.name in r.members}
+
+
+def _comments(visitor: Visitor, q: vb.Question, feedback: pn.Column, render: Callable[[], None]) -> list:
+    t = visitor.t
+    parts: list = [_html(f"<h4>{escape(t('vbp_comments'))} ({len(q.comments)})</h4>"
+                         + ("" if q.comments else f"<p class='vbp-meta'>{escape(t('vbp_no_comments'))}</p>"))]
+    steward = visitor.has_role(vb.STEWARD)
+    for c in q.comments:
+        head = " · ".join(x for x in (c.author_name or "", _day(c.created_at),
+                                      t("vbp_hidden") if c.hidden else "") if x)
+        pane = _html(f'<div class="vbp-comment"><span class="vbp-meta">{escape(head)}</span>{c.body_html()}</div>')
+        if steward and not c.hidden:
+            hide = _button(t("vbp_hide"), lambda c=c: vb.hide_comment(visitor.engine, visitor.name, c.id), feedback,
+                           t("vbp_comment_hidden"), render, "light")
+            parts.append(pn.Row(pane, hide, sizing_mode="stretch_width"))
+        else:
+            parts.append(pane)
+    if vb.COMMENT in q.actions:
+        text = pn.widgets.TextAreaInput(name=t("vbp_comment"), height=80, sizing_mode="stretch_width")
+        parts += [text, _button(t("vbp_comment_send"), lambda: vb.comment(visitor.engine, visitor.name, q.id,
+                                                                          text.value),
+                                feedback, t("vbp_comment_saved"), render, "default")]
+    return parts
+
+
+def _pickup_form(visitor: Visitor, q: vb.Question, feedback: pn.Column, render: Callable[[], None]) -> pn.Column:
+    t, language = visitor.t, visitor.language
+    default = vb.STUDENT if visitor.has_role(vb.STUDENT) and not visitor.has_role(vb.RESEARCHER) else vb.RESEARCHER
+    kind = pn.widgets.Select(name=t("vbp_pickup_kind"), value=default,
+                             options={vb.pickup_kind_label(k, language): k for k in vb.PICKUP_KINDS})
+    institution = pn.widgets.TextInput(name=t("vbp_institution"), value=visitor.organisation or "")
+    supervisor = pn.widgets.TextInput(name=t("vbp_supervisor"))
+    start = pn.widgets.DatePicker(name=t("vbp_from"), value=date.today())
+    until = pn.widgets.DatePicker(name=t("vbp_until"), value=date.today() + timedelta(days=182))
+    request = pn.widgets.Select(name=t("vbp_request"), options={t("vbp_no_request"): 0, **_own_requests(visitor)})
+    entries = pn.widgets.MultiChoice(name=t("vbp_entries"), sizing_mode="stretch_width", options={
+        f"{e.title.get(language, e.id)} ({e.id})": e.id for e in load_entries(visitor.settings.catalog_dir).values()})
+    send = _button(t("vbp_pickup_send"), lambda: vb.pick_up(
+        visitor.engine, visitor.name, q.id, kind=kind.value, institution=institution.value,
+        supervisor=supervisor.value, planned_from=start.value, planned_until=until.value,
+        request_id=request.value or None, entries=entries.value), feedback, t("vbp_picked_up"), render)
+    return pn.Column(_html(f"<h4>{escape(t('vbp_pickup_heading'))}</h4>"), pn.Row(kind, institution, supervisor),
+                     pn.Row(start, until, request), entries, send, sizing_mode="stretch_width")
+
+
+def _answer_form(visitor: Visitor, q: vb.Question, feedback: pn.Column, render: Callable[[], None]) -> pn.Column:
+    t = visitor.t
+    summary = pn.widgets.TextAreaInput(name=t("vbp_summary"), height=120, sizing_mode="stretch_width")
+    url = pn.widgets.TextInput(name=t("vbp_report_url"), placeholder="https://", sizing_mode="stretch_width")
+    send = _button(t("vbp_answer_send"), lambda: vb.answer(visitor.engine, visitor.name, q.id, summary.value,
+                                                           url.value), feedback, t("vbp_answered"), render)
+    return pn.Column(_html(f"<h4>{escape(t('vbp_answer_heading'))}</h4>"), summary, url, send,
+                     sizing_mode="stretch_width")
+
+
+def _triage_actions(visitor: Visitor, q: vb.Question, feedback: pn.Column, render: Callable[[], None]) -> pn.Column:
+    t, engine = visitor.t, visitor.engine
+    parts: list = [_html(f"<h4>{escape(t('vbp_triage_heading'))}</h4>")]
+    if vb.PUBLISH in q.actions:
+        parts.append(_button(t("vbp_publish"), lambda: vb.publish(engine, visitor.name, q.id), feedback,
+                             t("vbp_published"), render, "success"))
+    if vb.MERGE in q.actions:
+        targets = {f"#{s.id} {s.title}": s.id for s in vb.list_questions(engine, visitor.name, sort="newest")
+                   if s.id != q.id}
+        if targets:
+            target = pn.widgets.Select(name=t("vbp_merge_into"), options=targets, sizing_mode="stretch_width")
+            parts.append(pn.Row(target, _button(t("vbp_merge"), lambda: vb.merge_duplicate(
+                engine, visitor.name, q.id, target.value), feedback, t("vbp_merged"), render, "default"),
+                sizing_mode="stretch_width"))
+    if vb.DECLINE in q.actions:
+        reason = pn.widgets.TextAreaInput(name=t("vbp_decline_reason"), height=70, sizing_mode="stretch_width")
+        parts += [reason, _button(t("vbp_decline"), lambda: vb.decline(engine, visitor.name, q.id, reason.value),
+                                  feedback, t("vbp_declined_done"), render, "danger")]
+    return pn.Column(*parts, sizing_mode="stretch_width")
+
+
+# --- posting, my questions, triage ----------------------------------------------------------------
+
+def _post_form(visitor: Visitor) -> pn.Column:
+    visitor.require(vb.MEMBER)
+    t, language = visitor.t, visitor.language
+    feedback = pn.Column(sizing_mode="stretch_width")
+    title = pn.widgets.TextInput(name=t("vbp_title"), sizing_mode="stretch_width")
+    body = pn.widgets.TextAreaInput(name=t("vbp_question"), height=180, sizing_mode="stretch_width")
+    category = pn.widgets.Select(name=t("vbp_category"),
+                                 options={vb.category_label(c, language): c for c in vb.CATEGORIES})
+    tags = {kind: pn.widgets.CheckBoxGroup(name=vb.tag_kind_label(kind, language), inline=False,
+                                           options={label: code for code, label in pairs})
+            for kind, pairs in vb.tag_vocabulary(language, visitor.settings.catalog_dir).items()}
+    send = pn.widgets.Button(name=t("vbp_post_send"), button_type="primary")
+
+    def post(_):
+        created: list[int] = []
+
+        def act():
+            created.append(vb.post(visitor.engine, visitor.name, title.value, body.value, category.value,
+                                   {k: list(w.value) for k, w in tags.items()},
+                                   catalog_dir=visitor.settings.catalog_dir))
+
+        if guarded(act, feedback):
+            feedback.append(_html(f'<p class="vbp-posted">{escape(t("vbp_posted", id=created[0]))} '
+                                  f'{_link(created[0], t("vbp_view_posted"))}</p>'))
+            title.value, body.value = "", ""
+            for widget in tags.values():
+                widget.value = []
+
+    send.on_click(post)
+    columns = [pn.Column(_html(f"<b>{escape(w.name)}</b>"), w) for w in tags.values()]
+    return pn.Column(_html(f"<h3>{escape(t('vbp_post_heading'))}</h3><p>{escape(t('vbp_post_intro'))}</p>"),
+                     feedback, title, body, category, pn.Row(*columns), send, sizing_mode="stretch_width")
+
+
+def _mine(visitor: Visitor) -> pn.Column:
+    visitor.require()
+    mine = vb.my_questions(visitor.engine, visitor.name)
+    t = visitor.t
+    return pn.Column(_html(f"<h3>{escape(t('vbp_mine_heading'))}</h3><h4>{escape(t('vbp_mine_asked'))}</h4>"),
+                     _table(visitor, mine.asked, outcomes=True),
+                     _html(f"<h4>{escape(t('vbp_mine_voted'))}</h4>"), _table(visitor, mine.voted, outcomes=True),
+                     _html(f"<h4>{escape(t('vbp_mine_picked'))}</h4>"),
+                     _table(visitor, mine.picked_up, outcomes=True), sizing_mode="stretch_width")
+
+
+def _triage(visitor: Visitor) -> pn.Column:
+    visitor.require(vb.STEWARD)
+    queue = vb.triage_queue(visitor.engine, visitor.name)
+    t = visitor.t
+    intro = t("vbp_triage_intro", n=len(queue)) if queue else t("vbp_triage_empty")
+    return pn.Column(_html(f"<h3>{escape(t('vbp_triage_heading'))}</h3><p>{escape(intro)}</p>"),
+                     _table(visitor, queue), sizing_mode="stretch_width")
+
+
+def view(visitor: Visitor) -> pn.viewable.Viewable:
+    """/vraagbank: browse (public); ?vraag=N, ?nieuw=1, ?mijn=1, ?triage=1."""
+    head = [_html(f"<h2>{escape(visitor.t('nav_vraagbank'))}</h2><p>{escape(visitor.t('vbp_intro'))}</p>"),
+            _links(visitor)]
+    if _arg("vraag"):
+        try:
+            question_id = int(_arg("vraag"))
+        except ValueError:
+            return message(visitor.t("vbp_bad_id", value=_arg("vraag")))
+        return pn.Column(_links(visitor), _question(visitor, question_id), sizing_mode="stretch_width")
+    if _arg("nieuw"):
+        return pn.Column(*head, _post_form(visitor), sizing_mode="stretch_width")
+    if _arg("mijn"):
+        return pn.Column(*head, _mine(visitor), sizing_mode="stretch_width")
+    if _arg("triage"):
+        return pn.Column(*head, _triage(visitor), sizing_mode="stretch_width")
+    parts = list(head)
+    if visitor.has_role(vb.STEWARD):
+        waiting = len(vb.triage_queue(visitor.engine, visitor.name))
+        if waiting:
+            parts.append(_html(f'<p><a href="{PAGE}?triage=1">{escape(visitor.t("vbp_triage_intro", n=waiting))}'
+                               "</a></p>"))
+    return pn.Column(*parts, _browse(visitor), sizing_mode="stretch_width")
