@@ -483,6 +483,47 @@ TEXTS: dict[str, tuple[str, str]] = {
     "cat_dim_start_year": ("Startjaar", "Year of start"),
     "cat_dim_gender": ("Geslacht", "Gender"),
     "cat_dim_informant": ("Informant", "Informant"),
+    # dashboards page (ldj/portal/dashboards.py)
+    "dash_intro": ("Uw eigen organisatie en teams naast alle SEJN-leden. Cijfers over minder dan de drempel aan "
+                   "cliënten worden niet getoond; andere organisaties zijn alleen anoniem zichtbaar. Wijzig de "
+                   "keuzes en klik op Toon.",
+                   "Your own organisation and teams next to all SEJN members. Figures based on fewer clients than "
+                   "the threshold are not shown; other organisations appear only anonymised. Change the choices "
+                   "and click Show."),
+    "dash_no_data": ("Er zijn nog geen dashboardcijfers. {detail}", "There are no dashboard figures yet. {detail}"),
+    "dash_all": ("alle", "all"),
+    "dash_instrument": ("Vragenlijst", "Instrument"),
+    "dash_scale": ("Schaal", "Scale"),
+    "dash_team": ("Team", "Team"),
+    "dash_organisation": ("Organisatie", "Organisation"),
+    "dash_show": ("Toon", "Show"),
+    "dash_download_csv": ("Tabel downloaden (CSV)", "Download the table (CSV)"),
+    "dash_hidden": ("Niet getoond (te weinig gegevens): {what}", "Not shown (too little data): {what}"),
+    "dash_change": ("Verandering: gemiddelde T bij start en einde, ΔT met 95%-interval, effectgrootte",
+                    "Change: mean T at start and end, ΔT with 95% interval, effect size"),
+    "dash_categories": ("Betrouwbare verandering (RCI)", "Reliable change (RCI)"),
+    "dash_response": ("Respons: trajecten met start- en eindmeting", "Response: trajectories with start and end"),
+    "dash_funnel": ("Vergelijking tussen organisaties (funnelplot)", "Comparison between organisations (funnel plot)"),
+    "dash_funnel_improved": ("% hersteld of betrouwbaar verbeterd", "% recovered or reliably improved"),
+    "dash_funnel_deteriorated": ("% betrouwbaar verslechterd", "% reliably deteriorated"),
+    "dash_funnel_response": ("% met start- en eindmeting", "% with start and end"),
+    "dash_funnel_change": ("gemiddelde ΔT", "mean ΔT"),
+    "dash_funnel_casemix": ("ΔT: waargenomen − verwacht (case-mix)", "ΔT: observed − expected (case mix)"),
+    "dash_own_org": ("eigen organisatie", "own organisation"),
+    "dash_other_orgs": ("andere organisaties (anoniem)", "other organisations (anonymised)"),
+    "dash_casemix": ("Eerlijke vergelijking: ΔT gecorrigeerd voor case-mix", "Fair comparison: ΔT adjusted for case mix"),
+    "dash_trend": ("Ernst bij start per startjaar", "Severity at start by year of start"),
+    "dash_satisfaction": ("Tevredenheid bij einde", "Satisfaction at the end"),
+    "dash_col_scope": ("Groep", "Group"),
+    "dash_col_n": ("n", "n"),
+    "dash_col_start": ("T start", "T start"),
+    "dash_col_end": ("T einde", "T end"),
+    "dash_col_change": ("ΔT [95%-interval]", "ΔT [95% interval]"),
+    "dash_col_es": ("Effectgrootte (d)", "Effect size (d)"),
+    "dash_col_observed": ("Waargenomen ΔT", "Observed ΔT"),
+    "dash_col_expected": ("Verwachte ΔT", "Expected ΔT"),
+    "dash_col_difference": ("Verschil", "Difference"),
+    "dash_col_mean": ("Gemiddelde", "Mean"),
     # portal frame and start page
     "portal_title": ("Lerende Databank Jeugd", "Learning Youth Database"),
     "portal_login": ("Inloggen", "Log in"),
@@ -541,6 +582,26 @@ TEXTS: dict[str, tuple[str, str]] = {
         "questionnaires, pairs or trajectories. Clients who objected are not counted. The cumulative count "
         "is computed from the shown counts and is left out where it would reveal a hidden one."),
     "fs_built": ("factsheet geschreven: {paths}", "factsheet written: {paths}"),
+    # the factsheet page of the portal (ldj/portal/factsheet.py)
+    "fsp_downloads": ("Downloaden", "Download"),
+    "fsp_download_pdf": ("Factsheet als PDF", "Factsheet as PDF"),
+    "fsp_download_json": ("Cijfers als JSON", "Figures as JSON"),
+    "fsp_growth_heading": ("Groei: vragenlijsten in de LDJ door de tijd", "Growth: questionnaires in the LDJ over time"),
+    "fsp_growth_help": ("Cumulatief aantal vragenlijsten aan het eind van elk kwartaal (lijn) en van elk jaar "
+                        "(punten). Waar een kwartaal verborgen is, ontbreekt de lijn.",
+                        "Cumulative number of questionnaires at the end of each quarter (line) and of each year "
+                        "(points). Where a quarter is hidden, the line has a gap."),
+    "fsp_per_quarter": ("per kwartaal", "per quarter"),
+    "fsp_per_year": ("per jaar", "per year"),
+    "fsp_up_to": ("Tot en met", "Up to"),
+    "fsp_disclosure_note": (
+        "Aantallen zijn afgerond op een veelvoud van {rounding}. Een cel met minder dan {threshold} cliënten "
+        "toont \"te weinig gegevens\", net als cellen waaruit zo'n cel met de totalen terug te rekenen zou "
+        "zijn. Cliënten die bezwaar maakten tellen niet mee. De cijfers worden bij elke import bijgewerkt.",
+        "Counts are rounded to a multiple of {rounding}. A cell with fewer than {threshold} clients shows "
+        "\"too little data\", as do cells from which such a cell could be worked out with the totals. Clients "
+        "who objected are not counted. The figures are updated with every import."),
+    "fsp_warmed": ("factsheet bijgewerkt voor gegevensversie {version}", "factsheet updated for data version {version}"),
     "nav_catalogue": ("Catalogus", "Catalogue"),
     "nav_vraagbank": ("Vraagbank", "Question bank"),
     "nav_dashboard": ("Dashboard", "Dashboard"),

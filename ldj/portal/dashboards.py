@@ -1,0 +1,222 @@
+"""Dashboards (members, steward): own organisation and teams against all SEJN members.
+
+Every number comes from ldj.indicators, which checks who may see what and applies disclosure
+control; this page only lays the tables out and draws them with hvplot. Each figure has its table
+as CSV next to it; the plots' own toolbar saves them as PNG.
+"""
+
+from __future__ import annotations
+
+import io
+
+import holoviews as hv
+import hvplot.pandas  # noqa: F401 - registers .hvplot
+import pandas as pd
+import panel as pn
+
+from .. import indicators
+from ..instruments import load_instruments
+from .layout import message
+from .visitor import Visitor
+
+ALL = "__all__"
+TABLE_CSS = ("</table><style>.ldj-suppressed{color:#8a6d3b;font-style:italic} table{border-collapse:collapse}"
+             " th,td{padding:4px 12px;text-align:left;border-bottom:1px solid #ddd}</style>")
+
+
+def _csv_download(frame: pd.DataFrame, name: str, label: str) -> pn.widgets.FileDownload:
+    def payload() -> io.BytesIO:
+        return io.BytesIO(indicators.download_table(frame).to_csv(index=False, sep=";").encode("utf-8-sig"))
+
+    return pn.widgets.FileDownload(callback=payload, filename=f"{name}.csv", label=label, button_type="light",
+                                   width=220)
+
+
+def _number(value, digits: int = 1) -> str:
+    return "–" if value is None or pd.isna(value) else f"{value:.{digits}f}".replace(".", ",")
+
+
+def _change_table(visitor: Visitor, frame: pd.DataFrame) -> pn.pane.HTML:
+    head = "".join(f"<th>{visitor.t(k)}</th>" for k in ("dash_col_scope", "dash_col_n", "dash_col_start",
+                                                         "dash_col_end", "dash_col_change", "dash_col_es"))
+    rows = []
+    for _, r in frame.iterrows():
+        if not r["published"]:
+            cells = f'<td colspan="5" class="ldj-suppressed">{r["message"]}</td>'
+        else:
+            cells = (f"<td>{r['n']}</td><td>{_number(r['mean_start'])}</td><td>{_number(r['mean_end'])}</td>"
+                     f"<td><b>{_number(r['mean_change'])}</b> [{_number(r['ci_low'])}; {_number(r['ci_high'])}]</td>"
+                     f"<td>{_number(r['effect_size'], 2)}</td>")
+        rows.append(f"<tr><td>{r['label']}</td>{cells}</tr>")
+    return pn.pane.HTML(f'<table class="table table-sm"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+                        + TABLE_CSS,
+                        sizing_mode="stretch_width")
+
+
+def _shares_plot(visitor: Visitor, frame: pd.DataFrame, part: str, title: str):
+    shown = frame[frame["published"]].copy()
+    if shown.empty:
+        return message(visitor.t("ind_too_little_data").capitalize(), "warning")
+    shown[part] = [visitor.t(f"ind_{'status' if part == 'status' else 'category'}_{p}") for p in shown[part]]
+    shown["percentage"] = shown["share"] * 100
+    plot = shown.hvplot.barh(x="label", y="percentage", by=part, stacked=True, height=260, responsive=True,
+                             title=title, ylabel="%", xlabel="", legend="bottom", hover_cols=["n", "total"])
+    hidden = frame[~frame["published"]]
+    note = [] if hidden.empty else [pn.pane.Markdown(
+        visitor.t("dash_hidden", what=", ".join(sorted(set(hidden["label"])))), styles={"font-style": "italic"})]
+    return pn.Column(pn.pane.HoloViews(plot, sizing_mode="stretch_width"), *note, sizing_mode="stretch_width")
+
+
+def _trend_plot(visitor: Visitor, frame: pd.DataFrame, scale_label: str):
+    shown = frame[frame["published"]]
+    if shown.empty:
+        return message(visitor.t("ind_too_little_data").capitalize(), "warning")
+    plot = shown.hvplot.line(x="start_year", y="mean", by="label", markers=True, height=320, responsive=True,
+                             xlabel=visitor.t("cat_dim_start_year"), ylabel=scale_label,
+                             title=visitor.t("dash_trend"), hover_cols=["n", "ci_low", "ci_high"])
+    return pn.pane.HoloViews(plot, sizing_mode="stretch_width")
+
+
+def _funnel_plot(visitor: Visitor, points: pd.DataFrame, limits: pd.DataFrame, indicator: str):
+    shown = points[points["published"]].copy()
+    if shown.empty:
+        return message(visitor.t("ind_too_little_data").capitalize(), "warning")
+    shown["n"] = shown["n"].astype(float)
+    scale = 100 if indicator in ("improved", "deteriorated", "response") else 1
+    shown["value"] = shown["value"] * scale
+    lines = []
+    for column, style in (("low_95", "dashed"), ("high_95", "dashed"), ("low_99_8", "dotted"), ("high_99_8", "dotted")):
+        if column in limits:
+            lines.append(hv.Curve((limits["n"], limits[column] * scale)).opts(color="grey", line_dash=style))
+    centre = hv.HLine(float(limits["centre"].iloc[0]) * scale).opts(color="black", line_width=1) \
+        if "centre" in limits and pd.notna(limits["centre"].iloc[0]) else None
+    others = shown[~shown["own"]].hvplot.scatter(x="n", y="value", hover_cols=["label"], color="#9aa5b1", size=60,
+                                                 label=visitor.t("dash_other_orgs"))
+    own = shown[shown["own"]].hvplot.scatter(x="n", y="value", hover_cols=["label"], color="#d9480f", size=120,
+                                             label=visitor.t("dash_own_org"))
+    overlay = hv.Overlay([*lines, *([centre] if centre is not None else []), others, own]).opts(
+        height=360, responsive=True, title=visitor.t(f"dash_funnel_{indicator}"),
+        xlabel=visitor.t("dash_col_n"), ylabel=visitor.t(f"dash_funnel_{indicator}"), legend_position="top_right")
+    return pn.pane.HoloViews(overlay, sizing_mode="stretch_width")
+
+
+def _scope_table(visitor: Visitor, frame: pd.DataFrame, columns: dict[str, str]) -> pn.pane.HTML:
+    head = "".join(f"<th>{visitor.t(k)}</th>" for k in ("dash_col_scope", *columns.values()))
+    rows = []
+    for _, r in frame.iterrows():
+        if not r["published"]:
+            cells = f'<td colspan="{len(columns)}" class="ldj-suppressed">{r["message"]}</td>'
+        else:
+            cells = "".join(f"<td>{r[c] if c == 'n' else _number(r[c])}</td>" for c in columns)
+        rows.append(f"<tr><td>{r['label']}</td>{cells}</tr>")
+    return pn.pane.HTML(f'<table class="table table-sm"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
+                        + TABLE_CSS,
+                        sizing_mode="stretch_width")
+
+
+def _figure(title: str, body, frame: pd.DataFrame, name: str, visitor: Visitor) -> pn.Card:
+    return pn.Card(body, _csv_download(frame, name, visitor.t("dash_download_csv")), title=title,
+                   sizing_mode="stretch_width", collapsible=False)
+
+
+def view(visitor: Visitor) -> pn.viewable.Viewable:
+    visitor.require("member", "steward")
+    settings = visitor.settings.model_copy(update={"language": visitor.language})
+    engine = visitor.engine
+    try:
+        opts = indicators.options(visitor.name, engine, settings)
+    except Exception as exc:  # no data yet, or no cube: say so rather than fail the page
+        return message(visitor.t("dash_no_data", detail=str(exc)), "warning")
+    if not opts["instruments"]:
+        return message(visitor.t("dash_no_data", detail=""), "warning")
+    instruments = load_instruments(settings.catalog_dir)
+    lang = visitor.language
+
+    def inst_label(code):
+        return instruments[code].name.get(lang, code) if code in instruments else code
+
+    def scale_labels(code) -> dict[str, str]:
+        scales = {s.code: s.label.get(lang, s.code) for s in instruments[code].scales} if code in instruments else {}
+        return {scales.get(s, s): s for s in opts["instruments"][code]["scales"]}
+
+    def with_all(values: list, label_of=str) -> dict:
+        return {visitor.t("dash_all"): ALL, **{label_of(v): v for v in values}}
+
+    informant_label = {"parent": "ouder", "youth": "jongere", "teacher": "leerkracht", "professional": "professional"}
+    choices = [c for c in opts["instruments"] if c != "satisfaction"] or list(opts["instruments"])
+    default = "cbcl_6_18" if "cbcl_6_18" in choices else choices[0]
+    instrument = pn.widgets.Select(name=visitor.t("dash_instrument"), options={inst_label(c): c for c in choices},
+                                   value=default)
+    scale = pn.widgets.Select(name=visitor.t("dash_scale"), options=scale_labels(default))
+    if "total_problems" in scale.options.values():
+        scale.value = "total_problems"
+    informant = pn.widgets.Select(name=visitor.t("cat_dim_informant"),
+                                  options={informant_label.get(i, i) if lang == "nl" else i: i
+                                           for i in opts["instruments"][default]["informants"]})
+    intervention = pn.widgets.Select(name=visitor.t("cat_dim_intervention"), options=with_all(opts["interventions"]))
+    age_group = pn.widgets.Select(name=visitor.t("cat_dim_age_group"), options=with_all(opts["age_groups"]))
+    gender = pn.widgets.Select(name=visitor.t("cat_dim_gender"), options=with_all(opts["genders"]))
+    year = pn.widgets.Select(name=visitor.t("cat_dim_start_year"), options=with_all(opts["start_years"]))
+    team = pn.widgets.Select(name=visitor.t("dash_team"), options=with_all(opts["teams"]))
+    funnel_indicator = pn.widgets.Select(name=visitor.t("dash_funnel"), options={
+        visitor.t(f"dash_funnel_{k}"): k for k in indicators.FUNNEL_INDICATORS})
+    organisation = None
+    if opts["organisations"] is not None:  # the steward chooses whose figures
+        organisation = pn.widgets.Select(name=visitor.t("dash_organisation"), options=opts["organisations"])
+    results = pn.Column(sizing_mode="stretch_width")
+
+    def on_instrument(event):
+        scale.options = scale_labels(event.new)
+        informant.options = {informant_label.get(i, i) if lang == "nl" else i: i
+                             for i in opts["instruments"][event.new]["informants"]}
+
+    instrument.param.watch(on_instrument, "value")
+
+    def chosen(widget):
+        return None if widget.value == ALL else widget.value
+
+    def render(*_):
+        results.clear()
+        the_view = indicators.View(instrument.value, scale.value, informant.value, intervention=chosen(intervention),
+                                   age_group=chosen(age_group), gender=chosen(gender), start_year=chosen(year),
+                                   team=chosen(team), organisation=organisation.value if organisation else None)
+        try:
+            figures = indicators.dashboard(the_view, visitor.name, engine, settings,
+                                           funnel_indicator=funnel_indicator.value)
+        except Exception as exc:  # PermissionDenied and bad choices come back as a message
+            results.append(message(str(exc)))
+            return
+        scale_label = next((k for k, v in scale.options.items() if v == scale.value), scale.value)
+        results.extend([
+            _figure(visitor.t("dash_change"), _change_table(visitor, figures["change"]), figures["change"],
+                    "verandering", visitor),
+            pn.Row(_figure(visitor.t("dash_categories"), _shares_plot(visitor, figures["reliable_change"], "category",
+                                                                      visitor.t("dash_categories")),
+                           figures["reliable_change"], "betrouwbare-verandering", visitor),
+                   _figure(visitor.t("dash_response"), _shares_plot(visitor, figures["response"], "status",
+                                                                    visitor.t("dash_response")),
+                           figures["response"], "respons", visitor), sizing_mode="stretch_width"),
+            pn.Row(_figure(visitor.t("dash_funnel"), _funnel_plot(visitor, figures["funnel"], figures["funnel_limits"],
+                                                                  funnel_indicator.value),
+                           figures["funnel"], "funnel", visitor),
+                   _figure(visitor.t("dash_casemix"), _scope_table(visitor, figures["casemix"], {
+                       "n": "dash_col_n", "observed": "dash_col_observed", "expected": "dash_col_expected",
+                       "difference": "dash_col_difference"}), figures["casemix"], "casemix", visitor),
+                   sizing_mode="stretch_width"),
+            pn.Row(_figure(visitor.t("dash_trend"), _trend_plot(visitor, figures["severity_trend"], scale_label),
+                           figures["severity_trend"], "ernst-bij-start", visitor),
+                   _figure(visitor.t("dash_satisfaction"), _scope_table(visitor, figures["satisfaction"], {
+                       "n": "dash_col_n", "mean": "dash_col_mean"}), figures["satisfaction"], "tevredenheid", visitor),
+                   sizing_mode="stretch_width"),
+        ])
+
+    show = pn.widgets.Button(name=visitor.t("dash_show"), button_type="primary")
+    show.on_click(render)
+    render()
+    controls = [instrument, scale, informant, intervention, age_group, gender, year, team, funnel_indicator]
+    if organisation is not None:
+        controls.insert(0, organisation)
+    who = opts["organisation"] or visitor.t("ind_sejn")
+    return pn.Column(pn.pane.Markdown(f"## {visitor.t('nav_dashboard')}: {who}\n\n{visitor.t('dash_intro')}"),
+                     pn.FlexBox(*[pn.Column(w, width=230) for w in controls], show), results,
+                     sizing_mode="stretch_width")
