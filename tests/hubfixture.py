@@ -32,7 +32,7 @@ class ConfiguredHub:
         """`root/var` is the LDJ data folder; `settings` are extra LDJ_* values (without the prefix)."""
         self.root = root
         self.ports = {name: free_port() for name in ("HUB_PORT", "HUB_API_PORT", "PROXY_API_PORT",
-                                                     "DATA_SERVICE_PORT")}
+                                                     "DATA_SERVICE_PORT", "PORTAL_PORT")}
         self.url = f"http://127.0.0.1:{self.ports['HUB_PORT']}"
         self.admin = secrets.token_hex(16)
         self.settings = settings

@@ -34,7 +34,8 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture(scope="module")
 def hub():
     root = Path(tempfile.mkdtemp(prefix="ldj-hub-"))
-    ports = {name: free_port() for name in ("HUB_PORT", "HUB_API_PORT", "PROXY_API_PORT", "DATA_SERVICE_PORT")}
+    ports = {name: free_port() for name in ("HUB_PORT", "HUB_API_PORT", "PROXY_API_PORT", "DATA_SERVICE_PORT",
+                                            "PORTAL_PORT")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LDJ_", "JUPYTERHUB_"))}
     env.update({f"LDJ_{k}": str(v) for k, v in ports.items()})
     env.update(LDJ_DATA_DIR=str(root / "var"), HOME=str(root), JUPYTER_RUNTIME_DIR=str(root / "rt"),
