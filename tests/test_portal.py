@@ -160,3 +160,21 @@ def test_the_catalogue_shows_entries_dictionaries_and_a_controlled_feasibility_c
     page.get_by_text("Vraag deze gegevens aan").click()
     browser.wait_idle(page)
     assert page.get_by_text("Log in om deze pagina te zien").count() == 1
+
+
+def test_single_sign_on_carries_the_hub_groups_into_the_portal(stack, page):
+    """Roles come from the hub's groups: the user model the portal receives at login holds them."""
+    import base64
+    import json
+
+    from tornado.web import decode_signed_value
+
+    browser.login(page, stack.url, "apo-a", PASSWORD)
+    cookie = next(c for c in page.context.cookies() if c["name"] == "id_token")
+    secret = (stack.root / "var" / "hub" / "portal_cookie_secret").read_text().strip()
+    token = decode_signed_value(secret, "id_token", cookie["value"].strip('"')).decode()
+    payload = token.split(".")[1] if token.count(".") == 2 else token
+    model = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert model["name"] == "apo-a"
+    assert {"role-apo", "org-UNI01"} <= set(model["groups"])
+    assert page.get_by_text("APO-beoordeling").count() == 1
