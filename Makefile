@@ -26,6 +26,7 @@ bench: venv node
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/workspace.py
+	$(BIN)/python bench/dashboards.py
 
 venv: $(VENV)/.installed
 

@@ -507,22 +507,39 @@ def _clients(lower_bound, n) -> np.ndarray:
     return np.where(n > 0, np.maximum(np.round(lower_bound), 1), 0).astype("int64")
 
 
-def _controlled(dim: str, labels, lower_bound, n, settings: Settings) -> pd.DataFrame:
+def _controlled(dim: str, labels, lower_bound, n, settings: Settings, memo: dict | None = None) -> pd.DataFrame:
     """`disclosure.suppress` over the cells of one dimension and their total (the last row, added
-    here). A table whose total is below the threshold is hidden whole."""
+    here). A table whose total is below the threshold is hidden whole. `memo`: results within one
+    request (several figures often share the same table)."""
     clients = _clients([*lower_bound, float(np.sum(lower_bound))], [*n, float(np.sum(n))])
     counts = np.round(np.asarray([*n, float(np.sum(n))], dtype=float)).astype("int64")
+    key = ("controlled", dim, tuple(str(x) for x in labels), clients.tobytes(), counts.tobytes())
+    if memo is not None and key in memo:
+        return memo[key]
+    result = _controlled_table(dim, labels, clients, counts, settings)
+    if memo is not None:
+        memo[key] = result
+    return result
+
+
+def _controlled_table(dim: str, labels, clients: np.ndarray, counts: np.ndarray, settings: Settings) -> pd.DataFrame:
     table = pd.DataFrame({dim: [*(str(x) for x in labels), disclosure.TOTAL], "clients": clients, "count": counts})
     if clients[-1] < settings.disclosure_threshold:
         table["n_published"] = pd.array([pd.NA] * len(table), dtype="Int64")
         table["suppressed"] = True
         table["suppression"] = np.where(counts > 0, "primary", "empty")
         return table
+    if not ((clients > 0) & (clients < settings.disclosure_threshold)).any():
+        # no primary cell, so `suppress` hides nothing: skip its audit (the common case, and fast)
+        table["n_published"] = pd.array([disclosure.rounded(int(x), settings) for x in counts], dtype="Int64")
+        table["suppressed"] = False
+        table["suppression"] = ""
+        return table
     return disclosure.suppress(table, "clients", [dim], settings=settings, value="count")
 
 
 def _differencing_ok(kf: _KeyFrame, view: View, scope: str, organisation: str | None, c_col: str, n_col: str,
-                     settings: Settings) -> bool:
+                     settings: Settings, memo: dict | None = None) -> bool:
     """The view's cell survives `disclosure.suppress` on every sibling table (module doc)."""
     filters = view.filters()
     dims = [d for d in filters if not (d == "team" and scope != "team")]
@@ -532,8 +549,13 @@ def _differencing_ok(kf: _KeyFrame, view: View, scope: str, organisation: str | 
         rest = {k: v for k, v in filters.items() if k != d}
         parent_scope = "organisation" if d == "team" else scope
         mask = _mask(kf, rest, parent_scope, organisation, view.team)
-        table = _by(kf, mask, d, [c_col, n_col])
-        checked = _controlled(d, table[d], table[c_col], table[n_col], settings)
+        memo_key = (id(kf), d, scope, tuple(sorted(rest.items())), view.team)
+        table = memo.get(memo_key) if memo is not None else None
+        if table is None:
+            table = _by(kf, mask, d, [k for k in kf.values if k.startswith(("c_", "n_")) or k == "eligible"])
+            if memo is not None:
+                memo[memo_key] = table
+        checked = _controlled(d, table[d], table[c_col], table[n_col], settings, memo)
         target = view.team if d == "team" else filters[d]
         hit = checked[checked[d] == str(target)]
         if len(hit) and bool(hit["suppressed"].iloc[0]):
@@ -565,11 +587,20 @@ def _frame(rows: list[dict], stats: list[str], language: str) -> pd.DataFrame:
 # --- public: the indicators ---------------------------------------------------------------------
 
 class _Context:
-    def __init__(self, view: View, viewer, engine, settings):
-        self.settings = settings or get_settings()
-        self.engine = engine or store.get_engine(self.settings)
-        self.access = _access(viewer, view, self.engine, self.settings)
-        self.cube = get_cube(self.engine, self.settings)
+    """One request: settings, engine, the viewer's access, the cube, the view and its scopes."""
+
+    def __init__(self, view: View, viewer, engine, settings, base: _Context | None = None):
+        if base is not None:
+            self.settings, self.engine, self.access, self.cube, self.memo = \
+                base.settings, base.engine, base.access, base.cube, base.memo
+            if view.organisation is not None and view.organisation != self.access.organisation:
+                self.access = _access(viewer, view, self.engine, self.settings)
+        else:
+            self.settings = settings or get_settings()
+            self.engine = engine or store.get_engine(self.settings)
+            self.access = _access(viewer, view, self.engine, self.settings)
+            self.cube = get_cube(self.engine, self.settings)
+            self.memo = {}
         if view.organisation is None and self.access.organisation is not None:
             view = replace(view, organisation=self.access.organisation)
         self.view = view
@@ -578,20 +609,20 @@ class _Context:
 
 
 def change(view: View, viewer: User | str, engine: sa.Engine | None = None,
-           settings: Settings | None = None) -> pd.DataFrame:
+           settings: Settings | None = None, _context=None) -> pd.DataFrame:
     """Mean T at start and end and ΔT with its 95% interval, and the effect size, per scope.
 
     Columns: scope (organisation | team | sejn), label, n (pairs, rounded; <NA> when hidden),
     mean_start, mean_end, mean_change, ci_low, ci_high, sd_start, effect_size (Cohen's d: mean ΔT /
     SD at start), published, suppression ('' | primary | secondary | empty), message.
     """
-    c = _Context(view, viewer, engine, settings)
+    c = _Context(view, viewer, engine, settings, _context)
     kf = c.cube.key("scales", view.instrument, view.informant, view.scale)
     rows = []
     for scope, label, team in c.scopes:
         mask = _mask(kf, c.view.filters(), scope, c.view.organisation, team)
         s = _sum(kf, mask, ("n_pairs", "c_pairs", "sum_ps", "sumsq_ps", "sum_pe", "sum_d", "sumsq_d"))
-        ok = _differencing_ok(kf, c.view, scope, c.view.organisation, "c_pairs", "n_pairs", c.settings)
+        ok = _differencing_ok(kf, c.view, scope, c.view.organisation, "c_pairs", "n_pairs", c.settings, c.memo)
         published, why, n = _publish(s["c_pairs"], s["n_pairs"], ok, c.settings)
         ch = outcomes.change_from_sums([s["n_pairs"]], [s["sum_ps"]], [s["sumsq_ps"]], [s["sum_pe"]],
                                        [s["sum_d"]], [s["sumsq_d"]]).iloc[0]
@@ -607,9 +638,9 @@ def _shares_table(c: _Context, kf: _KeyFrame, scope: str, label: str, team: str 
                   n_part: str, c_part: str, total_n: str, total_c: str, part_label: str) -> list[dict]:
     mask = _mask(kf, c.view.filters(), scope, c.view.organisation, team)
     s = _sum(kf, mask, [n_part.format(p) for p in parts] + [c_part.format(p) for p in parts] + [total_n, total_c])
-    ok = _differencing_ok(kf, c.view, scope, c.view.organisation, total_c, total_n, c.settings)
+    ok = _differencing_ok(kf, c.view, scope, c.view.organisation, total_c, total_n, c.settings, c.memo)
     checked = _controlled(part_label, parts, [s[c_part.format(p)] for p in parts], [s[n_part.format(p)] for p in parts],
-                          c.settings)
+                          c.settings, c.memo)
     low, high = outcomes.wilson([s[n_part.format(p)] for p in parts], [s[total_n]] * len(parts))
     rows = []
     for i, p in enumerate(parts):
@@ -625,14 +656,14 @@ def _shares_table(c: _Context, kf: _KeyFrame, scope: str, label: str, team: str 
 
 
 def response(view: View, viewer: User | str, engine: sa.Engine | None = None,
-             settings: Settings | None = None) -> pd.DataFrame:
+             settings: Settings | None = None, _context=None) -> pd.DataFrame:
     """Response status rates per scope: trajectories that ended (and fit the instrument's ages) by
     status completer | start_only | end_only | none.
 
     Columns: scope, label, status, n (rounded), total (rounded eligible trajectories), share,
     ci_low, ci_high (Wilson), published, suppression, message. (`view.scale` is not used.)
     """
-    c = _Context(view, viewer, engine, settings)
+    c = _Context(view, viewer, engine, settings, _context)
     kf = c.cube.key("response", view.instrument, view.informant)
     rows = []
     for scope, label, team in c.scopes:
@@ -643,14 +674,14 @@ def response(view: View, viewer: User | str, engine: sa.Engine | None = None,
 
 
 def reliable_change(view: View, viewer: User | str, engine: sa.Engine | None = None,
-                    settings: Settings | None = None) -> pd.DataFrame:
+                    settings: Settings | None = None, _context=None) -> pd.DataFrame:
     """Reliable-change categories per scope: recovered | reliably_improved | no_reliable_change |
     reliably_deteriorated, each with n (rounded), total (pairs), share and 95% Wilson interval.
 
     Columns: scope, label, category, n, total, share, ci_low, ci_high, published, suppression,
     message. Empty figures (not published) for scales without a reliability.
     """
-    c = _Context(view, viewer, engine, settings)
+    c = _Context(view, viewer, engine, settings, _context)
     kf = c.cube.key("scales", view.instrument, view.informant, view.scale)
     rows = []
     for scope, label, team in c.scopes:
@@ -662,22 +693,22 @@ def reliable_change(view: View, viewer: User | str, engine: sa.Engine | None = N
 
 
 def severity_trend(view: View, viewer: User | str, engine: sa.Engine | None = None,
-                   settings: Settings | None = None) -> pd.DataFrame:
+                   settings: Settings | None = None, _context=None) -> pd.DataFrame:
     """Mean score at the start of care per year of start (every trajectory with a valid start
     measurement, pairs or not), per scope. The view's `start_year` filter is ignored here.
 
     Columns: scope, label, start_year, n (rounded), mean, ci_low, ci_high, published, suppression,
     message.
     """
-    c = _Context(replace(view, start_year=None), viewer, engine, settings)
+    c = _Context(replace(view, start_year=None), viewer, engine, settings, _context)
     kf = c.cube.key("scales", view.instrument, view.informant, view.scale)
     rows = []
     for scope, label, team in c.scopes:
         mask = _mask(kf, c.view.filters(), scope, c.view.organisation, team)
-        ok = _differencing_ok(kf, c.view, scope, c.view.organisation, "c_start", "n_start", c.settings)
+        ok = _differencing_ok(kf, c.view, scope, c.view.organisation, "c_start", "n_start", c.settings, c.memo)
         years = _by(kf, mask, "start_year", ["n_start", "c_start", "sum_start", "sumsq_start"])
         years = years[years["n_start"] > 0].reset_index(drop=True)
-        checked = _controlled("start_year", years["start_year"], years["c_start"], years["n_start"], c.settings)
+        checked = _controlled("start_year", years["start_year"], years["c_start"], years["n_start"], c.settings, c.memo)
         stats = outcomes.mean_ci_from_sums(years["n_start"], years["sum_start"], years["sumsq_start"])
         for i, year in enumerate(years["start_year"]):
             cell = checked.iloc[i]
@@ -692,7 +723,7 @@ def severity_trend(view: View, viewer: User | str, engine: sa.Engine | None = No
 
 def satisfaction(view: View, viewer: User | str, engine: sa.Engine | None = None,
                  settings: Settings | None = None, instrument: str = "satisfaction", scale: str = "mean",
-                 informant: str | None = None) -> pd.DataFrame:
+                 informant: str | None = None, _context=None) -> pd.DataFrame:
     """Mean satisfaction at the end of care (the last valid end measurement) per scope, with the
     view's filters. Informant: `informant`, else the view's when the satisfaction instrument has
     it, else parent.
@@ -703,13 +734,13 @@ def satisfaction(view: View, viewer: User | str, engine: sa.Engine | None = None
     inst = load_instruments(settings.catalog_dir)[instrument]
     informant = informant or (view.informant if view.informant in inst.informants else inst.informants[0])
     sview = replace(view, instrument=instrument, scale=scale, informant=informant)
-    c = _Context(sview, viewer, engine, settings)
+    c = _Context(sview, viewer, engine, settings, _context)
     kf = c.cube.key("scales", instrument, informant, scale)
     rows = []
     for scope, label, team in c.scopes:
         mask = _mask(kf, c.view.filters(), scope, c.view.organisation, team)
         s = _sum(kf, mask, ("n_end", "c_end", "sum_end", "sumsq_end"))
-        ok = _differencing_ok(kf, c.view, scope, c.view.organisation, "c_end", "n_end", c.settings)
+        ok = _differencing_ok(kf, c.view, scope, c.view.organisation, "c_end", "n_end", c.settings, c.memo)
         published, why, n = _publish(s["c_end"], s["n_end"], ok, c.settings)
         st = outcomes.mean_ci_from_sums([s["n_end"]], [s["sum_end"]], [s["sumsq_end"]]).iloc[0]
         rows.append({"scope": scope, "label": label, "n": n, "mean": st["mean"], "ci_low": st["ci_low"],
@@ -718,7 +749,7 @@ def satisfaction(view: View, viewer: User | str, engine: sa.Engine | None = None
 
 
 def casemix(view: View, viewer: User | str, engine: sa.Engine | None = None,
-            settings: Settings | None = None) -> pd.DataFrame:
+            settings: Settings | None = None, _context=None) -> pd.DataFrame:
     """Case-mix adjusted ΔT next to the raw one, per scope: observed mean ΔT, expected mean ΔT
     (OLS on T_start, age, gender, intervention; see module doc) and observed − expected with its 95%
     interval. Negative difference on a problem scale: more improvement than the case mix predicts.
@@ -726,14 +757,14 @@ def casemix(view: View, viewer: User | str, engine: sa.Engine | None = None,
     Columns: scope, label, n (rounded), observed, expected, difference, ci_low, ci_high, published,
     suppression, message.
     """
-    c = _Context(view, viewer, engine, settings)
+    c = _Context(view, viewer, engine, settings, _context)
     kf = c.cube.key("scales", view.instrument, view.informant, view.scale)
     rows = []
     cols = ("n_cm", "c_cm", "cm_observed", "cm_expected", "cm_residual", "cm_residual_sq")
     for scope, label, team in c.scopes:
         mask = _mask(kf, c.view.filters(), scope, c.view.organisation, team)
         s = _sum(kf, mask, cols)
-        ok = _differencing_ok(kf, c.view, scope, c.view.organisation, "c_cm", "n_cm", c.settings)
+        ok = _differencing_ok(kf, c.view, scope, c.view.organisation, "c_cm", "n_cm", c.settings, c.memo)
         published, why, n = _publish(s["c_cm"], s["n_cm"], ok, c.settings)
         sums = pd.DataFrame({"n": [s["n_cm"]], "observed": [s["cm_observed"]], "expected": [s["cm_expected"]],
                              "residual": [s["cm_residual"]], "residual_sq": [s["cm_residual_sq"]]})
@@ -745,7 +776,7 @@ def casemix(view: View, viewer: User | str, engine: sa.Engine | None = None,
 
 
 def funnel(view: View, viewer: User | str, indicator: str = "improved", engine: sa.Engine | None = None,
-           settings: Settings | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+           settings: Settings | None = None, _context=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Funnel plot data across organisations (research-usable data only: no objectors), with the
     view's filters except `team`.
 
@@ -760,7 +791,7 @@ def funnel(view: View, viewer: User | str, indicator: str = "improved", engine: 
     """
     if indicator not in FUNNEL_INDICATORS:
         raise ValueError(f"indicator must be one of {FUNNEL_INDICATORS}")
-    c = _Context(replace(view, team=None), viewer, engine, settings)
+    c = _Context(replace(view, team=None), viewer, engine, settings, _context)
     if indicator == "response":
         kf = c.cube.key("response", view.instrument, view.informant)
         n_col, c_col, cols = "eligible", "c_eligible", ["eligible", "c_eligible", "completer"]
@@ -789,7 +820,7 @@ def funnel(view: View, viewer: User | str, indicator: str = "improved", engine: 
             return s["sum_d"] / n
         return s["cm_residual"] / n
 
-    checked = _controlled("organisation", orgs["organisation"], orgs[c_col], orgs[n_col], c.settings)
+    checked = _controlled("organisation", orgs["organisation"], orgs[c_col], orgs[n_col], c.settings, c.memo)
     labels = c.cube.anonymous_labels(c.access.organisation, c.language)
     rows = []
     for i, org in enumerate(orgs["organisation"].astype(str)):
@@ -827,14 +858,14 @@ def dashboard(view: View, viewer: User | str, engine: sa.Engine | None = None,
               settings: Settings | None = None, funnel_indicator: str = "improved") -> dict[str, pd.DataFrame]:
     """Every indicator of the main view: response, change, reliable_change, severity_trend,
     satisfaction, casemix, funnel (points) and funnel_limits."""
-    settings = settings or get_settings()
-    engine = engine or store.get_engine(settings)
-    out = {"response": response(view, viewer, engine, settings), "change": change(view, viewer, engine, settings),
-           "reliable_change": reliable_change(view, viewer, engine, settings),
-           "severity_trend": severity_trend(view, viewer, engine, settings),
-           "satisfaction": satisfaction(view, viewer, engine, settings),
-           "casemix": casemix(view, viewer, engine, settings)}
-    out["funnel"], out["funnel_limits"] = funnel(view, viewer, funnel_indicator, engine, settings)
+    base = _Context(view, viewer, engine, settings)
+    args = (view, viewer, base.engine, base.settings)
+    out = {"response": response(*args, _context=base), "change": change(*args, _context=base),
+           "reliable_change": reliable_change(*args, _context=base),
+           "severity_trend": severity_trend(*args, _context=base),
+           "satisfaction": satisfaction(*args, _context=base), "casemix": casemix(*args, _context=base)}
+    out["funnel"], out["funnel_limits"] = funnel(view, viewer, funnel_indicator, base.engine, base.settings,
+                                                 _context=base)
     return out
 
 
