@@ -4,14 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= var
-DEMO_QUESTIONNAIRES ?= 20000
+DEMO_QUESTIONNAIRES ?= 40000
 export LDJ_DATA_DIR ?= $(DATA_DIR)
 
 .PHONY: demo test bench venv node system-deps ckan-deps clean lock
 
 demo: venv node
 	$(BIN)/ldj db upgrade
-	$(BIN)/ldj synth $(DATA_DIR)/demo-delivery --questionnaires $(DEMO_QUESTIONNAIRES) --seed 1
+	$(BIN)/ldj synth $(DATA_DIR)/demo-delivery --questionnaires $(DEMO_QUESTIONNAIRES) --lead-share 0.2 --seed 1
 	$(BIN)/ldj ingest $(DATA_DIR)/demo-delivery --delivered-by "demo (synthetisch)" --no-progress --brief
 	$(BIN)/ldj summary
 	$(BIN)/ldj demo-accounts

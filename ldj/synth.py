@@ -909,16 +909,19 @@ def _organisation(org: _Org, n: int, ivs, specs, labels, out_dir: Path, file_for
 
 # --- entry point -----------------------------------------------------------------------------------
 
-def _org_weights(n_orgs: int, seed: int) -> np.ndarray:
+def _org_weights(n_orgs: int, seed: int, lead_share: float | None = None) -> np.ndarray:
     rng = np.random.default_rng([seed, 4])
     w = np.clip(rng.lognormal(0.0, 0.45, n_orgs), 0.6, 2.5)
-    return w / w.sum()
+    w = w / w.sum()
+    if lead_share is not None and n_orgs > 1:  # the first organisation (ORG01) is a large provider
+        w = np.concatenate([[lead_share], w[1:] / w[1:].sum() * (1 - lead_share)])
+    return w
 
 
 def generate(out_dir: Path, *, questionnaires: int = 20_000, organisations: int = 25, seed: int = 1,
              instruments: list[str] | None = None, invalid_share: float = 0.01,
              catalog_dir: Path = Path("catalog"), file_format: str = "csv",
-             progress: bool = False) -> SynthResult:
+             progress: bool = False, lead_share: float | None = None) -> SynthResult:
     """Write a synthetic BergOp delivery to `out_dir` and say what is in it.
 
     `questionnaires` is the total number of measurement rows over all instruments (within a few
@@ -944,7 +947,9 @@ def generate(out_dir: Path, *, questionnaires: int = 20_000, organisations: int 
     ivs = _interventions(catalog_dir)
     labels = _delivery_labels(catalog_dir)
     orgs = [_org_profile(i, organisations, ivs, specs, seed) for i in range(organisations)]
-    weights = _org_weights(organisations, seed)
+    if lead_share is not None and not 0 < lead_share < 1:
+        raise ValueError("lead_share must be between 0 and 1")
+    weights = _org_weights(organisations, seed, lead_share)
 
     # calibrate: questionnaires per generated trajectory, per organisation, from a pilot
     rate = np.zeros(organisations)

@@ -371,3 +371,15 @@ def test_no_invalid_share_gives_clean_files(tmp_path, instruments):
 def test_rejects_unknown_instrument(tmp_path):
     with pytest.raises(ValueError, match="unknown instruments"):
         generate(tmp_path, questionnaires=100, instruments=["nope"], catalog_dir=CATALOG)
+
+
+def test_lead_share_makes_org01_a_large_provider(tmp_path):
+    result = generate(tmp_path / "d", questionnaires=4000, organisations=5, seed=2, invalid_share=0.0,
+                      lead_share=0.5)
+    rows = Counter()
+    for info in result.files.values():
+        if info.kind != "trajectories":
+            rows[info.organisation] += info.rows
+    assert 0.4 < rows["ORG01"] / sum(rows.values()) < 0.6
+    with pytest.raises(ValueError, match="lead_share"):
+        generate(tmp_path / "e", questionnaires=100, organisations=2, lead_share=1.5)
