@@ -262,13 +262,16 @@ def _exposed(lines: list[_Line], hidden: np.ndarray, shown: np.ndarray, counts: 
     kwargs = {"A_eq": np.array(a_eq) if a_eq else None, "b_eq": np.array(b_eq) if b_eq else None,
               "A_ub": np.array(a_ub) if a_ub else None, "b_ub": np.array(b_ub) if b_ub else None,
               "bounds": [(1, None)] * len(var), "integrality": np.ones(len(var)), "method": "highs"}
-    for row, i in var.items():  # the true value is feasible: exposed when it is both max and min
+    feasible = linprog(np.zeros(len(var)), **kwargs)  # the true values satisfy what a reader knows
+    if feasible.status != 0:
+        raise RuntimeError(f"disclosure audit failed: {feasible.message}")
+    for row, i in var.items():  # exposed when its value is both the max and the min
         objective = np.zeros(len(var))
         objective[i] = 1
         for sign in (-1, 1):
             solved = linprog(sign * objective, **kwargs)
-            if solved.status == 3:  # unbounded: not determined
-                break
+            if solved.status == 3 or "unbounded" in solved.message:  # HiGHS MIP: "unbounded or infeasible";
+                break  # it is feasible (checked above), so unbounded: not determined
             if solved.status != 0:
                 raise RuntimeError(f"disclosure audit failed: {solved.message}")
             if round(sign * solved.fun) != shown[row]:

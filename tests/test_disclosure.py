@@ -211,3 +211,10 @@ def test_with_margins_takes_real_distinct_counts():
     # subtraction; with distinct counts a reader still bounds cells by their margins: the audit
     # keeps every hidden cell with at least two possible values.
     assert out.suppressed.sum() >= 2
+
+
+def test_a_table_whose_total_is_itself_small_is_hidden_whole_without_failing():
+    table = pd.DataFrame({"d": ["a", "b", "c", TOTAL], "n": [3, 4, 0, 7]})
+    out = suppress(table, "n", ["d"], settings=Settings(_env_file=None))
+    assert out["n_published"].isna().tolist() == [True, True, False, True]
+    assert out.loc[2, "n_published"] == 0
