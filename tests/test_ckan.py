@@ -54,7 +54,11 @@ def loaded_store(tmp_path_factory):
              catalog_dir=REPO_ROOT / "catalog")
     files = sorted((root / "d").glob("*.csv"), key=lambda p: ("traject" not in p.name, p.name))
     assert all(r.status == "loaded" for r in Ingestor(settings).ingest_many(files))
-    return settings
+    engine, instruments = store.get_engine(settings), load_instruments(settings.catalog_dir)
+    clients = sorted(c for c in (entry_counts(engine, e, instruments)["clients"]
+                                 for e in load_entries(settings.catalog_dir).values()) if c > 0)
+    # a threshold with entries on both sides, so publishing shows both a suppressed and a published count
+    return settings.model_copy(update={"disclosure_threshold": clients[0] + 1})
 
 
 @pytest.fixture
