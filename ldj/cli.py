@@ -57,8 +57,8 @@ def ingest(files: tuple[Path, ...], delivered_by: str | None, imported_by: str |
 
 
 def _refresh_snapshots(engine) -> None:
-    """Materialise every catalogue entry and the dashboards' cube at the new data version, so
-    extracts are cut and dashboards answer at once."""
+    """Materialise every catalogue entry, the dashboards' cube and the factsheet at the new data
+    version, so extracts are cut and dashboards and the factsheet answer at once."""
     from .catalogue import refresh_snapshots
 
     folder = refresh_snapshots(engine, get_settings())
@@ -68,6 +68,10 @@ def _refresh_snapshots(engine) -> None:
 
     folder = refresh_cube(engine, get_settings())
     click.echo(t("ind_cube_built", version=folder.name), err=True)
+    from .factsheet import factsheet as current_factsheet
+
+    sheet = current_factsheet(engine, get_settings())  # warm its cache: the portal's first visitor waits no longer
+    click.echo(t("fsp_warmed", version=sheet.data_version), err=True)
 
 
 def _expand(files: tuple[Path, ...]) -> list[Path]:

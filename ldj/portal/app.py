@@ -17,7 +17,7 @@ from tornado import web
 
 from .. import governance
 from ..settings import Settings, get_settings
-from . import home, requests, vraagbank
+from . import factsheet, home, requests, vraagbank
 from .layout import Page, frame, login_needed, message
 from .visitor import LANGUAGE_COOKIE, LANGUAGES, Visitor, from_groups
 
@@ -26,6 +26,7 @@ GUEST = "guest"  # Panel's name for a visitor without login (oauth_optional)
 
 PAGES: list[Page] = [
     Page("", "nav_home", home.view),
+    Page("factsheet", "nav_factsheet", factsheet.view),
     Page("vraagbank", "nav_vraagbank", vraagbank.view),
     Page("aanvragen", "nav_requests", requests.view, ("researcher", "student", "steward")),
     Page("apo", "nav_apo", requests.apo_view, ("apo", "steward")),
@@ -90,9 +91,10 @@ class PortalHandler(web.RequestHandler):
 
 
 def extra_handlers() -> list[tuple]:
+    from .factsheet_http import HANDLERS as factsheet_handlers  # they subclass PortalHandler above
     from .vraagbank_http import HANDLERS as vraagbank_handlers  # they subclass PortalHandler above
 
-    return [(r"/taal", LanguageHandler), *vraagbank_handlers]
+    return [(r"/taal", LanguageHandler), *factsheet_handlers, *vraagbank_handlers]
 
 
 def _secret(path: Path, factory) -> bytes | str:

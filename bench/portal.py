@@ -1,0 +1,283 @@
+"""Portal benchmark: factsheet query time, the factsheet page's time to idle in a real browser, and N
+concurrent sessions loading it.
+
+    .venv/bin/python bench/portal.py                  # 112k store; 10M figure printed as nan
+    .venv/bin/python bench/portal.py --quick          # fewer runs and loops (a smoke run)
+    .venv/bin/python bench/portal.py --size-10m [--data-dir-10m DIR]   # also the 10M store (long: see docs)
+
+1. Factsheet query (`ldj.factsheet.factsheet()`, what every page view calls): p50/p95 of warm calls
+   after one cold computation, via `bench/factsheet.py measure()`, on stores bulk-loaded by its
+   `bulk_load` (BENCH ONLY: synthetic rows written straight into the tables) — 112,000 questionnaires
+   and, with --size-10m, 10,000,000 (kept in --data-dir-10m and re-used by later runs).
+2. Page time to idle: the real stack (hub, proxy, portal and data service from hub/jupyterhub_config.py,
+   tests/portalserver.py) over the 112k store on loopback; Debian's chromium through Playwright opens
+   /services/ldj-portal/factsheet in a fresh browser context (no cache, no cookies, no login) and the
+   clock stops when Bokeh reports the document idle (tests/browser.py IDLE). One warm-up load first.
+3. N concurrent sessions, each loading the page `--loops` times in a row (bounded), all at once:
+   a. on the wire: what a browser sends, without rendering — GET the page (the portal creates the
+      session), open its websocket with the session token, pull the document; the clock stops at the
+      portal's reply (the server's share of a page view under load);
+   b. in chromium (asyncio, one browser): N tabs of one profile whose cache holds the static files
+      (`--fresh-profiles`: N empty profiles), each its own portal session; time from navigation to
+      idle. The N pages render on the same 2 cores as the portal: that is counted in, and on a small
+      machine it dominates. RESULT's concurrent50_p95_s is this figure.
+The last line is machine-readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO / "tests"))
+
+import factsheet as factsheet_bench  # noqa: E402  (bench/factsheet.py)
+import sqlalchemy as sa  # noqa: E402
+
+from ldj import store  # noqa: E402
+from ldj.settings import Settings  # noqa: E402
+
+PAGE = "/services/ldj-portal/factsheet"
+READY = "[data-total='questionnaires']"  # the page's figures are on screen
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (as bench/factsheet.py)."""
+    ordered = sorted(values)
+    return ordered[max(0, int(round(q * len(ordered))) - 1)] if ordered else math.nan
+
+
+def store_with(data_dir: Path, questionnaires: int) -> tuple[sa.Engine, Settings, int]:
+    """A store of at least `questionnaires` (bulk-loaded when empty), and how many it holds."""
+    settings = Settings(data_dir=data_dir, progress="never")
+    engine = store.get_engine(settings)
+    with engine.connect() as conn:
+        present = conn.execute(sa.select(sa.func.count()).select_from(store.measurements)).scalar()
+    if not present:
+        t0 = time.perf_counter()
+        factsheet_bench.bulk_load(engine, questionnaires)
+        print(f"bulk load {questionnaires:,} questionnaires: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        with engine.connect() as conn:
+            present = conn.execute(sa.select(sa.func.count()).select_from(store.measurements)).scalar()
+    return engine, settings, present
+
+
+def query_times(engine: sa.Engine, settings: Settings, label: str, repeats: int) -> dict:
+    out = factsheet_bench.measure(engine, settings, repeats)
+    print(f"factsheet query at {label} ({engine.dialect.name}): warm p50 {out['p50_ms']:.2f} ms, "
+          f"p95 {out['p95_ms']:.2f} ms over {repeats} calls; cold {out['cold_ms'] / 1000:.1f} s, "
+          f"recompute {out['recompute_ms'] / 1000:.1f} s", flush=True)
+    return out
+
+
+def page_idle(url: str, runs: int) -> tuple[float, list[float]]:
+    """(warm-up load, then `runs` loads) in fresh browser contexts: seconds from navigation to idle."""
+    import browser
+    from playwright.sync_api import sync_playwright
+
+    times = []
+    with sync_playwright() as playwright:
+        chromium = browser.launch(playwright)
+        try:
+            for _ in range(runs + 1):
+                context = chromium.new_context(viewport={"width": 1280, "height": 900})
+                page = context.new_page()
+                t0 = time.perf_counter()
+                page.goto(url)
+                page.wait_for_function(browser.IDLE, timeout=120_000, polling=50)
+                page.wait_for_selector(READY)
+                times.append(time.perf_counter() - t0)
+                context.close()
+        finally:
+            chromium.close()
+    return times[0], times[1:]
+
+
+async def _sessions(url: str, n: int, loops: int, cached: bool = True) -> tuple[list[float], int, float]:
+    import browser
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        # every tab renders as if in front: no timer throttling or paused frames for background tabs
+        chromium = await playwright.chromium.launch(executable_path=browser.CHROMIUM, args=[
+            *browser.ARGS, "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+            "--disable-backgrounding-occluded-windows"])
+        if cached:  # n tabs of one browser profile whose cache already holds the static files (one warm-up load)
+            contexts = [await chromium.new_context(viewport={"width": 1280, "height": 900})]
+            warm = await contexts[0].new_page()
+            await warm.goto(url)
+            await warm.wait_for_function(browser.IDLE, timeout=180_000, polling=50)
+            await warm.close()
+            pages = [await contexts[0].new_page() for _ in range(n)]
+        else:  # n fresh profiles: every tab fetches and compiles BokehJS and Panel itself
+            contexts = [await chromium.new_context(viewport={"width": 1280, "height": 900}) for _ in range(n)]
+            pages = [await c.new_page() for c in contexts]
+        failures = 0
+
+        async def session(page) -> list[float]:
+            nonlocal failures
+            out = []
+            for _ in range(loops):  # bounded: each session loads the page `loops` times
+                t0 = time.perf_counter()
+                try:
+                    await page.goto(url, timeout=180_000)
+                    await page.wait_for_function(browser.IDLE, timeout=180_000, polling=50)
+                    await page.wait_for_selector(READY, timeout=60_000)
+                    out.append(time.perf_counter() - t0)
+                except Exception as exc:  # a load that never became idle counts as a failure, not a time
+                    failures += 1
+                    print(f"  session load failed: {exc.__class__.__name__}: {str(exc)[:200]}", file=sys.stderr)
+            return out
+
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(session(p) for p in pages))
+        wall = time.perf_counter() - t0
+        for c in contexts:
+            await c.close()
+        await chromium.close()
+    return [t for r in results for t in r], failures, wall
+
+
+def concurrent(url: str, n: int, loops: int, cached: bool = True) -> tuple[list[float], int, float]:
+    return asyncio.run(_sessions(url, n, loops, cached))
+
+
+async def _protocol_sessions(url: str, n: int, loops: int) -> tuple[list[float], int, float]:
+    """What a browser does on the wire, without rendering: GET the page (the server creates the
+    session), open its websocket with the session token, pull the document; the clock stops at the
+    server's PULL-DOC-REPLY (the whole page's models)."""
+    import re
+    from urllib.parse import urlparse
+
+    from bokeh.client.websocket import WebSocketClientConnectionWrapper
+    from bokeh.protocol import Protocol
+    from bokeh.protocol.receiver import Receiver
+    from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    AsyncHTTPClient.configure(None, max_clients=n)
+    client = AsyncHTTPClient()
+    parts = urlparse(url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    ws_url = f"ws://{parts.netloc}{parts.path}/ws"
+    failures = 0
+
+    async def load() -> float:
+        t0 = time.perf_counter()
+        response = await client.fetch(url, request_timeout=180)
+        token = re.search(r'"token":\s*"([^"]+)"', response.body.decode()).group(1)
+        cookie = "; ".join(c.split(";", 1)[0] for c in response.headers.get_list("Set-Cookie"))
+        socket = await websocket_connect(HTTPRequest(ws_url, headers={"Origin": origin, "Cookie": cookie},
+                                                     request_timeout=180), subprotocols=["bokeh", token])
+        protocol = Protocol()
+        receiver = Receiver(protocol)
+
+        async def read():
+            while True:
+                fragment = await socket.read_message()
+                if fragment is None:
+                    raise ConnectionError("websocket closed")
+                message = await receiver.consume(fragment)
+                if message is not None:
+                    return message
+
+        try:
+            assert (await read()).msgtype == "ACK"
+            await protocol.create("PULL-DOC-REQ").send(WebSocketClientConnectionWrapper(socket))
+            reply = await read()
+            assert reply.msgtype == "PULL-DOC-REPLY", reply.msgtype
+            return time.perf_counter() - t0
+        finally:
+            socket.close()
+
+    async def session() -> list[float]:
+        nonlocal failures
+        out = []
+        for _ in range(loops):
+            try:
+                out.append(await load())
+            except Exception as exc:
+                failures += 1
+                print(f"  protocol load failed: {exc.__class__.__name__}: {str(exc)[:200]}", file=sys.stderr)
+        return out
+
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*(session() for _ in range(n)))
+    return [t for r in results for t in r], failures, time.perf_counter() - t0
+
+
+def concurrent_protocol(url: str, n: int, loops: int) -> tuple[list[float], int, float]:
+    return asyncio.run(_protocol_sessions(url, n, loops))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer runs and loops; the 10M figure is nan")
+    parser.add_argument("--size-10m", action="store_true", help="also measure the factsheet query at 10M (long)")
+    parser.add_argument("--data-dir-10m", type=Path, default=Path(tempfile.gettempdir()) / "ldj-bench-portal-10m",
+                        help="the 10M store's folder, re-used when it holds data (default: %(default)s)")
+    parser.add_argument("--sessions", type=int, default=50, help="concurrent sessions (default 50)")
+    parser.add_argument("--loops", type=int, default=None, help="page loads per session (default 3; quick 1)")
+    parser.add_argument("--page-runs", type=int, default=None, help="single page loads (default 10; quick 3)")
+    parser.add_argument("--fresh-profiles", action="store_true",
+                        help="concurrent sessions in fresh browser profiles (nothing cached) instead of tabs of one")
+    args = parser.parse_args()
+    loops = args.loops or (1 if args.quick else 3)
+    page_runs = args.page_runs or (3 if args.quick else 10)
+    repeats = 50 if args.quick else 200
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f}", flush=True)
+
+    root = Path(tempfile.mkdtemp(prefix="ldj-bench-portal-"))
+    engine, settings, n = store_with(root / "var", 112_000)
+    small = query_times(engine, settings, f"{n:,} questionnaires (112k)", repeats)
+    p95_10m = math.nan
+    if args.size_10m and not args.quick:
+        big_engine, big_settings, n = store_with(args.data_dir_10m, 10_000_000)
+        p95_10m = query_times(big_engine, big_settings, f"{n:,} questionnaires (10M)", repeats)["p95_ms"]
+        big_engine.dispose()
+    else:
+        print("factsheet query at 10,000,000 questionnaires: not run (--size-10m)", flush=True)
+
+    from portalserver import make_stack
+
+    stack = make_stack(root)
+    t0 = time.perf_counter()
+    stack.start()
+    print(f"stack up (hub, proxy, portal, data service): {time.perf_counter() - t0:.1f} s", flush=True)
+    try:
+        url = stack.url + PAGE
+        first, idle = page_idle(url, page_runs)
+        print(f"page time to idle ({PAGE}, fresh browser context, no login): median {statistics.median(idle):.2f} s, "
+              f"p95 {percentile(idle, 0.95):.2f} s over {len(idle)} loads; warm-up load {first:.2f} s", flush=True)
+        wire, wire_failures, wire_wall = concurrent_protocol(url, args.sessions, loops)
+        print(f"{args.sessions} concurrent sessions x {loops} loads, on the wire (GET + websocket + document, no "
+              f"rendering): {len(wire)} complete, {wire_failures} failed; p50 {percentile(wire, 0.5):.2f} s, "
+              f"p95 {percentile(wire, 0.95):.2f} s, max {max(wire, default=math.nan):.2f} s; wall {wire_wall:.1f} s "
+              f"({len(wire) / wire_wall:.1f} sessions/s)", flush=True)
+        times, failures, wall = concurrent(url, args.sessions, loops, cached=not args.fresh_profiles)
+        profiles = "fresh profiles" if args.fresh_profiles else "tabs of one profile, static files cached"
+        print(f"{args.sessions} concurrent sessions x {loops} loads in one chromium ({profiles}; to idle, rendering on "
+              f"the same cores): {len(times)} idle, {failures} failed; p50 {percentile(times, 0.5):.2f} s, "
+              f"p95 {percentile(times, 0.95):.2f} s, max {max(times, default=math.nan):.2f} s; wall {wall:.1f} s "
+              f"({len(times) / wall:.1f} page loads/s)", flush=True)
+    finally:
+        stack.stop()
+    p95_concurrent = percentile(times, 0.95) if not failures else math.inf
+    print(f"RESULT factsheet_p95_ms_112k={small['p95_ms']:.3f} factsheet_p95_ms_10m={p95_10m:.3f} "
+          f"page_idle_s={statistics.median(idle):.3f} concurrent50_p95_s={p95_concurrent:.3f}")
+
+
+if __name__ == "__main__":
+    main()
