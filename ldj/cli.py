@@ -750,14 +750,17 @@ def serve() -> None:
 @click.option("--instruments", default=None, help="Comma-separated instrument codes (default: all).")
 @click.option("--invalid-share", default=0.01, show_default=True, help="Share of deliberately invalid rows.")
 @click.option("--format", "file_format", type=click.Choice(["csv", "xlsx"]), default="csv", show_default=True)
+@click.option("--lead-share", type=float, default=None,
+              help="Share of all questionnaires from ORG01, a large provider (default: sizes drawn like the rest).")
 def synth(out_dir: Path, questionnaires: int, organisations: int, seed: int, instruments: str | None,
-          invalid_share: float, file_format: str) -> None:
+          invalid_share: float, file_format: str, lead_share: float | None) -> None:
     """Generate realistic synthetic BergOp deliveries into OUT_DIR."""
     from .synth import generate
 
     result = generate(out_dir, questionnaires=questionnaires, organisations=organisations, seed=seed,
                       instruments=instruments.split(",") if instruments else None, invalid_share=invalid_share,
-                      catalog_dir=get_settings().catalog_dir, file_format=file_format, progress=sys.stderr.isatty())
+                      catalog_dir=get_settings().catalog_dir, file_format=file_format, progress=sys.stderr.isatty(),
+                      lead_share=lead_share)
     click.echo(f"{len(result.paths)} bestanden geschreven naar {out_dir}")
 
 
