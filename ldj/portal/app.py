@@ -17,7 +17,7 @@ from tornado import web
 
 from .. import governance
 from ..settings import Settings, get_settings
-from . import factsheet, home, requests, vraagbank
+from . import catalogue, dashboards, factsheet, home, requests, vraagbank
 from .layout import Page, frame, login_needed, message
 from .visitor import LANGUAGE_COOKIE, LANGUAGES, Visitor, from_groups
 
@@ -28,7 +28,9 @@ PAGES: list[Page] = [
     Page("", "nav_home", home.view),
     Page("factsheet", "nav_factsheet", factsheet.view),
     Page("vraagbank", "nav_vraagbank", vraagbank.view),
-    Page("aanvragen", "nav_requests", requests.view, ("researcher", "student", "steward")),
+    Page("catalogus", "nav_catalogue", catalogue.view),
+    Page("dashboard", "nav_dashboard", dashboards.view, ("member", "steward")),
+    Page("aanvragen", "nav_requests", requests.view, ("researcher", "steward")),
     Page("apo", "nav_apo", requests.apo_view, ("apo", "steward")),
 ]
 
