@@ -121,6 +121,29 @@ def _entry(data: dict, source: Path, interventions: dict[str, str]) -> Entry:
         raise CatalogueError(f"{source.name}: missing field {exc.args[0]!r}") from None
 
 
+@dataclass(frozen=True)
+class AgeGroup:
+    code: str
+    min: int  # whole years of age at the start of care, inclusive
+    max: int  # inclusive
+    name: dict[str, str]
+
+
+def load_age_groups(catalog_dir: Path) -> list[AgeGroup]:
+    """The age groups of catalog/age_groups.yaml: for Vraagbank tags, feasibility counts and dashboards."""
+    rows = yaml.safe_load((Path(catalog_dir) / "age_groups.yaml").read_text(encoding="utf-8"))
+    return [AgeGroup(str(r["code"]), int(r["min"]), int(r["max"]), dict(r["name"])) for r in rows]
+
+
+def age_group_of(ages: pd.Series, groups: list[AgeGroup]) -> pd.Series:
+    """The age group code of every age (a string Series; <NA> for a missing age or one in no group)."""
+    values = pd.to_numeric(ages, errors="coerce")
+    out = pd.Series(pd.NA, index=ages.index, dtype="string")
+    for group in groups:
+        out[(values >= group.min) & (values <= group.max)] = group.code
+    return out
+
+
 def load_entries(catalog_dir: Path) -> dict[str, Entry]:
     """Every catalogue entry, `for_each: instrument` templates expanded, keyed by id."""
     catalog_dir = Path(catalog_dir)

@@ -26,10 +26,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import sqlalchemy as sa
-import yaml
 
 from . import disclosure, store
-from .catalogue import load_entries, snapshot
+from .catalogue import age_group_of, load_age_groups, load_entries, snapshot
 from .instruments import load_instruments
 from .settings import Settings, get_settings
 
@@ -47,17 +46,6 @@ class Feasibility:
     version: str
 
 
-def age_groups(catalog_dir: Path) -> list[dict]:
-    return yaml.safe_load((Path(catalog_dir) / "age_groups.yaml").read_text(encoding="utf-8"))
-
-
-def _age_group(ages: pd.Series, groups: list[dict]) -> pd.Series:
-    out = pd.Series(pd.NA, index=ages.index, dtype="string")
-    for group in groups:
-        out[(ages >= group["min"]) & (ages <= group["max"])] = str(group["code"])
-    return out
-
-
 @lru_cache(maxsize=8)
 def _frame(path: str, catalog_dir: str) -> pd.DataFrame:
     """The dimensions of one snapshot, as categories (cached per snapshot file: one data version)."""
@@ -69,8 +57,7 @@ def _frame(path: str, catalog_dir: str) -> pd.DataFrame:
         if name in raw:
             frame[name] = raw[name].astype("string").astype("category")
     if "age_at_start" in raw:
-        frame["age_group"] = _age_group(pd.to_numeric(raw["age_at_start"], errors="coerce"),
-                                        age_groups(Path(catalog_dir))).astype("category")
+        frame["age_group"] = age_group_of(raw["age_at_start"], load_age_groups(Path(catalog_dir))).astype("category")
     when = next((c for c in ("start_date", "date") if c in raw), None)
     if when:
         frame["start_year"] = pd.to_datetime(raw[when], errors="coerce").dt.year.astype("Int64").astype("category")

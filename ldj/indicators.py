@@ -67,6 +67,7 @@ import sqlalchemy as sa
 from . import disclosure, outcomes, store
 from .governance import PermissionDenied, User, get_user
 from .i18n import t
+from .catalogue import age_group_of, load_age_groups
 from .instruments import Instrument, load_instruments
 from .settings import Settings, get_settings
 
@@ -137,18 +138,13 @@ def _access(viewer: User | str, view: View, engine: sa.Engine, settings: Setting
 # --- the cube: building -----------------------------------------------------------------------
 
 def age_groups(settings: Settings | None = None) -> list[str]:
-    """Age-group labels from the setting `indicator_age_groups` (e.g. 0-5, 6-11, 12-17, 18+)."""
-    bounds = list((settings or get_settings()).indicator_age_groups)
-    return [f"{a}-{b - 1}" for a, b in zip(bounds, bounds[1:])] + [f"{bounds[-1]}+"]
+    """The age-group codes of catalog/age_groups.yaml (e.g. 0-5, 6-11, 12-17, 18-23), in order."""
+    return [g.code for g in load_age_groups((settings or get_settings()).catalog_dir)]
 
 
 def _age_group(age: pd.Series, settings: Settings) -> pd.Series:
-    bounds = list(settings.indicator_age_groups)
-    labels = age_groups(settings)
-    values = pd.to_numeric(age, errors="coerce").to_numpy(dtype=float)
-    idx = np.searchsorted(np.asarray(bounds, dtype=float), values, side="right") - 1
-    out = np.where(np.isnan(values) | (idx < 0), UNKNOWN, np.asarray(labels, dtype=object)[np.clip(idx, 0, None)])
-    return pd.Series(out, index=age.index, dtype=object)
+    codes = age_group_of(age, load_age_groups(settings.catalog_dir))
+    return codes.astype(object).where(codes.notna(), UNKNOWN)
 
 
 def _trajectory_frame(conn, settings: Settings) -> pd.DataFrame:
@@ -354,7 +350,7 @@ def build_cube(engine: sa.Engine, settings: Settings | None = None, folder: Path
     (tmp / "meta.json").write_text(json.dumps({"format": CUBE_FORMAT, "version": version, "batches": batches,
                                                "windows": [settings.outcome_start_window_days,
                                                            settings.outcome_end_window_days],
-                                               "age_groups": list(settings.indicator_age_groups),
+                                               "age_groups": age_groups(settings),
                                                "scales": meta}, indent=1))
     if folder.exists():
         shutil.rmtree(tmp)

@@ -36,7 +36,6 @@ class Settings(BaseSettings):
     disclosure_rounding: int = Field(5, description="Published counts are rounded to a multiple of this (1: no rounding).")
     outcome_start_window_days: int = Field(90, description="A start measurement counts for pre-post pairs and response when taken within this many days of the trajectory's start.")
     outcome_end_window_days: int = Field(90, description="An end measurement counts when taken within this many days of the trajectory's end.")
-    indicator_age_groups: list[int] = Field([0, 6, 12, 18], description="Lower bounds of the dashboards' age groups (age at start), ascending; the last group is open.")
     data_service_url: str = Field("http://127.0.0.1:8000/services/ldj-data",
                                   description="Base URL of the data service, as workspaces reach it.")
     apo_decision_rule: str = Field("majority", description="How APO votes decide a request: majority or unanimous.")

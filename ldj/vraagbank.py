@@ -254,13 +254,13 @@ def _catalog_dir(catalog_dir: Path | None) -> Path:
 @lru_cache(maxsize=8)
 def _vocabulary(catalog_dir: Path) -> dict[str, dict[str, dict[str, str]]]:
     """kind -> code -> {"nl": label, "en": label}, from the catalogue's data files."""
+    from .catalogue import load_age_groups
     from .instruments import load_instruments
 
     instruments = {code: dict(inst.name) for code, inst in sorted(load_instruments(catalog_dir).items())}
     interventions = {str(r["code"]): dict(r["name"]) for r in
                      yaml.safe_load((catalog_dir / "interventions.yaml").read_text(encoding="utf-8"))}
-    age_groups = {str(r["code"]): dict(r["name"]) for r in
-                  yaml.safe_load((catalog_dir / "age_groups.yaml").read_text(encoding="utf-8"))}
+    age_groups = {g.code: dict(g.name) for g in load_age_groups(catalog_dir)}
     return {"instrument": instruments, "intervention": interventions, "age_group": age_groups}
 
 

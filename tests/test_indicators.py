@@ -141,7 +141,7 @@ def test_filters_and_teams_match_pandas(synthetic):
     assert got.loc["team", "mean_change"] == pytest.approx((part["v_e"] - part["v_s"]).mean())
     sejn = p[~p["objection"] & (p["intervention"] == intervention)]
     assert got.loc["sejn", "n"] == len(sejn)
-    p["age_group"] = pd.cut(p["age_at_start"], [0, 6, 12, 18, 200], right=False, labels=["0-5", "6-11", "12-17", "18+"])
+    p["age_group"] = pd.cut(p["age_at_start"], [0, 6, 12, 18, 24], right=False, labels=["0-5", "6-11", "12-17", "18-23"])
     p["year"] = p["start_date"].dt.year
     year = int(p["year"].median())
     view = ind.View("cbcl_6_18", "total_problems", "parent", age_group="12-17", gender="female", start_year=year)

@@ -8,16 +8,15 @@ from html import escape
 import panel as pn
 
 from .. import feasibility
-from ..catalogue import Entry, load_entries
-from .layout import message
-from .requests import _arg
+from ..catalogue import Entry, load_age_groups, load_entries
+from .layout import message, query_arg
 from .visitor import Visitor
 
 
 def _labels(visitor: Visitor, entry: Entry, dim: str, values: list) -> dict[str, object]:
     """Widget options: a readable label per category (value labels from the data dictionary)."""
     if dim == "age_group":
-        names = {str(g["code"]): g["name"][visitor.language] for g in feasibility.age_groups(visitor.settings.catalog_dir)}
+        names = {g.code: g.name[visitor.language] for g in load_age_groups(visitor.settings.catalog_dir)}
         return {names.get(str(v), str(v)): v for v in values}
     if dim in entry.variable_names:
         labels = entry.variable(dim).value_labels
@@ -77,7 +76,7 @@ def _entry_page(visitor: Visitor, entry: Entry) -> pn.Column:
 def view(visitor: Visitor) -> pn.viewable.Viewable:
     """/catalogus: every entry with its size; `?entry=ID` one entry with dictionary and feasibility count."""
     entries = load_entries(visitor.settings.catalog_dir)
-    chosen = _arg("entry")
+    chosen = query_arg("entry")
     if chosen:
         if chosen not in entries:
             return message(visitor.t("cat_unknown", entry=chosen))
