@@ -57,6 +57,12 @@ def frame(visitor: Visitor, pages: list[Page], page: Page, prefix: str, content)
     return template
 
 
+def query_arg(name: str) -> str | None:
+    """A query parameter of the page's URL (`?id=3` → "3"), or None."""
+    values = pn.state.session_args.get(name) if pn.state.curdoc else None
+    return values[0].decode() if values else None
+
+
 def message(text: str, kind: str = "danger") -> pn.pane.Alert:
     return pn.pane.Alert(text, alert_type=kind)
 

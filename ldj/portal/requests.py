@@ -14,15 +14,10 @@ import panel as pn
 
 from .. import governance as gov
 from ..catalogue import load_entries
-from .layout import guarded, message
+from .layout import guarded, message, query_arg
 from .visitor import Visitor
 
 CRITERIA_KEYS = {key: f"req_criterion_{i}" for i, key in enumerate(gov.CRITERIA, start=1)}
-
-
-def _arg(name: str) -> str | None:
-    values = pn.state.session_args.get(name) if pn.state.curdoc else None
-    return values[0].decode() if values else None
 
 
 def _status(visitor: Visitor, status: str) -> str:
@@ -86,7 +81,7 @@ def _details(visitor: Visitor, request: gov.Request) -> pn.Column:
 def _form(visitor: Visitor, request: gov.Request | None, feedback: pn.Column) -> pn.Column:
     """Write or change a request (draft or revision requested), then save and submit it."""
     entries = _catalogue(visitor)
-    preselect = _arg("entry")
+    preselect = query_arg("entry")
     chosen = dict(request.entries) if request else ({preselect: entries[preselect].variable_names}
                                                    if preselect in entries else {})
     title = pn.widgets.TextInput(name=visitor.t("req_col_title"), value=request.title if request else "",
@@ -203,9 +198,9 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
     visitor.require("researcher", "steward")
     feedback = pn.Column(sizing_mode="stretch_width")
     base = "aanvragen"
-    if _arg("id"):
+    if query_arg("id"):
         try:
-            request = gov.request_for(visitor.engine, int(_arg("id")), visitor.name)
+            request = gov.request_for(visitor.engine, int(query_arg("id")), visitor.name)
         except (gov.GovernanceError, ValueError) as exc:
             return message(str(exc))
         parts = [_details(visitor, request)]
@@ -284,9 +279,9 @@ def apo_view(visitor: Visitor) -> pn.viewable.Viewable:
     visitor.require("apo", "steward")
     feedback = pn.Column(sizing_mode="stretch_width")
     base = "apo"
-    if _arg("id"):
+    if query_arg("id"):
         try:
-            request = gov.request_for(visitor.engine, int(_arg("id")), visitor.name)
+            request = gov.request_for(visitor.engine, int(query_arg("id")), visitor.name)
         except (gov.GovernanceError, ValueError) as exc:
             return message(str(exc))
         parts = [feedback, _details(visitor, request)]

@@ -19,7 +19,7 @@ import panel as pn
 from .. import governance as gov
 from .. import vraagbank as vb
 from ..catalogue import load_entries
-from .layout import guarded, message
+from .layout import guarded, message, query_arg
 from .visitor import Visitor
 
 PAGE = "vraagbank"
@@ -44,11 +44,6 @@ h4 { font-size: 1.1em; margin: 0.8em 0 0.3em; }
 .vbp-comment { border-top: 1px solid #eee; padding: 4px 0; }
 .vbp-links a { margin-right: 1.2em; }
 """
-
-
-def _arg(name: str) -> str | None:
-    values = pn.state.session_args.get(name) if pn.state.curdoc else None
-    return values[0].decode() if values else None
 
 
 def _html(text: str, **kwargs) -> pn.pane.HTML:
@@ -405,17 +400,17 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
     """/vraagbank: browse (public); ?vraag=N, ?nieuw=1, ?mijn=1, ?triage=1."""
     head = [_html(f"<h2>{escape(visitor.t('nav_vraagbank'))}</h2><p>{escape(visitor.t('vbp_intro'))}</p>"),
             _links(visitor)]
-    if _arg("vraag"):
+    if query_arg("vraag"):
         try:
-            question_id = int(_arg("vraag"))
+            question_id = int(query_arg("vraag"))
         except ValueError:
-            return message(visitor.t("vbp_bad_id", value=_arg("vraag")))
+            return message(visitor.t("vbp_bad_id", value=query_arg("vraag")))
         return pn.Column(_links(visitor), _question(visitor, question_id), sizing_mode="stretch_width")
-    if _arg("nieuw"):
+    if query_arg("nieuw"):
         return pn.Column(*head, _post_form(visitor), sizing_mode="stretch_width")
-    if _arg("mijn"):
+    if query_arg("mijn"):
         return pn.Column(*head, _mine(visitor), sizing_mode="stretch_width")
-    if _arg("triage"):
+    if query_arg("triage"):
         return pn.Column(*head, _triage(visitor), sizing_mode="stretch_width")
     parts = list(head)
     if visitor.has_role(vb.STEWARD):
