@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     proxy_api_port: int = Field(8001, description="Port of configurable-http-proxy's API (loopback).")
     data_service_port: int = Field(8181, description="Port the data service listens on (loopback).")
     portal_port: int = Field(8182, description="Port the portal (a hub service) listens on (loopback).")
+    portal_processes: int = Field(2, description="Processes serving the portal (sessions are spread over them); "
+                                  "about one per core.")
     portal_allowed_origins: list[str] = Field(
         [], description="Host:port values browsers may open the portal from (websocket origin check); "
         "default: the hub's address and port, and localhost.")

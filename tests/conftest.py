@@ -26,6 +26,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_tree(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a process (SIGTERM, then SIGKILL) and then every process it had started that is still
+    running, by PID: a hub killed while stopping leaves its services and proxy behind otherwise."""
+    import psutil
+
+    if proc.poll() is not None:
+        return
+    try:
+        family = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    _, alive = psutil.wait_procs(family, timeout=10)
+    for child in alive:
+        child.terminate()
+    _, alive = psutil.wait_procs(alive, timeout=5)
+    for child in alive:
+        child.kill()
+
+
 class PostgresServer:
     """A throw-away PostgreSQL cluster on a loopback port, run as the `postgres` user when root."""
 

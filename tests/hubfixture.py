@@ -22,7 +22,7 @@ from pathlib import Path
 
 import requests
 
-from conftest import free_port
+from conftest import free_port, stop_tree
 
 from ldj.settings import REPO_ROOT
 
@@ -89,13 +89,8 @@ class ConfiguredHub:
 
     def stop(self) -> None:
         """Stop the hub (it stops its services and workspaces), then the proxy, by PID."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_tree(self.proc)
         proxy = self.data_dir / "hub" / "proxy.pid"
         if proxy.exists():
             try:

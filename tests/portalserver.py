@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import free_port
+from conftest import free_port, stop_tree
 from ldj.settings import REPO_ROOT
 
 
@@ -58,11 +58,7 @@ class Stack:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_tree(self.proc)
         for pid_file in (self.root / "var" / "hub").glob("*.pid"):
             try:
                 os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)

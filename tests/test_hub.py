@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import free_port
+from conftest import free_port, stop_tree
 from ldj import governance as gov
 from ldj import store
 from ldj.catalogue import load_entries
@@ -79,11 +79,7 @@ def hub():
             assert proc.poll() is None, (root / "hub.log").read_text()[-3000:]
             time.sleep(0.3)
     yield {"url": url, "admin": admin, "root": root, "engine": engine}
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_tree(proc)
     proxy = root / "var" / "hub" / "proxy.pid"
     if proxy.exists():
         try:

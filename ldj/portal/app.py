@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -115,6 +116,8 @@ def serve(settings: Settings | None = None) -> None:
     origins = settings.portal_allowed_origins or [f"{settings.hub_ip}:{settings.hub_port}",
                                                    f"localhost:{settings.hub_port}", f"127.0.0.1:{settings.hub_port}"]
     routes = {f"/{p.path}" if p.path else "/": _route(p) for p in PAGES}
+    if settings.portal_processes > 1:
+        _stop_together()
     pn.serve(
         routes, address=service_url.hostname, port=service_url.port, prefix=prefix(), show=False,
         title="Lerende Databank Jeugd", websocket_origin=origins, start=True,
@@ -125,8 +128,20 @@ def serve(settings: Settings | None = None) -> None:
         oauth_extra_params={"AUTHORIZE_URL": "/hub/api/oauth2/authorize", "TOKEN_URL": f"{api_url}/oauth2/token",
                             "USER_URL": f"{api_url}/user", "USER_KEY": "name", "scope": []},
         cookie_secret=_secret(state / "portal_cookie_secret", lambda: secrets.token_hex(32)),
-        extra_patterns=extra_handlers(),
+        extra_patterns=extra_handlers(), num_procs=settings.portal_processes,
     )
+
+
+def _stop_together() -> None:
+    """With several processes (forked by the server), stopping one stops them all: the hub stops the
+    service by signalling the first process only. The service runs in a process group of its own."""
+    def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.killpg(os.getpgrp(), signal.SIGTERM)
+
+    if os.getpgrp() == os.getpid():  # only as a group leader (as the hub starts services), never a shell's group
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
 
 
 def main() -> None:
