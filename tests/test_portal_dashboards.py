@@ -25,7 +25,7 @@ PASSWORD = "dashboard-test-2026"
 def stack():
     root = Path(tempfile.mkdtemp(prefix="ldj-dash-"))
     settings = Settings(data_dir=root / "var")
-    generate(root / "d", questionnaires=12000, organisations=4, seed=8, invalid_share=0.0)
+    generate(root / "d", questionnaires=6000, organisations=4, seed=8, invalid_share=0.0, lead_share=0.4)
     reports = Ingestor(settings).ingest_many(sorted((root / "d").glob("*.csv"),
                                                     key=lambda p: ("traject" not in p.name, p.name)))
     assert all(r.status == "loaded" for r in reports)
