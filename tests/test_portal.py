@@ -4,6 +4,7 @@ single sign-on, public pages, the language switch, and role checks on the server
 from __future__ import annotations
 
 import tempfile
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ import browser
 from ldj import governance as gov
 from ldj import store
 from ldj.ingest import Ingestor
-from ldj.settings import Settings
+from ldj.catalogue import load_entries
+from ldj.settings import REPO_ROOT, Settings
 from ldj.synth import generate
 from portalserver import make_stack
 
@@ -178,3 +180,29 @@ def test_single_sign_on_carries_the_hub_groups_into_the_portal(stack, page):
     assert model["name"] == "apo-a"
     assert {"role-apo", "org-UNI01"} <= set(model["groups"])
     assert page.get_by_text("APO-beoordeling").count() == 1
+
+
+def test_a_project_is_closed_with_its_final_report_from_the_request_page(stack, page):
+    catalogue = {e.id: set(e.variable_names) for e in load_entries(REPO_ROOT / "catalog").values()}
+    criteria = {key: "Voldoende uitgewerkt voor dit project." for key in gov.CRITERIA}
+    request = gov.create_request(stack.engine, "onderzoeker", title="Afsluiten met eindverslag",
+                                 applicant_organisation="ORG01", sejn_member=True, criteria=criteria, members=[],
+                                 entries={"trajectories": ["trajectory", "intervention"]}, catalogue=catalogue,
+                                 access_from=date.today(), access_until=date.today() + timedelta(days=30))
+    gov.submit(stack.engine, request, "onderzoeker")
+    gov.start_review(stack.engine, request, "beheer")
+    for reviewer in ("apo-a", "apo-b"):
+        gov.review(stack.engine, request, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
+    project = gov.decide(stack.engine, request, "beheer").project_id
+    browser.login(page, stack.url, "onderzoeker", PASSWORD, next_path=f"/services/ldj-portal/aanvragen?id={request}")
+    assert page.get_by_role("button", name="Wijziging indienen").count() == 1  # the amendment form is there
+    short = "Te kort."
+    fill(page, "Eindverslag: wat betekenen de resultaten voor de praktijk?", short)
+    click(page, "Project afsluiten")
+    page.wait_for_selector("text=minstens")  # governance refuses a report that says too little
+    assert gov.get_project(stack.engine, project).status == gov.PROJECT_ACTIVE
+    fill(page, "Eindverslag: wat betekenen de resultaten voor de praktijk?",
+         "Teams zien welke gezinnen baat hadden bij de hulp en passen hun intake daarop aan.")
+    click(page, "Project afsluiten")
+    page.wait_for_selector("text=Het project is afgesloten")
+    assert gov.get_project(stack.engine, project).status == gov.PROJECT_CLOSED
