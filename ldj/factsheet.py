@@ -449,7 +449,7 @@ def growth_svg(result: Factsheet, language: str = "nl") -> str:
     return svg[svg.index("<svg"):]  # inline: without the XML declaration and doctype
 
 
-def _labels(settings: Settings, language: str) -> dict[str, dict[str, str]]:
+def display_labels(settings: Settings, language: str) -> dict[str, dict[str, str]]:
     import yaml
 
     from .i18n import TEXTS, t
@@ -465,7 +465,7 @@ def _labels(settings: Settings, language: str) -> dict[str, dict[str, str]]:
     }
 
 
-def _pivot(table: pd.DataFrame, rows: list[str], column: str, order: tuple = ()) -> tuple[list, list[tuple]]:
+def pivot_rows(table: pd.DataFrame, rows: list[str], column: str, order: tuple = ()) -> tuple[list, list[tuple]]:
     """Columns (values of `column` in `order`, TOTAL last) and rows (keys, {column value: (value, suppressed)})."""
     present = [v for v in dict.fromkeys(table[column]) if v != TOTAL]
     columns = [v for v in order if v in present] + [v for v in present if v not in order] + [TOTAL]
@@ -489,7 +489,7 @@ def render_html(result: Factsheet, settings: Settings | None = None, language: s
     settings = settings or get_settings()
     language = language or settings.language
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["j2", "html"]))
-    labels = _labels(settings, language)
+    labels = display_labels(settings, language)
 
     def number(value) -> str:
         if value is None or (not isinstance(value, str) and pd.isna(value)):
@@ -505,9 +505,9 @@ def render_html(result: Factsheet, settings: Settings | None = None, language: s
 
     q = result.tables["questionnaires"]
     q = q[q.instrument.ne(TOTAL) | q.informant.eq(TOTAL)]  # per instrument and informant, totals, no informant margins
-    q_columns, q_rows = _pivot(q, ["instrument", "informant"], "moment", (*MOMENTS, *INFORMANTS))
+    q_columns, q_rows = pivot_rows(q, ["instrument", "informant"], "moment", (*MOMENTS, *INFORMANTS))
     q_rows = [(k, cells) for k, cells in q_rows if any(v or s for v, s in cells.values())]
-    p_columns, p_rows = _pivot(result.tables["pairs"], ["instrument"], "informant", INFORMANTS)
+    p_columns, p_rows = pivot_rows(result.tables["pairs"], ["instrument"], "informant", INFORMANTS)
     p_rows = [(k, cells) for k, cells in p_rows if any(v or s for v, s in cells.values())]
     return env.get_template("factsheet.html.j2").render(
         fs=result, t=lambda key, **fields: t(key, language, **fields), language=language, number=number,

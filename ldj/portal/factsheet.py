@@ -110,7 +110,7 @@ class _Page:
 
     def __init__(self, visitor: Visitor, sheet: fs.Factsheet):
         self.visitor, self.sheet = visitor, sheet
-        self.labels = fs._labels(visitor.settings, visitor.language)  # the names the PDF uses as well
+        self.labels = fs.display_labels(visitor.settings, visitor.language)  # the names the PDF uses as well
 
     def t(self, key: str, **fields) -> str:
         return escape(self.visitor.t(key, **fields))
@@ -166,7 +166,7 @@ class _Page:
         return "".join(parts)
 
     def _rows(self, frame: pd.DataFrame, rows: list[str], column: str, order: tuple) -> tuple[list, list]:
-        columns, found = fs._pivot(frame, rows, column, order)
+        columns, found = fs.pivot_rows(frame, rows, column, order)
         return columns, [(key, cells) for key, cells in found if any(v or s for v, s in cells.values())]
 
     def questionnaires(self) -> str:
