@@ -193,16 +193,23 @@ def _project_actions(visitor: Visitor, request: gov.Request, feedback: pn.Column
     return pn.Column(*parts, sizing_mode="stretch_width")
 
 
+def _chosen(visitor: Visitor) -> gov.Request | pn.pane.Alert:
+    """The request of `?id=N` as the visitor may see it, or the refusal to show."""
+    try:
+        return gov.request_for(visitor.engine, int(query_arg("id")), visitor.name)
+    except (gov.GovernanceError, ValueError) as exc:
+        return message(str(exc))
+
+
 def view(visitor: Visitor) -> pn.viewable.Viewable:
     """/aanvragen: my requests and projects; `?id=N` one request; `?new=1` or `?entry=E` a new one."""
     visitor.require("researcher", "steward")
     feedback = pn.Column(sizing_mode="stretch_width")
     base = "aanvragen"
     if query_arg("id"):
-        try:
-            request = gov.request_for(visitor.engine, int(query_arg("id")), visitor.name)
-        except (gov.GovernanceError, ValueError) as exc:
-            return message(str(exc))
+        request = _chosen(visitor)
+        if not isinstance(request, gov.Request):
+            return request
         parts = [_details(visitor, request)]
         mine = request.applicant == visitor.name
         if mine and request.status in gov.EDITABLE:
@@ -280,10 +287,9 @@ def apo_view(visitor: Visitor) -> pn.viewable.Viewable:
     feedback = pn.Column(sizing_mode="stretch_width")
     base = "apo"
     if query_arg("id"):
-        try:
-            request = gov.request_for(visitor.engine, int(query_arg("id")), visitor.name)
-        except (gov.GovernanceError, ValueError) as exc:
-            return message(str(exc))
+        request = _chosen(visitor)
+        if not isinstance(request, gov.Request):
+            return request
         parts = [feedback, _details(visitor, request)]
         if visitor.has_role("apo") and request.status == gov.IN_REVIEW:
             parts.append(_review_form(visitor, request, feedback))
