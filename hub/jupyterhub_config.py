@@ -81,11 +81,6 @@ c.JupyterHub.services = [
 c.JupyterHub.load_roles = [
     {"name": "user", "scopes": ["self", "access:services!service=ldj-data", "access:services!service=ldj-portal"]},
     {"name": "ldj-lifecycle", "services": ["ldj-lifecycle"], "scopes": ["list:users", "read:users", "admin:servers"]},
-    # The portal: public pages, and single sign-on with the hub as OAuth provider.
-    {"name": "ldj-portal", "url": f"http://127.0.0.1:{settings.portal_port}", "display": False,
-     "command": [sys.executable, "-m", "ldj.portal"], "environment": data_env,
-     "oauth_no_confirm": True, "oauth_redirect_uri": "/services/ldj-portal/login",
-     "oauth_client_allowed_scopes": ["read:users:groups!user"]},
     {"name": "idle-culler", "services": ["idle-culler"],
      "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]},
 ]
