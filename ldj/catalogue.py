@@ -121,6 +121,11 @@ def _entry(data: dict, source: Path, interventions: dict[str, str]) -> Entry:
         raise CatalogueError(f"{source.name}: missing field {exc.args[0]!r}") from None
 
 
+def load_interventions(catalog_dir: Path) -> list[dict]:
+    """The intervention types of catalog/interventions.yaml: code, name (nl/en), aliases, ..."""
+    return yaml.safe_load((Path(catalog_dir) / "interventions.yaml").read_text(encoding="utf-8"))
+
+
 @dataclass(frozen=True)
 class AgeGroup:
     code: str
@@ -148,8 +153,7 @@ def load_entries(catalog_dir: Path) -> dict[str, Entry]:
     """Every catalogue entry, `for_each: instrument` templates expanded, keyed by id."""
     catalog_dir = Path(catalog_dir)
     instruments = load_instruments(catalog_dir)
-    interventions = {row["code"]: row["name"]["nl"] for row in
-                     yaml.safe_load((catalog_dir / "interventions.yaml").read_text(encoding="utf-8"))}
+    interventions = {row["code"]: row["name"]["nl"] for row in load_interventions(catalog_dir)}
     entries: dict[str, Entry] = {}
     for path in sorted((catalog_dir / "entries").glob("*.y*ml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

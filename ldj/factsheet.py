@@ -331,10 +331,9 @@ def _grand(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _intervention_codes(settings: Settings) -> list[str]:
-    import yaml
+    from .catalogue import load_interventions
 
-    rows = yaml.safe_load((settings.catalog_dir / "interventions.yaml").read_text(encoding="utf-8"))
-    return [row["code"] for row in rows]
+    return [row["code"] for row in load_interventions(settings.catalog_dir)]
 
 
 def _pairs(engine: sa.Engine, settings: Settings, instruments) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -450,13 +449,12 @@ def growth_svg(result: Factsheet, language: str = "nl") -> str:
 
 
 def display_labels(settings: Settings, language: str) -> dict[str, dict[str, str]]:
-    import yaml
-
+    from .catalogue import load_interventions
     from .i18n import TEXTS, t
     from .instruments import INFORMANTS, MOMENTS, load_instruments
 
     lang = "en" if language == "en" else "nl"
-    interventions = yaml.safe_load((settings.catalog_dir / "interventions.yaml").read_text(encoding="utf-8"))
+    interventions = load_interventions(settings.catalog_dir)
     return {
         "instrument": {code: inst.name.get(lang, code) for code, inst in load_instruments(settings.catalog_dir).items()},
         "intervention": {row["code"]: row["name"].get(lang, row["code"]) for row in interventions},

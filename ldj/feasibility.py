@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
@@ -64,14 +65,27 @@ def _frame(path: str, catalog_dir: str) -> pd.DataFrame:
     return frame
 
 
-def _source(engine: sa.Engine, settings: Settings, entry_id: str) -> tuple[pd.DataFrame, str]:
+@lru_cache(maxsize=256)
+def _totals(path: str) -> tuple[int, int]:
+    """Rows and distinct clients of one snapshot file (one entry at one data version)."""
+    table = pq.read_table(path, columns=["client"] if "client" in pq.read_schema(path).names else [])
+    clients = pc.count_distinct(table.column("client")).as_py() if table.num_columns else table.num_rows
+    return table.num_rows, clients  # count_distinct skips nulls, as pandas' nunique does
+
+
+def _snapshot_path(engine: sa.Engine, settings: Settings, entry_id: str) -> tuple[str, str]:
     entries = load_entries(settings.catalog_dir)
     if entry_id not in entries:
         raise LookupError(entry_id)
     version = store.data_version(engine)[0]
     path = snapshot(engine, entries[entry_id], load_instruments(settings.catalog_dir),
                     settings.data_dir / "snapshots" / version)
-    return _frame(str(path), str(settings.catalog_dir)), version
+    return str(path), version
+
+
+def _source(engine: sa.Engine, settings: Settings, entry_id: str) -> tuple[pd.DataFrame, str]:
+    path, version = _snapshot_path(engine, settings, entry_id)
+    return _frame(path, str(settings.catalog_dir)), version
 
 
 def options(engine: sa.Engine, entry_id: str, settings: Settings | None = None) -> dict[str, list]:
@@ -98,15 +112,20 @@ def count(engine: sa.Engine, entry_id: str, filters: Mapping[str, Collection] | 
     selection means no filter. Unknown dimensions are refused.
     """
     settings = settings or get_settings()
-    frame, version = _source(engine, settings, entry_id)
-    selections: dict[str, set] = {}
-    for dim, values in (filters or {}).items():
+    for dim in filters or {}:
         if dim not in DIMENSIONS:
             raise ValueError(f"unknown filter {dim!r}; known: {', '.join(DIMENSIONS)}")
-        if values:
-            if dim not in frame:
-                raise ValueError(f"{entry_id} cannot be filtered on {dim}")
-            selections[dim] = {int(v) if dim == "start_year" else str(v) for v in values}
+    path, version = _snapshot_path(engine, settings, entry_id)
+    wanted = {dim: values for dim, values in (filters or {}).items() if values}
+    if not wanted:  # the whole entry: its two totals, without loading the dimensions
+        rows, clients = _totals(path)
+        return _published(entry_id, rows, clients, [], version, settings)
+    frame = _frame(path, str(settings.catalog_dir))
+    selections: dict[str, set] = {}
+    for dim, values in wanted.items():
+        if dim not in frame:
+            raise ValueError(f"{entry_id} cannot be filtered on {dim}")
+        selections[dim] = {int(v) if dim == "start_year" else str(v) for v in values}
     masks = {dim: frame[dim].isin(sel).to_numpy() for dim, sel in selections.items()}
     everything = np.ones(len(frame), dtype=bool)
     mask = np.logical_and.reduce([everything, *masks.values()])
@@ -117,6 +136,11 @@ def count(engine: sa.Engine, entry_id: str, filters: Mapping[str, Collection] | 
         slices.append(_clients(frame, others & ~masks[dim]))  # the clients this filter leaves out
         column = frame[dim].to_numpy()
         slices += [_clients(frame, others & (column == value)) for value in selected]
+    return _published(entry_id, rows, clients, slices, version, settings)
+
+
+def _published(entry_id: str, rows: int, clients: int, slices: list[int], version: str,
+               settings: Settings) -> Feasibility:
     reason = None
     if clients < settings.disclosure_threshold:
         reason = "small"

@@ -36,7 +36,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-import yaml
 
 from .governance import NotFound, PermissionDenied, User, ValidationError, WorkflowError
 from .i18n import t
@@ -254,12 +253,11 @@ def _catalog_dir(catalog_dir: Path | None) -> Path:
 @lru_cache(maxsize=8)
 def _vocabulary(catalog_dir: Path) -> dict[str, dict[str, dict[str, str]]]:
     """kind -> code -> {"nl": label, "en": label}, from the catalogue's data files."""
-    from .catalogue import load_age_groups
+    from .catalogue import load_age_groups, load_interventions
     from .instruments import load_instruments
 
     instruments = {code: dict(inst.name) for code, inst in sorted(load_instruments(catalog_dir).items())}
-    interventions = {str(r["code"]): dict(r["name"]) for r in
-                     yaml.safe_load((catalog_dir / "interventions.yaml").read_text(encoding="utf-8"))}
+    interventions = {str(r["code"]): dict(r["name"]) for r in load_interventions(catalog_dir)}
     age_groups = {g.code: dict(g.name) for g in load_age_groups(catalog_dir)}
     return {"instrument": instruments, "intervention": interventions, "age_group": age_groups}
 
@@ -448,8 +446,9 @@ def _resolve_tag(kind: str, value: str, known: Mapping[str, Any], catalog_dir: P
         inst = resolve_instrument(value, load_instruments(_catalog_dir(catalog_dir)))
         return inst.code if inst else None
     if kind == "intervention":
-        rows = yaml.safe_load((_catalog_dir(catalog_dir) / "interventions.yaml").read_text(encoding="utf-8"))
-        for r in rows:
+        from .catalogue import load_interventions
+
+        for r in load_interventions(_catalog_dir(catalog_dir)):
             if _norm(value) in {_norm(str(r["code"])), *(_norm(str(a)) for a in r.get("aliases") or ())}:
                 return str(r["code"])
     return None

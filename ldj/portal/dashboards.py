@@ -15,6 +15,7 @@ import pandas as pd
 import panel as pn
 
 from .. import indicators
+from ..factsheet import display_labels
 from ..instruments import load_instruments
 from .layout import message
 from .visitor import Visitor
@@ -131,9 +132,13 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
         return message(visitor.t("dash_no_data", detail=""), "warning")
     instruments = load_instruments(settings.catalog_dir)
     lang = visitor.language
+    labels = display_labels(settings, lang)  # the names the factsheet uses too
 
     def inst_label(code):
-        return instruments[code].name.get(lang, code) if code in instruments else code
+        return labels["instrument"].get(code, code)
+
+    def informants(code) -> dict[str, str]:
+        return {labels["informant"].get(i, i): i for i in opts["instruments"][code]["informants"]}
 
     def scale_labels(code) -> dict[str, str]:
         scales = {s.code: s.label.get(lang, s.code) for s in instruments[code].scales} if code in instruments else {}
@@ -142,7 +147,6 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
     def with_all(values: list, label_of=str) -> dict:
         return {visitor.t("dash_all"): ALL, **{label_of(v): v for v in values}}
 
-    informant_label = {"parent": "ouder", "youth": "jongere", "teacher": "leerkracht", "professional": "professional"}
     choices = [c for c in opts["instruments"] if c != "satisfaction"] or list(opts["instruments"])
     default = "cbcl_6_18" if "cbcl_6_18" in choices else choices[0]
     instrument = pn.widgets.Select(name=visitor.t("dash_instrument"), options={inst_label(c): c for c in choices},
@@ -150,9 +154,7 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
     scale = pn.widgets.Select(name=visitor.t("dash_scale"), options=scale_labels(default))
     if "total_problems" in scale.options.values():
         scale.value = "total_problems"
-    informant = pn.widgets.Select(name=visitor.t("cat_dim_informant"),
-                                  options={informant_label.get(i, i) if lang == "nl" else i: i
-                                           for i in opts["instruments"][default]["informants"]})
+    informant = pn.widgets.Select(name=visitor.t("cat_dim_informant"), options=informants(default))
     intervention = pn.widgets.Select(name=visitor.t("cat_dim_intervention"), options=with_all(opts["interventions"]))
     age_group = pn.widgets.Select(name=visitor.t("cat_dim_age_group"), options=with_all(opts["age_groups"]))
     gender = pn.widgets.Select(name=visitor.t("cat_dim_gender"), options=with_all(opts["genders"]))
@@ -167,8 +169,7 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
 
     def on_instrument(event):
         scale.options = scale_labels(event.new)
-        informant.options = {informant_label.get(i, i) if lang == "nl" else i: i
-                             for i in opts["instruments"][event.new]["informants"]}
+        informant.options = informants(event.new)
 
     instrument.param.watch(on_instrument, "value")
 
