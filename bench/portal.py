@@ -12,15 +12,19 @@ concurrent sessions loading it.
 2. Page time to idle: the real stack (hub, proxy, portal and data service from hub/jupyterhub_config.py,
    tests/portalserver.py) over the 112k store on loopback; Debian's chromium through Playwright opens
    /services/ldj-portal/factsheet in a fresh browser context (no cache, no cookies, no login) and the
-   clock stops when Bokeh reports the document idle (tests/browser.py IDLE). One warm-up load first.
-3. N concurrent sessions, each loading the page `--loops` times in a row (bounded), all at once:
-   a. on the wire: what a browser sends, without rendering — GET the page (the portal creates the
-      session), open its websocket with the session token, pull the document; the clock stops at the
-      portal's reply (the server's share of a page view under load);
+   clock stops when the figures are on screen and Bokeh reports the chart idle (tests/browser.py IDLE).
+   One warm-up load first.
+3. N concurrent sessions, each loading the page `--loops` times in a row (bounded), all at once,
+   against the running portal through the hub's proxy:
+   a. on the wire, as a first visit with an empty cache: GET the page and every script and stylesheet
+      it names on the portal (for a Panel page also its websocket and document); the clock stops at
+      the last byte. This is the portal's answer under load and RESULT's concurrent50_p95_s. The same
+      for a Panel page (the start page), for comparison.
    b. in chromium (asyncio, one browser): N tabs of one profile whose cache holds the static files
-      (`--fresh-profiles`: N empty profiles), each its own portal session; time from navigation to
-      idle. The N pages render on the same 2 cores as the portal: that is counted in, and on a small
-      machine it dominates. RESULT's concurrent50_p95_s is this figure.
+      (`--fresh-profiles`: N empty profiles), time from navigation to idle — and the same N tabs
+      against a copy of the page served as static files by Python's http.server (the control). The N
+      tabs render on the same cores as the portal; on a small machine they dominate, which the
+      control shows (`--no-browser-sessions` skips b).
 The last line is machine-readable.
 """
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.server
 import math
 import os
 import platform
@@ -49,6 +54,7 @@ from ldj import store  # noqa: E402
 from ldj.settings import Settings  # noqa: E402
 
 PAGE = "/services/ldj-portal/factsheet"
+START = "/services/ldj-portal/"  # a Panel page (session, websocket, document), for comparison
 READY = "[data-total='questionnaires']"  # the page's figures are on screen
 
 
@@ -154,11 +160,12 @@ def concurrent(url: str, n: int, loops: int, cached: bool = True) -> tuple[list[
 
 
 async def _protocol_sessions(url: str, n: int, loops: int) -> tuple[list[float], int, float]:
-    """What a browser does on the wire, without rendering: GET the page (the server creates the
-    session), open its websocket with the session token, pull the document; the clock stops at the
-    server's PULL-DOC-REPLY (the whole page's models)."""
+    """What a browser does on the wire, without rendering, on a first visit (empty cache): GET the page,
+    then every script and stylesheet it names on the portal, and for a Panel page (one that carries a
+    Bokeh session token) open the session's websocket and pull the document. The clock stops at the last
+    byte of the last of these (for a Panel page the server's PULL-DOC-REPLY: the whole page's models)."""
     import re
-    from urllib.parse import urlparse
+    from urllib.parse import urljoin, urlparse
 
     from bokeh.client.websocket import WebSocketClientConnectionWrapper
     from bokeh.protocol import Protocol
@@ -173,11 +180,7 @@ async def _protocol_sessions(url: str, n: int, loops: int) -> tuple[list[float],
     ws_url = f"ws://{parts.netloc}{parts.path}/ws"
     failures = 0
 
-    async def load() -> float:
-        t0 = time.perf_counter()
-        response = await client.fetch(url, request_timeout=180)
-        token = re.search(r'"token":\s*"([^"]+)"', response.body.decode()).group(1)
-        cookie = "; ".join(c.split(";", 1)[0] for c in response.headers.get_list("Set-Cookie"))
+    async def document(token: str, cookie: str) -> None:
         socket = await websocket_connect(HTTPRequest(ws_url, headers={"Origin": origin, "Cookie": cookie},
                                                      request_timeout=180), subprotocols=["bokeh", token])
         protocol = Protocol()
@@ -197,9 +200,22 @@ async def _protocol_sessions(url: str, n: int, loops: int) -> tuple[list[float],
             await protocol.create("PULL-DOC-REQ").send(WebSocketClientConnectionWrapper(socket))
             reply = await read()
             assert reply.msgtype == "PULL-DOC-REPLY", reply.msgtype
-            return time.perf_counter() - t0
         finally:
             socket.close()
+
+    async def load() -> float:
+        t0 = time.perf_counter()
+        response = await client.fetch(url, request_timeout=180)
+        html = response.body.decode()
+        assert 'data-total="questionnaires"' in html or '"token"' in html, "not the page"
+        resources = {urljoin(url, ref) for ref in re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', html)}
+        for resource in sorted(r for r in resources if r.startswith(origin)):
+            await client.fetch(resource, request_timeout=180)
+        token = re.search(r'"token":\s*"([^"]+)"', html)
+        if token:
+            cookie = "; ".join(c.split(";", 1)[0] for c in response.headers.get_list("Set-Cookie"))
+            await document(token.group(1), cookie)
+        return time.perf_counter() - t0
 
     async def session() -> list[float]:
         nonlocal failures
@@ -221,6 +237,46 @@ def concurrent_protocol(url: str, n: int, loops: int) -> tuple[list[float], int,
     return asyncio.run(_protocol_sessions(url, n, loops))
 
 
+def browser_sessions(url: str, n: int, loops: int, fresh_profiles: bool, root: Path) -> None:
+    """3b: N chromium tabs against the portal, then against the same page as static files (the control)."""
+    import functools
+    import re
+    import shutil
+    import threading
+    import urllib.request
+
+    import bokeh.util.paths
+
+    times, failures, wall = concurrent(url, n, loops, cached=not fresh_profiles)
+    profiles = "fresh profiles" if fresh_profiles else "tabs of one profile, static files cached"
+    print(f"{n} concurrent sessions x {loops} loads in one chromium ({profiles}; to idle, rendering on "
+          f"the same cores): {len(times)} idle, {failures} failed; p50 {percentile(times, 0.5):.2f} s, "
+          f"p95 {percentile(times, 0.95):.2f} s, max {max(times, default=math.nan):.2f} s; wall {wall:.1f} s "
+          f"({len(times) / wall:.1f} page loads/s)", flush=True)
+
+    static = root / "static-control"
+    static.mkdir(exist_ok=True)
+    html = urllib.request.urlopen(url, timeout=60).read().decode()
+    html = re.sub(r'src="[^"]*/bokeh\.min\.js[^"]*"', 'src="bokeh.min.js"', html)
+    (static / "factsheet.html").write_text(html, encoding="utf-8")
+    shutil.copy(bokeh.util.paths.bokehjs_path() / "js" / "bokeh.min.js", static / "bokeh.min.js")
+    handler = functools.partial(QuietFiles, directory=str(static))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        control = f"http://127.0.0.1:{server.server_address[1]}/factsheet.html"
+        times, failures, wall = concurrent(control, n, loops, cached=not fresh_profiles)
+    finally:
+        server.shutdown()
+    print(f"  control, the same page as static files (http.server): {len(times)} idle, {failures} failed; "
+          f"p50 {percentile(times, 0.5):.2f} s, p95 {percentile(times, 0.95):.2f} s; wall {wall:.1f} s", flush=True)
+
+
+class QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer runs and loops; the 10M figure is nan")
@@ -230,6 +286,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=50, help="concurrent sessions (default 50)")
     parser.add_argument("--loops", type=int, default=None, help="page loads per session (default 3; quick 1)")
     parser.add_argument("--page-runs", type=int, default=None, help="single page loads (default 10; quick 3)")
+    parser.add_argument("--no-browser-sessions", dest="browser_sessions", action="store_false",
+                        help="skip the N chromium tabs (3b) and their static-file control")
     parser.add_argument("--fresh-profiles", action="store_true",
                         help="concurrent sessions in fresh browser profiles (nothing cached) instead of tabs of one")
     args = parser.parse_args()
@@ -262,19 +320,19 @@ def main() -> None:
         print(f"page time to idle ({PAGE}, fresh browser context, no login): median {statistics.median(idle):.2f} s, "
               f"p95 {percentile(idle, 0.95):.2f} s over {len(idle)} loads; warm-up load {first:.2f} s", flush=True)
         wire, wire_failures, wire_wall = concurrent_protocol(url, args.sessions, loops)
-        print(f"{args.sessions} concurrent sessions x {loops} loads, on the wire (GET + websocket + document, no "
-              f"rendering): {len(wire)} complete, {wire_failures} failed; p50 {percentile(wire, 0.5):.2f} s, "
+        print(f"{args.sessions} concurrent sessions x {loops} loads of the factsheet, on the wire (page and its static "
+              f"files, empty cache): {len(wire)} complete, {wire_failures} failed; p50 {percentile(wire, 0.5):.2f} s, "
               f"p95 {percentile(wire, 0.95):.2f} s, max {max(wire, default=math.nan):.2f} s; wall {wire_wall:.1f} s "
-              f"({len(wire) / wire_wall:.1f} sessions/s)", flush=True)
-        times, failures, wall = concurrent(url, args.sessions, loops, cached=not args.fresh_profiles)
-        profiles = "fresh profiles" if args.fresh_profiles else "tabs of one profile, static files cached"
-        print(f"{args.sessions} concurrent sessions x {loops} loads in one chromium ({profiles}; to idle, rendering on "
-              f"the same cores): {len(times)} idle, {failures} failed; p50 {percentile(times, 0.5):.2f} s, "
-              f"p95 {percentile(times, 0.95):.2f} s, max {max(times, default=math.nan):.2f} s; wall {wall:.1f} s "
-              f"({len(times) / wall:.1f} page loads/s)", flush=True)
+              f"({len(wire) / wire_wall:.1f} page views/s)", flush=True)
+        panel_wire, panel_failures, panel_wall = concurrent_protocol(stack.url + START, args.sessions, loops)
+        print(f"  for comparison, a Panel page ({START}: page, static files, websocket and document): "
+              f"{len(panel_wire)} complete, {panel_failures} failed; p50 {percentile(panel_wire, 0.5):.2f} s, "
+              f"p95 {percentile(panel_wire, 0.95):.2f} s; {len(panel_wire) / panel_wall:.1f} page views/s", flush=True)
+        if args.browser_sessions:
+            browser_sessions(url, args.sessions, loops, args.fresh_profiles, root)
     finally:
         stack.stop()
-    p95_concurrent = percentile(times, 0.95) if not failures else math.inf
+    p95_concurrent = percentile(wire, 0.95) if not wire_failures else math.inf
     print(f"RESULT factsheet_p95_ms_112k={small['p95_ms']:.3f} factsheet_p95_ms_10m={p95_10m:.3f} "
           f"page_idle_s={statistics.median(idle):.3f} concurrent50_p95_s={p95_concurrent:.3f}")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -18,8 +19,9 @@ import requests
 from playwright.sync_api import sync_playwright
 
 import browser
+from ldj import governance as gov
 from ldj import store
-from ldj.disclosure import controlled_count
+from ldj.disclosure import TOTAL, controlled_count
 from ldj.factsheet import TOTALS, factsheet
 from ldj.ingest import Ingestor
 from ldj.instruments import load_instruments
@@ -28,6 +30,7 @@ from ldj.synth import generate
 from portalserver import make_stack
 
 pytestmark = pytest.mark.slow
+PASSWORD = "factsheet-wachtwoord"
 TOO_LITTLE = {"nl": "te weinig gegevens", "en": "too little data"}
 CELLS_JS = "els => els.map(e => [e.dataset.cell, e.innerText.trim()])"
 TOTALS_JS = "els => els.map(e => [e.dataset.total, e.querySelector('.value').innerText.trim()])"
@@ -78,6 +81,7 @@ def stack():
     generate(root / "first", questionnaires=2000, organisations=3, seed=5, invalid_share=0.0)
     files = ordered((root / "first").glob("*.csv"))
     assert all(r.status == "loaded" for r in Ingestor(settings).ingest_many(files))
+    gov.add_user(engine, "praktijk", display_name="praktijk", organisation="ORG01", roles=["member"], password=PASSWORD)
     running = make_stack(root).start()
     running.engine, running.settings, running.files = engine, settings, files
     yield running
@@ -181,6 +185,35 @@ def test_the_public_factsheet_shows_the_published_numbers_and_hides_small_cells(
     page.set_viewport_size({"width": 1280, "height": 2300})  # the whole page in the screenshot
     browser.wait_idle(page)
     browser.screenshot(page, "factsheet")
+
+
+def test_the_factsheet_is_plain_html_revalidated_by_data_version(stack):
+    """No Panel session per view (many people open it at once): one HTML answer, an ETag that holds
+    until the data change, the data version in a header, and the language as an argument."""
+    sheet = factsheet(stack.engine, stack.settings)
+    first = requests.get(f"{stack.portal}/factsheet", timeout=30)
+    assert first.status_code == 200 and first.headers["Content-Type"].startswith("text/html")
+    assert first.headers["X-LDJ-Data-Version"] == sheet.data_version
+    assert '"token"' not in first.text and "/ws" not in first.text  # no Bokeh session or websocket
+    assert f"data-cell=\"questionnaires|{TOTAL}|{TOTAL}|{TOTAL}\"" in first.text
+    again = requests.get(f"{stack.portal}/factsheet", headers={"If-None-Match": first.headers["ETag"]}, timeout=30)
+    assert again.status_code == 304 and not again.content
+    english = requests.get(f"{stack.portal}/factsheet", params={"lang": "en"}, timeout=30)
+    assert "too little data" in english.text and "te weinig gegevens" not in english.text
+    assert english.headers["ETag"] != first.headers["ETag"]
+    source = re.search(r'<script src="([^"]+bokeh\.min\.js[^"]*)"', first.text).group(1)  # the portal's own copy
+    script = requests.get(stack.url + source, timeout=30)
+    assert script.status_code == 200 and b"Bokeh" in script.content[:5000]
+
+
+def test_a_logged_in_visitor_sees_the_factsheet_in_their_own_frame(stack, page):
+    browser.login(page, stack.url, "praktijk", PASSWORD, next_path="/services/ldj-portal/factsheet")
+    page.wait_for_selector("[data-total='questionnaires']")
+    assert page.get_by_text("Uitloggen").count() == 1 and page.get_by_text("praktijk").count() >= 1
+    assert page.locator("a", has_text="Dashboard").count() == 1  # a member's navigation
+    page.locator("a", has_text="Dashboard").click()
+    browser.wait_idle(page)
+    assert "/dashboard" in page.url and page.get_by_text("Inloggen").count() == 0  # one login for both kinds of page
 
 
 def test_the_factsheet_speaks_english(stack, page):

@@ -19,15 +19,14 @@ from tornado import web
 from .. import governance
 from ..settings import Settings, get_settings
 from . import catalogue, dashboards, factsheet, home, requests, vraagbank
-from .layout import Page, frame, login_needed, message
+from .layout import GUEST, Page, frame, login_needed, message
 from .visitor import LANGUAGE_COOKIE, LANGUAGES, Visitor, from_groups
 
 SERVICE_NAME = "ldj-portal"
-GUEST = "guest"  # Panel's name for a visitor without login (oauth_optional)
 
 PAGES: list[Page] = [
     Page("", "nav_home", home.view),
-    Page("factsheet", "nav_factsheet", factsheet.view),
+    Page("factsheet", "nav_factsheet", handler=factsheet.FactsheetPage),
     Page("vraagbank", "nav_vraagbank", vraagbank.view),
     Page("catalogus", "nav_catalogue", catalogue.view),
     Page("dashboard", "nav_dashboard", dashboards.view, ("member", "steward")),
@@ -83,21 +82,10 @@ class LanguageHandler(web.RequestHandler):
         self.redirect(target)
 
 
-class PortalHandler(web.RequestHandler):
-    """Base for plain HTTP endpoints (feeds, downloads): the same login as the Panel pages."""
-
-    def visitor(self) -> Visitor:
-        raw = self.get_secure_cookie("user", max_age_days=1)
-        name = raw.decode() if raw else None
-        language = self.get_cookie(LANGUAGE_COOKIE) or "nl"
-        return from_groups(None if name == GUEST else name, None, language)
-
-
 def extra_handlers() -> list[tuple]:
-    from .factsheet_http import HANDLERS as factsheet_handlers  # they subclass PortalHandler above
-    from .vraagbank_http import HANDLERS as vraagbank_handlers  # they subclass PortalHandler above
-
-    return [(r"/taal", LanguageHandler), *factsheet_handlers, *vraagbank_handlers]
+    """Plain HTTP routes beside the Panel sessions: the language switch, plain pages, downloads, feeds."""
+    pages = [(f"/{p.path}", p.handler) for p in PAGES if p.handler]
+    return [(r"/taal", LanguageHandler), *pages, *factsheet.HANDLERS, *vraagbank.HANDLERS]
 
 
 def _secret(path: Path, factory) -> bytes | str:
@@ -115,7 +103,7 @@ def serve(settings: Settings | None = None) -> None:
     service_url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{settings.portal_port}"))
     origins = settings.portal_allowed_origins or [f"{settings.hub_ip}:{settings.hub_port}",
                                                    f"localhost:{settings.hub_port}", f"127.0.0.1:{settings.hub_port}"]
-    routes = {f"/{p.path}" if p.path else "/": _route(p) for p in PAGES}
+    routes = {f"/{p.path}" if p.path else "/": _route(p) for p in PAGES if p.view}
     if settings.portal_processes > 1:
         _stop_together()
     pn.serve(

@@ -1,8 +1,11 @@
 """The live factsheet (public): what the LDJ holds, in the published numbers of ldj.factsheet.
 
-Every page load asks `factsheet()` for the store's current data version (cached per version by the
-domain), so a new import shows without a restart. A hidden cell reads "te weinig gegevens", never a
-number. The PDF and JSON downloads are plain HTTP endpoints (factsheet_http.py).
+`/factsheet` is plain HTML in the portal's frame, the one page everybody may open at once: every view
+asks `factsheet()` for the store's current data version (cached per version by the domain), so a new
+import shows without a restart, and the page's content is made once per version and language. A hidden
+cell reads "te weinig gegevens", never a number. `/factsheet.json` is `Factsheet.to_json()`;
+`/factsheet.pdf` is written by the domain's `ldj.factsheet.build` once per data version and language
+into `<data_dir>/factsheet/<version>-<lang>/` and served from there (older versions' folders are removed).
 """
 
 from __future__ import annotations
@@ -10,18 +13,28 @@ from __future__ import annotations
 import json
 from html import escape
 
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import bokeh
 import holoviews as hv
 import hvplot.pandas  # noqa: F401  (registers .hvplot on DataFrames)
 import pandas as pd
-import panel as pn
-import param
+import sqlalchemy as sa
 from bokeh.embed import json_item
-from panel.custom import JSComponent
+from tornado import web
+from tornado.ioloop import IOLoop
 
 from .. import factsheet as fs
 from ..disclosure import TOTAL
 from ..instruments import INFORMANTS, MOMENTS
-from .visitor import Visitor
+from ..settings import Settings
+from .layout import PortalHandler
+from .visitor import LANGUAGES, Visitor
+
+PAGE = "factsheet"
 
 CHART_HEIGHT = 300
 CSS = """
@@ -41,48 +54,48 @@ table.fsp tr.total td, table.fsp td.total { font-weight: bold; }
 """
 
 
-def view(visitor: Visitor) -> pn.viewable.Viewable:
-    """/factsheet: totals, time span, tables and the growth chart at the current data version."""
-    sheet = fs.factsheet(visitor.engine, visitor.settings)  # per page load: a new import shows at once
-    header, tables, chart = _rendered(sheet, visitor)
-    return pn.Column(
-        pn.pane.HTML(header, sizing_mode="stretch_width", stylesheets=[CSS]),
-        pn.pane.Markdown(f"### {visitor.t('fsp_growth_heading')}\n\n{visitor.t('fsp_growth_help')}",
-                         sizing_mode="stretch_width"),
-        EmbeddedChart(item=chart, sizing_mode="stretch_width", height=CHART_HEIGHT),
-        pn.pane.HTML(tables, sizing_mode="stretch_width", stylesheets=[CSS]),
-        sizing_mode="stretch_width")
+class FactsheetPage(PortalHandler):
+    """GET {prefix}/factsheet[?lang=en]: the page in the portal's frame, as plain HTML. Its content is the
+    same for every visitor, so it is made once per factsheet and language and a view costs a lookup;
+    the chart is drawn by BokehJS from its `json_item` (no Bokeh document or websocket on the server)."""
+
+    def get(self):
+        visitor = self.visitor()
+        sheet = fs.factsheet(visitor.engine, visitor.settings)  # per view: a new import shows at once
+        self.set_header("Cache-Control", "no-cache")  # revalidate: the ETag changes with the data version
+        self.set_header("X-LDJ-Data-Version", sheet.data_version)
+        self.write_page(visitor, PAGE, visitor.t("fs_title"), _content(sheet, visitor), head=_head())
 
 
-_rendered_cache: dict[tuple, tuple[str, str, str]] = {}
+_content_cache: dict[tuple, str] = {}
 
 
-def _rendered(sheet: fs.Factsheet, visitor: Visitor) -> tuple[str, str, str]:
-    """The page's HTML and chart, made once per factsheet and language (the same for every visitor)."""
+def _content(sheet: fs.Factsheet, visitor: Visitor) -> str:
+    """The page's HTML, made once per factsheet and language (the same for every visitor)."""
     key = (sheet.data_version, sheet.computed_at, visitor.language)
-    if key not in _rendered_cache:
+    if key not in _content_cache:
         page = _Page(visitor, sheet)
-        chart = json.dumps(json_item(hv.render(growth_chart(sheet, visitor), backend="bokeh")))
-        if len(_rendered_cache) >= 8:
-            _rendered_cache.clear()
-        _rendered_cache[key] = (page.header(), page.tables(), chart)
-    return _rendered_cache[key]
+        item = json.dumps(json_item(hv.render(growth_chart(sheet, visitor), backend="bokeh")))
+        item = item.replace("</", "<\\/")  # inside <script>: no "</script>" from a label
+        if len(_content_cache) >= 8:
+            _content_cache.clear()
+        _content_cache[key] = (
+            page.header()
+            + f'<h3>{page.t("fsp_growth_heading")}</h3><p>{page.t("fsp_growth_help")}</p>'
+            + f'<div id="fsp-growth" class="fsp-chart" style="height: {CHART_HEIGHT}px"></div>'
+            + f'<script type="application/json" id="fsp-growth-item">{item}</script>'
+            + "<script>Bokeh.embed.embed_item(JSON.parse(document.getElementById('fsp-growth-item').textContent),"
+              " 'fsp-growth')</script>"
+            + page.tables())
+    return _content_cache[key]
 
 
-class EmbeddedChart(JSComponent):
-    """A Bokeh chart (`bokeh.embed.json_item`) drawn by BokehJS in the browser. The chart is made once
-    per data version; a visitor's session then carries its JSON, not a tree of server-side models, which
-    keeps a page view cheap for the server when many people open the factsheet at once."""
+def _head() -> str:
+    """BokehJS from the portal's own static files (versioned URL: browsers keep it), and the page's CSS."""
+    from .app import prefix
 
-    item = param.String(default="{}", doc="bokeh.embed.json_item as JSON text")
-    _esm = """
-    export function render({ model, el }) {
-      const target = document.createElement("div")
-      target.style.width = "100%"
-      el.appendChild(target)
-      window.Bokeh.embed.embed_item(JSON.parse(model.item), target)
-    }
-    """
+    return (f'<script src="{prefix()}/static/js/bokeh.min.js?v={bokeh.__version__}"></script>'
+            f"<style>{CSS}</style>")
 
 
 def growth_chart(sheet: fs.Factsheet, visitor: Visitor):
@@ -224,3 +237,74 @@ class _Page:
                     f'{self.cell(total, total is None, f"{name}|{by}|{TOTAL}")}</tr>')
         return (f'<div><h3>{self.t(heading)}</h3><table class="fsp"><thead><tr><th class="key">{self.t(key_text)}</th>'
                 f'<th>{self.t(counts)}</th></tr></thead><tbody>{"".join(body)}</tbody></table></div>')
+
+
+# --- downloads ---------------------------------------------------------------------------------
+
+_build_lock = threading.Lock()
+
+
+def pdf_path(engine: sa.Engine, settings: Settings, language: str) -> Path:
+    """The factsheet PDF at the store's current data version, built once per version and language."""
+    root = settings.data_dir / "factsheet"
+    path = root / f"{fs.factsheet(engine, settings).data_version}-{language}" / "factsheet.pdf"
+    if path.exists():
+        return path
+    with _build_lock:
+        if path.exists():
+            return path
+        root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+        try:
+            built = fs.build(work, engine=engine, settings=settings, language=language)
+            version = json.loads(built["json"].read_text(encoding="utf-8"))["data_version"]  # what it was built from
+            folder = root / f"{version}-{language}"
+            if not folder.exists():
+                work.rename(folder)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        for stale in root.glob(f"*-{language}"):
+            if stale.is_dir() and stale != folder:
+                shutil.rmtree(stale, ignore_errors=True)
+    return folder / "factsheet.pdf"
+
+
+def pdf_bytes(engine: sa.Engine, settings: Settings, language: str) -> tuple[str, bytes]:
+    """(version-language, PDF), retried once when a newer version's build just removed the file."""
+    try:
+        path = pdf_path(engine, settings, language)
+        return path.parent.name, path.read_bytes()
+    except FileNotFoundError:
+        path = pdf_path(engine, settings, language)
+        return path.parent.name, path.read_bytes()
+
+
+class JsonHandler(PortalHandler):
+    """GET {prefix}/factsheet.json: the published numbers as JSON, for everyone."""
+
+    def get(self):
+        visitor = self.visitor()
+        sheet = fs.factsheet(visitor.engine, visitor.settings)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-LDJ-Data-Version", sheet.data_version)
+        self.write(json.dumps(sheet.to_json(), ensure_ascii=False))
+
+
+class PdfHandler(PortalHandler):
+    """GET {prefix}/factsheet.pdf[?lang=en]: the printable factsheet (A4), for everyone."""
+
+    async def get(self):
+        visitor = self.visitor()
+        language = self.get_argument("lang", visitor.language)
+        if language not in LANGUAGES:
+            raise web.HTTPError(400, f"unknown language {language!r}")
+        # weasyprint takes a few seconds the first time per version: not on the server's event loop
+        name, pdf = await IOLoop.current().run_in_executor(None, pdf_bytes, visitor.engine, visitor.settings, language)
+        self.set_header("Content-Type", "application/pdf")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("Content-Disposition", f'attachment; filename="ldj-factsheet-{name}.pdf"')
+        self.write(pdf)
+
+
+HANDLERS = [(r"/factsheet\.json", JsonHandler), (r"/factsheet\.pdf", PdfHandler)]

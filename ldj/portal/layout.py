@@ -1,4 +1,9 @@
-"""The frame around every portal page: navigation by role, language switch, login state, messages."""
+"""The frame around every portal page: navigation by role, language switch, login state, messages.
+
+Most pages are Panel sessions (`frame`). A page that is the same for every visitor and read by many
+(the factsheet) is served as plain HTML by a `PortalHandler` in the same frame
+(`portal/templates/page.html.j2`): no Bokeh document or websocket per view.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,18 @@ from dataclasses import dataclass
 from html import escape
 from typing import Callable
 
+import jinja2
 import panel as pn
+from markupsafe import Markup
+from tornado import web
 
 from .. import governance
-from .visitor import Visitor
+from ..settings import REPO_ROOT
+from .visitor import LANGUAGE_COOKIE, Visitor, from_groups
+
+TEMPLATES = REPO_ROOT / "portal" / "templates"
+GUEST = "guest"  # Panel's name for a visitor without login (oauth_optional)
+FAVICON = "static/extensions/panel/images/favicon.ico"  # served by the portal (Panel's static files)
 
 CSS = """
 .ldj-nav a { margin-right: 1.1em; color: white; text-decoration: none; font-weight: 500; }
@@ -22,12 +35,14 @@ CSS = """
 
 @dataclass(frozen=True)
 class Page:
-    """One route of the portal: its path under the prefix, nav text key, builder and who sees it in the nav."""
+    """One route of the portal: its path under the prefix, nav text key, builder and who sees it in the nav.
+    `view` builds a Panel session's content; a page with a `handler` (a PortalHandler) is plain HTML instead."""
 
     path: str
     nav_key: str
-    view: Callable[[Visitor], pn.viewable.Viewable]
+    view: Callable[[Visitor], pn.viewable.Viewable] | None = None
     nav_roles: tuple[str, ...] = ()  # empty: everyone; roles are checked again by the page and the domain
+    handler: type[web.RequestHandler] | None = None
 
 
 def nav_html(visitor: Visitor, pages: list[Page], active: str, prefix: str) -> str:
@@ -50,7 +65,7 @@ def nav_html(visitor: Visitor, pages: list[Page], active: str, prefix: str) -> s
 
 def frame(visitor: Visitor, pages: list[Page], page: Page, prefix: str, content) -> pn.template.BaseTemplate:
     template = pn.template.BootstrapTemplate(
-        title=visitor.t("portal_title"), header_background="#1f4e79")
+        title=visitor.t("portal_title"), header_background="#1f4e79", favicon=f"{prefix}/{FAVICON}")
     template.header.append(pn.pane.HTML(nav_html(visitor, pages, page.path, prefix), sizing_mode="stretch_width",
                                         stylesheets=[CSS]))
     template.main.append(content)
@@ -86,3 +101,34 @@ def guarded(action: Callable[[], object], feedback: pn.Column, success: str | No
     if success:
         feedback.append(message(success, "success"))
     return True
+
+
+class PortalHandler(web.RequestHandler):
+    """Base for plain HTTP pages and endpoints (the factsheet, feeds, downloads): the same login (Panel's
+    secure `user` cookie, set by the hub's OAuth) and language (`?lang=`, else the cookie) as the Panel pages."""
+
+    def visitor(self) -> Visitor:
+        raw = self.get_secure_cookie("user", max_age_days=1)
+        name = raw.decode() if raw else None
+        language = self.get_argument("lang", None) or self.get_cookie(LANGUAGE_COOKIE) or "nl"
+        return from_groups(None if name == GUEST else name, None, language)
+
+    def write_page(self, visitor: Visitor, path: str, heading: str, content: str, head: str = "") -> None:
+        """The page in the portal's frame; `content` and `head` are HTML the page made (escaped there)."""
+        from .app import PAGES, prefix  # app imports the pages, so not at module level
+
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.write(_templates().get_template("page.html.j2").render(
+            language=visitor.language, title=visitor.t("portal_title"), heading=heading,
+            favicon=f"{prefix()}/{FAVICON}",
+            nav=Markup(nav_html(visitor, PAGES, path, prefix())), head=Markup(head), content=Markup(content)))
+
+
+_environment: jinja2.Environment | None = None
+
+
+def _templates() -> jinja2.Environment:
+    global _environment
+    if _environment is None:
+        _environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
+    return _environment

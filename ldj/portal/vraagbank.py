@@ -3,7 +3,7 @@
 /vraagbank browses and searches the questions (public). `?vraag=N` opens one question with the buttons
 its `actions` allow the visitor; `?nieuw=1` posts a question (members); `?mijn=1` is the visitor's own
 page (asked, voted, picked up, with the answers); `?triage=1` is the steward's queue. The Atom feed and
-the steward's CSV export are plain HTTP endpoints (ldj/portal/vraagbank_http.py). Links are relative to
+the steward's CSV export are plain HTTP endpoints (`HANDLERS`, at the end). Links are relative to
 the page, so they work under any prefix. User text is shown only as `body_html()`/`answer_html()`
 (sanitised by ldj.markup); everything else is escaped.
 """
@@ -15,11 +15,12 @@ from html import escape
 from typing import Callable
 
 import panel as pn
+from tornado import web
 
 from .. import governance as gov
 from .. import vraagbank as vb
 from ..catalogue import load_entries
-from .layout import guarded, message, query_arg
+from .layout import PortalHandler, guarded, message, query_arg
 from .visitor import Visitor
 
 PAGE = "vraagbank"
@@ -419,3 +420,33 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
             parts.append(_html(f'<p><a href="{PAGE}?triage=1">{escape(visitor.t("vbp_triage_intro", n=waiting))}'
                                "</a></p>"))
     return pn.Column(*parts, _browse(visitor), sizing_mode="stretch_width")
+
+
+# --- plain HTTP endpoints ---------------------------------------------------------------------
+
+class FeedHandler(PortalHandler):
+    """GET {prefix}/vraagbank/feed.atom: the newest published questions, for everyone."""
+
+    def get(self):
+        visitor = self.visitor()
+        feed = vb.atom_feed(visitor.engine, visitor.settings.portal_url, visitor.language)
+        self.set_header("Content-Type", "application/atom+xml; charset=utf-8")
+        self.write(feed)
+
+
+class ExportHandler(PortalHandler):
+    """GET {prefix}/vraagbank/export.csv: every question as CSV; the domain refuses anyone but a steward."""
+
+    def get(self):
+        visitor = self.visitor()
+        try:
+            text = vb.export_csv(visitor.engine, visitor.name, visitor.language)
+        except gov.PermissionDenied as exc:
+            raise web.HTTPError(403, str(exc)) from None
+        self.set_header("Content-Type", "text/csv; charset=utf-8")
+        self.set_header("Content-Disposition", 'attachment; filename="vraagbank.csv"')
+        self.set_header("Cache-Control", "no-store")
+        self.write("\ufeff" + text)  # byte-order mark: Excel then reads the file as UTF-8
+
+
+HANDLERS = [(r"/vraagbank/feed(?:\.atom)?", FeedHandler), (r"/vraagbank/export\.csv", ExportHandler)]
