@@ -177,7 +177,7 @@ async def _protocol_sessions(url: str, n: int, loops: int) -> tuple[list[float],
     client = AsyncHTTPClient()
     parts = urlparse(url)
     origin = f"{parts.scheme}://{parts.netloc}"
-    ws_url = f"ws://{parts.netloc}{parts.path}/ws"
+    ws_url = f"ws://{parts.netloc}{parts.path.rstrip('/')}/ws"
     failures = 0
 
     async def document(token: str, cookie: str) -> None:
@@ -210,7 +210,9 @@ async def _protocol_sessions(url: str, n: int, loops: int) -> tuple[list[float],
         assert 'data-total="questionnaires"' in html or '"token"' in html, "not the page"
         resources = {urljoin(url, ref) for ref in re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', html)}
         for resource in sorted(r for r in resources if r.startswith(origin)):
-            await client.fetch(resource, request_timeout=180)
+            answer = await client.fetch(resource, request_timeout=180, raise_error=False)
+            if answer.code != 200:
+                raise ConnectionError(f"{resource}: HTTP {answer.code}")
         token = re.search(r'"token":\s*"([^"]+)"', html)
         if token:
             cookie = "; ".join(c.split(";", 1)[0] for c in response.headers.get_list("Set-Cookie"))

@@ -478,15 +478,26 @@ def pivot_rows(table: pd.DataFrame, rows: list[str], column: str, order: tuple =
     return columns, out
 
 
-def render_html(result: Factsheet, settings: Settings | None = None, language: str | None = None) -> str:
-    """The factsheet as one HTML page (screen and print CSS), from the Jinja2 template."""
+def _templates():
     import jinja2
 
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["j2", "html"]))
+
+
+def render_content(result: Factsheet, settings: Settings | None = None, language: str | None = None, *,
+                   chart: str | None = None, growth_heading: str | None = None, growth_help: str | None = None,
+                   downloads: list[tuple[str, str]] | None = None) -> str:
+    """The factsheet's content as an HTML fragment (factsheet_content.html.j2): the one rendering for the
+    document and the portal's page, so they show the same cells the same way. A hidden cell reads
+    "te weinig gegevens", never a number. `chart` is the growth chart's HTML (default: `growth_svg`);
+    `downloads` (href, text) links are shown next to the time span."""
+    from markupsafe import Markup
+
     from .i18n import t
+    from .instruments import INFORMANTS, MOMENTS
 
     settings = settings or get_settings()
     language = language or settings.language
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["j2", "html"]))
     labels = display_labels(settings, language)
 
     def number(value) -> str:
@@ -499,20 +510,80 @@ def render_html(result: Factsheet, settings: Settings | None = None, language: s
             return t("fs_total", language)
         return labels.get(kind, {}).get(value, str(value))
 
-    from .instruments import INFORMANTS, MOMENTS
+    def cells(ref: str, columns: list, found: dict) -> list[dict]:
+        out = []
+        for c in columns:
+            value, suppressed = found.get(c, (0, False))
+            out.append({"ref": f"{ref}|{c}", "value": value, "hidden": suppressed or value is None, "total": c == TOTAL})
+        return out
+
+    def shown(rows: list) -> list:
+        return [(key, found) for key, found in rows if any(v or s for v, s in found.values())]
 
     q = result.tables["questionnaires"]
     q = q[q.instrument.ne(TOTAL) | q.informant.eq(TOTAL)]  # per instrument and informant, totals, no informant margins
-    q_columns, q_rows = pivot_rows(q, ["instrument", "informant"], "moment", (*MOMENTS, *INFORMANTS))
-    q_rows = [(k, cells) for k, cells in q_rows if any(v or s for v, s in cells.values())]
+    q_columns, q_rows = pivot_rows(q, ["instrument", "informant"], "moment", MOMENTS)
+    q_rows = shown(q_rows)
+    per_instrument: dict[str, list] = {}
+    for (instrument, _), found in q_rows:
+        per_instrument.setdefault(instrument, []).append(found)
+    questionnaires, previous = [], None
+    for (instrument, informant), found in q_rows:
+        if informant == TOTAL and instrument != TOTAL and per_instrument[instrument].count(found) == 2:
+            continue  # one informant only: its total row would repeat it
+        name = label("instrument", instrument) if instrument != previous or informant == TOTAL else ""
+        previous = instrument
+        questionnaires.append({"name": name, "informant": informant, "total": informant == TOTAL,
+                               "cells": cells(f"questionnaires|{instrument}|{informant}", q_columns, found)})
     p_columns, p_rows = pivot_rows(result.tables["pairs"], ["instrument"], "informant", INFORMANTS)
-    p_rows = [(k, cells) for k, cells in p_rows if any(v or s for v, s in cells.values())]
-    return env.get_template("factsheet.html.j2").render(
-        fs=result, t=lambda key, **fields: t(key, language, **fields), language=language, number=number,
-        label=label, total=TOTAL, chart=growth_svg(result, language),
-        questionnaires=(q_columns, q_rows), pairs=(p_columns, p_rows),
-        interventions=result.margin("interventions", "intervention"),
-        start_years=result.margin("interventions", "start_year"), yearly=result.growth_yearly)
+    pairs = [{"name": label("instrument", instrument), "total": instrument == TOTAL,
+              "cells": cells(f"pairs|{instrument}", p_columns, found)} for (instrument,), found in shown(p_rows)]
+
+    def one_way(heading: str, name: str, by: str, key_text: str) -> dict:
+        """A one-way margin (e.g. trajectories per intervention) with its published total."""
+        rows = []
+        for row in result.margin(name, by).sort_values(by, key=lambda v: v.astype(str)).itertuples(index=False):
+            value, suppressed = (None if pd.isna(row.n_published) else int(row.n_published)), bool(row.suppressed)
+            if not suppressed and not value and by == "intervention":
+                continue  # intervention types without trajectories
+            key = getattr(row, by)
+            rows.append({"name": label(by, key), "total": False,
+                         "cell": {"ref": f"{name}|{by}|{key}", "value": value, "hidden": suppressed or value is None}})
+        total = result.grand_total(name)
+        rows.append({"name": t("fs_total", language), "total": True,
+                     "cell": {"ref": f"{name}|{by}|{TOTAL}", "value": total, "hidden": total is None}})
+        return {"heading": heading, "key_text": key_text, "rows": rows,
+                "counts": "fs_trajectories" if name == "interventions" else "fs_questionnaires"}
+
+    tables = {"questionnaires": {"columns": q_columns, "rows": questionnaires},
+              "pairs": {"columns": p_columns, "rows": pairs},
+              "one_way": [one_way("fs_interventions_heading", "interventions", "intervention", "fs_intervention"),
+                          one_way("fs_start_years_heading", "interventions", "start_year", "fs_start_year"),
+                          one_way("fs_years_heading", "growth", "year", "fs_year")]}
+    return _templates().get_template("factsheet_content.html.j2").render(
+        fs=result, t=lambda key, **fields: t(key, language, **fields), number=number, label=label,
+        totals=[(key, result.totals.get(key)) for key in TOTALS], tables=tables,
+        chart=Markup(chart if chart is not None else growth_svg(result, language)),
+        growth_heading=growth_heading or t("fs_growth_heading", language), growth_help=growth_help,
+        downloads=downloads)
+
+
+def render_html(result: Factsheet, settings: Settings | None = None, language: str | None = None) -> str:
+    """The factsheet as one HTML document (screen and print CSS), from factsheet.html.j2."""
+    from markupsafe import Markup
+
+    from .i18n import t
+
+    settings = settings or get_settings()
+    language = language or settings.language
+    return _templates().get_template("factsheet.html.j2").render(
+        fs=result, t=lambda key, **fields: t(key, language, **fields), language=language,
+        content=Markup(render_content(result, settings, language)))
+
+
+def page_css() -> str:
+    """The content's stylesheet (factsheet/templates/factsheet.css), for a page that shows render_content."""
+    return (TEMPLATES / "factsheet.css").read_text(encoding="utf-8")
 
 
 def build(out: Path | None = None, *, engine: sa.Engine | None = None, settings: Settings | None = None,

@@ -572,15 +572,17 @@ TEXTS: dict[str, tuple[str, str]] = {
     "fs_moment_follow_up": ("follow-up", "follow-up"),
     "fs_disclosure_note": (
         "Aantallen zijn afgerond op een veelvoud van {rounding}. Een cel met minder dan {threshold} cliënten "
-        "wordt niet getoond (–), en ook cellen waaruit zo'n cel met de totalen terug te rekenen zou zijn. "
-        "Of een cel getoond wordt hangt af van het aantal cliënten erachter; getoond wordt het aantal "
+        "toont \"te weinig gegevens\", net als cellen waaruit zo'n cel met de totalen terug te rekenen zou "
+        "zijn. Of een cel getoond wordt hangt af van het aantal cliënten erachter; getoond wordt het aantal "
         "vragenlijsten, paren of trajecten. Cliënten die bezwaar maakten tellen niet mee. Het cumulatieve "
-        "aantal is berekend uit de getoonde aantallen en ontbreekt waar het iets verborgens zou verraden.",
-        "Counts are rounded to a multiple of {rounding}. A cell with fewer than {threshold} clients is not "
-        "shown (–), nor are cells from which such a cell could be worked out with the totals. Whether a "
-        "cell is shown depends on the number of clients behind it; what is shown is the number of "
+        "aantal is berekend uit de getoonde aantallen en ontbreekt waar het iets verborgens zou verraden. "
+        "De cijfers worden bij elke import bijgewerkt.",
+        "Counts are rounded to a multiple of {rounding}. A cell with fewer than {threshold} clients shows "
+        "\"too little data\", as do cells from which such a cell could be worked out with the totals. Whether "
+        "a cell is shown depends on the number of clients behind it; what is shown is the number of "
         "questionnaires, pairs or trajectories. Clients who objected are not counted. The cumulative count "
-        "is computed from the shown counts and is left out where it would reveal a hidden one."),
+        "is computed from the shown counts and is left out where it would reveal a hidden one. The figures "
+        "are updated with every import."),
     "fs_built": ("factsheet geschreven: {paths}", "factsheet written: {paths}"),
     # the factsheet page of the portal (ldj/portal/factsheet.py)
     "fsp_downloads": ("Downloaden", "Download"),
@@ -594,13 +596,6 @@ TEXTS: dict[str, tuple[str, str]] = {
     "fsp_per_quarter": ("per kwartaal", "per quarter"),
     "fsp_per_year": ("per jaar", "per year"),
     "fsp_up_to": ("Tot en met", "Up to"),
-    "fsp_disclosure_note": (
-        "Aantallen zijn afgerond op een veelvoud van {rounding}. Een cel met minder dan {threshold} cliënten "
-        "toont \"te weinig gegevens\", net als cellen waaruit zo'n cel met de totalen terug te rekenen zou "
-        "zijn. Cliënten die bezwaar maakten tellen niet mee. De cijfers worden bij elke import bijgewerkt.",
-        "Counts are rounded to a multiple of {rounding}. A cell with fewer than {threshold} clients shows "
-        "\"too little data\", as do cells from which such a cell could be worked out with the totals. Clients "
-        "who objected are not counted. The figures are updated with every import."),
     "fsp_warmed": ("factsheet bijgewerkt voor gegevensversie {version}", "factsheet updated for data version {version}"),
     "nav_catalogue": ("Catalogus", "Catalogue"),
     "nav_vraagbank": ("Vraagbank", "Question bank"),

@@ -11,7 +11,6 @@ into `<data_dir>/factsheet/<version>-<lang>/` and served from there (older versi
 from __future__ import annotations
 
 import json
-from html import escape
 
 import shutil
 import tempfile
@@ -28,8 +27,6 @@ from tornado import web
 from tornado.ioloop import IOLoop
 
 from .. import factsheet as fs
-from ..disclosure import TOTAL
-from ..instruments import INFORMANTS, MOMENTS
 from ..settings import Settings
 from .layout import PortalHandler
 from .visitor import LANGUAGES, Visitor
@@ -37,21 +34,6 @@ from .visitor import LANGUAGES, Visitor
 PAGE = "factsheet"
 
 CHART_HEIGHT = 300
-CSS = """
-.fsp-figures { display: flex; flex-wrap: wrap; gap: .6rem; margin: .4rem 0 .8rem; }
-.fsp-figure { flex: 1 1 9rem; border: 1px solid #c9d6df; border-radius: 4px; padding: .5rem .7rem; }
-.fsp-figure .value { font-size: 1.6rem; font-weight: bold; color: #1f4e79; }
-.fsp-figure .name { color: #44515c; }
-table.fsp { border-collapse: collapse; margin: .3rem 0 1rem; }
-table.fsp th, table.fsp td { border-bottom: 1px solid #e1e8ed; padding: .2rem .6rem; text-align: right; }
-table.fsp th.key, table.fsp td.key { text-align: left; }
-table.fsp thead th { background: #eef3f6; }
-table.fsp tr.total td, table.fsp td.total { font-weight: bold; }
-.ldj-suppressed { color: #8a6d3b; font-style: italic; font-weight: normal; }
-.fsp-figure .value .ldj-suppressed { font-size: 1.1rem; }
-.fsp-note { color: #44515c; font-size: .9rem; }
-.fsp-cols { display: flex; flex-wrap: wrap; gap: 2rem; }
-"""
 
 
 class FactsheetPage(PortalHandler):
@@ -71,31 +53,31 @@ _content_cache: dict[tuple, str] = {}
 
 
 def _content(sheet: fs.Factsheet, visitor: Visitor) -> str:
-    """The page's HTML, made once per factsheet and language (the same for every visitor)."""
+    """The page's HTML (the domain's `render_content`, as in the PDF), made once per factsheet and language."""
     key = (sheet.data_version, sheet.computed_at, visitor.language)
     if key not in _content_cache:
-        page = _Page(visitor, sheet)
         item = json.dumps(json_item(hv.render(growth_chart(sheet, visitor), backend="bokeh")))
         item = item.replace("</", "<\\/")  # inside <script>: no "</script>" from a label
+        chart = (f'<div id="fsp-growth" style="height: {CHART_HEIGHT}px"></div>'
+                 f'<script type="application/json" id="fsp-growth-item">{item}</script>'
+                 "<script>Bokeh.embed.embed_item(JSON.parse(document.getElementById('fsp-growth-item').textContent),"
+                 " 'fsp-growth')</script>")
+        downloads = [(f"factsheet.pdf?lang={visitor.language}", visitor.t("fsp_download_pdf")),
+                     ("factsheet.json", visitor.t("fsp_download_json"))]
         if len(_content_cache) >= 8:
             _content_cache.clear()
-        _content_cache[key] = (
-            page.header()
-            + f'<h3>{page.t("fsp_growth_heading")}</h3><p>{page.t("fsp_growth_help")}</p>'
-            + f'<div id="fsp-growth" class="fsp-chart" style="height: {CHART_HEIGHT}px"></div>'
-            + f'<script type="application/json" id="fsp-growth-item">{item}</script>'
-            + "<script>Bokeh.embed.embed_item(JSON.parse(document.getElementById('fsp-growth-item').textContent),"
-              " 'fsp-growth')</script>"
-            + page.tables())
+        _content_cache[key] = fs.render_content(
+            sheet, visitor.settings, visitor.language, chart=chart, downloads=downloads,
+            growth_heading=visitor.t("fsp_growth_heading"), growth_help=visitor.t("fsp_growth_help"))
     return _content_cache[key]
 
 
 def _head() -> str:
-    """BokehJS from the portal's own static files (versioned URL: browsers keep it), and the page's CSS."""
+    """BokehJS from the portal's own static files (versioned URL: browsers keep it), and the content's CSS."""
     from .app import prefix
 
     return (f'<script src="{prefix()}/static/js/bokeh.min.js?v={bokeh.__version__}"></script>'
-            f"<style>{CSS}</style>")
+            f"<style>{fs.page_css()}</style>")
 
 
 def growth_chart(sheet: fs.Factsheet, visitor: Visitor):
@@ -116,127 +98,6 @@ def growth_chart(sheet: fs.Factsheet, visitor: Visitor):
     line = quarters.hvplot.line(label=visitor.t("fsp_per_quarter"), color="#2a6f97", **options)
     points = years.hvplot.scatter(label=visitor.t("fsp_per_year"), color="#e07a1f", size=40, **options)
     return (line * points).opts(legend_position="top_left", show_grid=True)
-
-
-class _Page:
-    """The HTML parts of the page, from published numbers only."""
-
-    def __init__(self, visitor: Visitor, sheet: fs.Factsheet):
-        self.visitor, self.sheet = visitor, sheet
-        self.labels = fs.display_labels(visitor.settings, visitor.language)  # the names the PDF uses as well
-
-    def t(self, key: str, **fields) -> str:
-        return escape(self.visitor.t(key, **fields))
-
-    def number(self, value) -> str:
-        if value is None or pd.isna(value):
-            return "–"
-        text = f"{int(value):,}"
-        return text if self.visitor.language == "en" else text.replace(",", ".")
-
-    def cell(self, value, suppressed: bool, ref: str, css: str = "") -> str:
-        """A published count, or "te weinig gegevens" for a hidden one (never a number)."""
-        if suppressed or (value is not None and pd.isna(value)):
-            return (f'<td class="ldj-suppressed {css}" data-cell="{escape(ref)}">'
-                    f'{self.t("ind_too_little_data")}</td>')
-        return f'<td class="{css}" data-cell="{escape(ref)}">{self.number(value)}</td>'
-
-    def label(self, kind: str, value) -> str:
-        if value == TOTAL:
-            return self.t("fs_total")
-        return escape(self.labels.get(kind, {}).get(value, str(value)))
-
-    def header(self) -> str:
-        sheet, lang = self.sheet, self.visitor.language
-        figures = []
-        for key in fs.TOTALS:
-            value = sheet.totals.get(key)
-            shown = (f'<span class="ldj-suppressed">{self.t("ind_too_little_data")}</span>' if value is None
-                     else self.number(value))
-            figures.append(f'<div class="fsp-figure" data-total="{key}"><div class="value">{shown}</div>'
-                           f'<div class="name">{self.t("fs_" + key)}</div></div>')
-        span = f"{sheet.first_year}–{sheet.last_year}" if sheet.first_year else self.t("fs_no_data")
-        last = sheet.last_import.isoformat() if sheet.last_import else "–"
-        downloads = (f'<a href="factsheet.pdf?lang={lang}" download>{self.t("fsp_download_pdf")}</a> · '
-                     f'<a href="factsheet.json" download>{self.t("fsp_download_json")}</a>')
-        return (f'<h2>{self.t("fs_title")}</h2>'
-                f'<p>{self.t("fs_lead", version=sheet.data_version, date=sheet.computed_at.date().isoformat())}</p>'
-                f'<div class="fsp-figures">{"".join(figures)}</div>'
-                f'<p><strong>{self.t("fs_span")}:</strong> <span data-span>{span}</span> · '
-                f'<strong>{self.t("fs_last_import")}:</strong> <span data-last-import>{last}</span> · '
-                f'<strong>{self.t("fsp_downloads")}:</strong> {downloads}</p>')
-
-    def tables(self) -> str:
-        sheet = self.sheet
-        parts = [f'<h3>{self.t("fs_questionnaires_heading")}</h3>', self.questionnaires(),
-                 f'<h3>{self.t("fs_pairs_heading")}</h3>', self.pairs(),
-                 '<div class="fsp-cols">',
-                 self.one_way("fs_interventions_heading", "interventions", "intervention", "fs_intervention"),
-                 self.one_way("fs_start_years_heading", "interventions", "start_year", "fs_start_year"),
-                 self.one_way("fs_years_heading", "growth", "year", "fs_year"),
-                 "</div>",
-                 f'<p class="fsp-note">{self.t("fsp_disclosure_note", threshold=sheet.threshold, rounding=sheet.rounding)}</p>']
-        return "".join(parts)
-
-    def _rows(self, frame: pd.DataFrame, rows: list[str], column: str, order: tuple) -> tuple[list, list]:
-        columns, found = fs.pivot_rows(frame, rows, column, order)
-        return columns, [(key, cells) for key, cells in found if any(v or s for v, s in cells.values())]
-
-    def questionnaires(self) -> str:
-        table = self.sheet.tables["questionnaires"]
-        table = table[table.instrument.ne(TOTAL) | table.informant.eq(TOTAL)]  # no informant margins per moment
-        if table.empty:
-            return f'<p>{self.t("fs_no_data")}</p>'
-        columns, rows = self._rows(table, ["instrument", "informant"], "moment", MOMENTS)
-        head = (f'<th class="key">{self.t("fs_instrument")}</th><th class="key">{self.t("fs_informant")}</th>'
-                + "".join(f"<th>{self.label('moment', c)}</th>" for c in columns))
-        per_instrument = {}
-        for (instrument, informant), cells in rows:
-            per_instrument.setdefault(instrument, []).append(cells)
-        body, previous = [], None
-        for (instrument, informant), cells in rows:
-            if informant == TOTAL and instrument != TOTAL and per_instrument[instrument].count(cells) == 2:
-                continue  # one informant only: its total row would repeat it
-            name = self.label("instrument", instrument) if instrument != previous or informant == TOTAL else ""
-            previous = instrument
-            tds = "".join(self.cell(*cells.get(c, (0, False)), f"questionnaires|{instrument}|{informant}|{c}",
-                                    "total" if c == TOTAL else "") for c in columns)
-            css = ' class="total"' if informant == TOTAL else ""
-            body.append(f'<tr{css}><td class="key">{name}</td><td class="key">{self.label("informant", informant)}'
-                        f"</td>{tds}</tr>")
-        return f'<table class="fsp"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-
-    def pairs(self) -> str:
-        table = self.sheet.tables["pairs"]
-        if table.empty:
-            return f'<p>{self.t("fs_no_data")}</p>'
-        columns, rows = self._rows(table, ["instrument"], "informant", INFORMANTS)
-        head = f'<th class="key">{self.t("fs_instrument")}</th>' + "".join(
-            f"<th>{self.label('informant', c)}</th>" for c in columns)
-        body = []
-        for (instrument,), cells in rows:
-            tds = "".join(self.cell(*cells.get(c, (0, False)), f"pairs|{instrument}|{c}", "total" if c == TOTAL else "")
-                          for c in columns)
-            css = ' class="total"' if instrument == TOTAL else ""
-            body.append(f'<tr{css}><td class="key">{self.label("instrument", instrument)}</td>{tds}</tr>')
-        return f'<table class="fsp"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-
-    def one_way(self, heading: str, name: str, by: str, key_text: str) -> str:
-        """A one-way margin (e.g. trajectories per intervention) with its published total."""
-        margin = self.sheet.margin(name, by)
-        counts = "fs_trajectories" if name == "interventions" else "fs_questionnaires"
-        body = []
-        for row in margin.sort_values(by, key=lambda s: s.astype(str)).itertuples(index=False):
-            value, suppressed = row.n_published, bool(row.suppressed)
-            if not suppressed and (pd.isna(value) or value == 0) and by == "intervention":
-                continue  # intervention types without trajectories
-            body.append(f'<tr><td class="key">{self.label(by, getattr(row, by))}</td>'
-                        f'{self.cell(None if pd.isna(value) else value, suppressed, f"{name}|{by}|{getattr(row, by)}")}</tr>')
-        total = self.sheet.grand_total(name)
-        body.append(f'<tr class="total"><td class="key">{self.t("fs_total")}</td>'
-                    f'{self.cell(total, total is None, f"{name}|{by}|{TOTAL}")}</tr>')
-        return (f'<div><h3>{self.t(heading)}</h3><table class="fsp"><thead><tr><th class="key">{self.t(key_text)}</th>'
-                f'<th>{self.t(counts)}</th></tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
 
 # --- downloads ---------------------------------------------------------------------------------
