@@ -3,8 +3,8 @@
     python bench/extract.py                          # 1,000,000 CBCL questionnaires (import ~1.5 min)
     python bench/extract.py --questionnaires 100000  # quick
 
-A real JupyterHub with configurable-http-proxy runs the data service (the test harness in
-tests/hubserver.py). Times:
+The real hub/jupyterhub_config.py with configurable-http-proxy runs the data service (the test harness in
+tests/portalserver.py). Times:
 - approval: the steward's decision (project and grants in one transaction), then the researcher's
   first successful read of an entry through the hub, with their own token;
 - extract: building the project's extract of `cbcl_6_18_scores` (every variable): cut from the
@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 CRITERIA = {"aim_question": "Benchmark", "fit_with_aims": "Benchmark", "answerable_with_ldj": "Benchmark",
             "analyses": "Benchmark", "practical_relevance": "Benchmark", "researchers": "Benchmark"}
+PASSWORD = "bench extract password"
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=50)
     args = parser.parse_args()
 
-    from hubserver import Hub
+    from portalserver import make_stack
 
     from ldj import governance as gov
     from ldj import store
@@ -68,12 +69,12 @@ def main() -> None:
         gov.add_user(engine, "steward", display_name="s", organisation="SEJN", roles=["steward"])
         for name, org in (("apo1", "A"), ("apo2", "B")):
             gov.add_user(engine, name, display_name=name, organisation=org, roles=["apo"])
-        gov.add_user(engine, "res", display_name="r", organisation="ORG01", roles=["researcher"])
+        gov.add_user(engine, "res", display_name="r", organisation="ORG01", roles=["researcher"], password=PASSWORD)
 
-        hub = Hub(root / "hub", settings)
+        hub = make_stack(root)
         hub.start()
         try:
-            token = hub.user_token("res")
+            token = hub.user_token("res", PASSWORD)
             request = gov.create_request(
                 engine, "res", title="Benchmark", applicant_organisation="ORG01", sejn_member=True, criteria=CRITERIA,
                 entries={"trajectories": ["trajectory", "client", "intervention", "age_at_start"]}, members=[],

@@ -4,7 +4,7 @@
     python bench/workspace.py --runs 1        # quick
 
 A fresh hub from hub/jupyterhub_config.py (LDJ logins, the local spawner, the data service) runs on free
-loopback ports in a temporary folder (tests/hubfixture.py) and is stopped by PID at the end.
+loopback ports in a temporary folder (tests/portalserver.py) and is stopped by PID at the end.
 
 - spawn: the researcher logs in through the login form and presses start (GET /hub/spawn, as the
   browser does); the workspace becomes ready; a kernel is started in it through the server's REST API and
@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    from hubfixture import ConfiguredHub
+    from portalserver import make_stack
 
     from ldj import governance as gov
     from ldj import store
@@ -69,7 +69,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="ldj-bench-workspace-") as tmp:
         root = Path(tmp)
-        hub = ConfiguredHub(root)
+        hub = make_stack(root)
         settings = Settings(data_dir=hub.data_dir, catalog_dir=REPO / "catalog",
                             expectations_dir=REPO / "expectations", progress="never")
         generate(root / "d", questionnaires=args.questionnaires, instruments=["cbcl_6_18"], invalid_share=0.0, seed=5)
@@ -91,7 +91,7 @@ def main() -> None:
         spawn, login, ready, approval = [], [], [], []
         rows = 0
         try:
-            token = hub.user_token("res")  # the researcher's own token, for the workspace server's API
+            token = hub.user_token("res", PASSWORD)  # the researcher's own token, for the workspace server's API
             for run in range(args.runs):
                 t0 = time.perf_counter()
                 session = hub.login("res", PASSWORD)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from hubserver import Hub
+from portalserver import make_stack
 from ldj import governance as gov
 from ldj import store
 from ldj.catalogue import build_frame, load_entries, write_user_catalogue
@@ -23,6 +23,7 @@ from ldj.synth import generate
 
 pytestmark = pytest.mark.slow
 CATALOG = REPO_ROOT / "catalog"
+PASSWORD = "gegevensdienst achter de echte hub"
 SERVICE = "/services/ldj-data/api"
 CRITERIA = {"aim_question": "Werkt MST beter voor jongeren met LVB dan zonder?",
             "fit_with_aims": "Past bij wat werkt voor wie.", "answerable_with_ldj": "CBCL-paren per interventie.",
@@ -53,11 +54,11 @@ def world():
     engine = store.get_engine(settings)
     entries, instruments = load_entries(CATALOG), load_instruments(CATALOG)
     catalogue = {e.id: set(e.variable_names) for e in entries.values()}
-    gov.add_user(engine, "steward", display_name="Steward", organisation="SEJN", roles=["steward"])
+    gov.add_user(engine, "steward", display_name="Steward", organisation="SEJN", roles=["steward"], password=PASSWORD)
     for name, org in (("apo1", "UvA"), ("apo2", "RU")):
-        gov.add_user(engine, name, display_name=name, organisation=org, roles=["apo"])
-    for name in ("anna", "bram", "carla", "dirk"):
-        gov.add_user(engine, name, display_name=name, organisation="ORG01", roles=["researcher"])
+        gov.add_user(engine, name, display_name=name, organisation=org, roles=["apo"], password=PASSWORD)
+    for name in ("anna", "bram", "carla", "dirk", "eve"):  # eve: an account without any project
+        gov.add_user(engine, name, display_name=name, organisation="ORG01", roles=["researcher"], password=PASSWORD)
     cbcl = entries["cbcl_6_18_scores"].variable_names
     p1 = approve(engine, "anna", {"trajectories": ["trajectory", "client", "intervention", "age_at_start"],
                                   "cbcl_6_18_scores": cbcl}, ["bram"], catalogue, date.today() + timedelta(days=30))
@@ -65,12 +66,14 @@ def world():
                  date.today() + timedelta(days=30))
     p3 = approve(engine, "dirk", {"trajectories": ["trajectory", "client"]}, [], catalogue,
                  date.today() + timedelta(days=30))
-    hub = Hub(root / "hub", settings)
-    hub.start()
-    tokens = {name: hub.user_token(name) for name in ("anna", "bram", "carla", "dirk", "eve", "apo1", "steward")}
-    yield {"settings": settings, "engine": engine, "hub": hub, "tokens": tokens, "p1": p1, "p2": p2, "p3": p3,
-           "entries": entries, "instruments": instruments}
-    hub.stop()
+    hub = make_stack(root).start()
+    try:
+        tokens = {name: hub.user_token(name, PASSWORD) for name in ("anna", "bram", "carla", "dirk", "eve", "apo1",
+                                                                    "steward")}
+        yield {"settings": settings, "engine": engine, "hub": hub, "tokens": tokens, "p1": p1, "p2": p2, "p3": p3,
+               "entries": entries, "instruments": instruments}
+    finally:
+        hub.stop()
 
 
 def get(world, path: str, token: str | None):
@@ -210,8 +213,8 @@ def test_every_entry_can_be_granted_and_read(world):
     engine, entries = world["engine"], world["entries"]
     catalogue = {e.id: set(e.variable_names) for e in entries.values()}
     if "fien" not in world["tokens"]:
-        gov.add_user(engine, "fien", display_name="fien", organisation="ORG02", roles=["researcher"])
-        world["tokens"]["fien"] = world["hub"].user_token("fien")
+        gov.add_user(engine, "fien", display_name="fien", organisation="ORG02", roles=["researcher"], password=PASSWORD)
+        world["tokens"]["fien"] = world["hub"].user_token("fien", PASSWORD)
         world["p_all"] = approve(engine, "fien", {e: sorted(v) for e, v in catalogue.items()}, [], catalogue,
                                  date.today() + timedelta(days=30))
     for entry in entries.values():

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import free_port, stop_tree
+from portalserver import make_stack
 from ldj import governance as gov
 from ldj import store
 from ldj.catalogue import load_entries
@@ -34,14 +27,6 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture(scope="module")
 def hub():
     root = Path(tempfile.mkdtemp(prefix="ldj-hub-"))
-    ports = {name: free_port() for name in ("HUB_PORT", "HUB_API_PORT", "PROXY_API_PORT", "DATA_SERVICE_PORT",
-                                            "PORTAL_PORT")}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LDJ_", "JUPYTERHUB_"))}
-    env.update({f"LDJ_{k}": str(v) for k, v in ports.items()})
-    env.update(LDJ_DATA_DIR=str(root / "var"), HOME=str(root), JUPYTER_RUNTIME_DIR=str(root / "rt"),
-               JUPYTER_DATA_DIR=str(root / "jd"), JUPYTER_CONFIG_DIR=str(root / "jc"), IPYTHONDIR=str(root / "ip"),
-               LDJ_DATA_SERVICE_URL=f"http://127.0.0.1:{ports['HUB_PORT']}/services/ldj-data",
-               LDJ_WORKSPACE_CHECK_SECONDS="1")
     settings = Settings(data_dir=root / "var")
     engine = store.get_engine(settings)
     catalogue = {e.id: set(e.variable_names) for e in load_entries(REPO_ROOT / "catalog").values()}
@@ -60,32 +45,11 @@ def hub():
         gov.review(engine, request, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
     gov.decide(engine, request, "stew")
 
-    admin = secrets.token_hex(16)
-    config = root / "test_config.py"
-    config.write_text(
-        f"exec(open({str(REPO_ROOT / 'hub' / 'jupyterhub_config.py')!r}).read())\n"
-        f"c.JupyterHub.services.append({{'name': 'test-admin', 'api_token': {admin!r}}})\n"
-        "c.JupyterHub.load_roles.append({'name': 'test-admin', 'services': ['test-admin'],"
-        " 'scopes': ['admin:users', 'admin:servers', 'tokens', 'read:users']})\n")
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=root, env=env,
-                            stdout=open(root / "hub.log", "w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{ports['HUB_PORT']}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/hub/api/", timeout=2)
-            break
-        except (urllib.error.URLError, ConnectionError):
-            assert proc.poll() is None, (root / "hub.log").read_text()[-3000:]
-            time.sleep(0.3)
-    yield {"url": url, "admin": admin, "root": root, "engine": engine}
-    stop_tree(proc)
-    proxy = root / "var" / "hub" / "proxy.pid"
-    if proxy.exists():
-        try:
-            os.kill(int(proxy.read_text()), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
+    stack = make_stack(root, workspace_check_seconds="1").start()
+    try:
+        yield {"url": stack.url, "stack": stack, "root": root, "engine": engine}
+    finally:
+        stack.stop()
 
 
 def login(hub, name: str, password: str) -> requests.Session:
@@ -93,13 +57,15 @@ def login(hub, name: str, password: str) -> requests.Session:
     page = session.get(f"{hub['url']}/hub/login")
     xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text)
     data = {"username": name, "password": password, **({"_xsrf": xsrf.group(1)} if xsrf else {})}
-    session.post(f"{hub['url']}/hub/login?next=", data=data, allow_redirects=False)
+    response = session.post(f"{hub['url']}/hub/login?next=", data=data, allow_redirects=False)
+    if response.status_code == 302:
+        hub["stack"].sessions[name] = session
     return session
 
 
 def api(hub, method: str, path: str) -> requests.Response:
-    return requests.request(method, f"{hub['url']}/hub/api{path}", headers={"Authorization": f"token {hub['admin']}"},
-                            timeout=90)
+    """The hub's REST API as the user named in `path` (/users/<name>...), in the session of their last login."""
+    return hub["stack"].api(path.split("/")[2], method, path)
 
 
 def test_ldj_accounts_log_in_and_wrong_passwords_do_not(hub):

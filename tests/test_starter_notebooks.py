@@ -1,6 +1,6 @@
 """The starter notebooks run top to bottom, reading through the data service as a workspace does.
 
-The real hub of hub/jupyterhub_config.py runs with its proxy and data service (tests/hubfixture.py).
+The real hub of hub/jupyterhub_config.py runs with its proxy and data service (tests/portalserver.py).
 Each researcher gets a real hub token and the catalogue their workspace would hold
 (`write_user_catalogue`, as the spawner writes it); each notebook runs with nbclient in a fresh python3
 kernel with only the environment a spawned workspace passes on (JUPYTERHUB_API_TOKEN, LDJ_CATALOG,
@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 from nbclient import NotebookClient
 
-from hubfixture import ConfiguredHub
+from portalserver import make_stack
 from ldj import governance as gov
 from ldj import store
 from ldj.catalogue import build_frame, load_entries, write_user_catalogue
@@ -61,7 +61,7 @@ def approve(engine, applicant: str, entries: dict[str, list[str]], catalogue) ->
 @pytest.fixture(scope="module")
 def world():
     root = Path(tempfile.mkdtemp(prefix="ldj-nb-"))
-    hub = ConfiguredHub(root)
+    hub = make_stack(root)
     settings = Settings(data_dir=hub.data_dir, catalog_dir=CATALOG, expectations_dir=REPO_ROOT / "expectations",
                         progress="never")
     generate(root / "d", questionnaires=2000, organisations=3, seed=21, invalid_share=0.0, instruments=["cbcl_6_18"])
@@ -81,17 +81,19 @@ def world():
     approve(engine, "carla", {"trajectories": ["trajectory", "client", "intervention", "start_date"]}, catalogue)
 
     hub.start()
-    service_url = f"{hub.url}/services/ldj-data"
-    homes = {}
-    for name in ("anna", "bram", "carla"):
-        home = root / "homes" / name
-        grants = [{"project": g.project_id, "entry": g.entry, "variables": g.variables}
-                  for g in gov.active_grants(engine, name)]
-        write_user_catalogue(entries, grants, service_url, home / CATALOGUE_FILE)
-        homes[name] = {"home": home, "token": hub.user_token(name)}
-    yield {"root": root, "engine": engine, "entries": entries, "instruments": instruments, "hub": hub,
-           "service_url": service_url, "homes": homes}
-    hub.stop()
+    try:
+        service_url = f"{hub.url}/services/ldj-data"
+        homes = {}
+        for name in ("anna", "bram", "carla"):
+            home = root / "homes" / name
+            grants = [{"project": g.project_id, "entry": g.entry, "variables": g.variables}
+                      for g in gov.active_grants(engine, name)]
+            write_user_catalogue(entries, grants, service_url, home / CATALOGUE_FILE)
+            homes[name] = {"home": home, "token": hub.user_token(name, PASSWORD)}
+        yield {"root": root, "engine": engine, "entries": entries, "instruments": instruments, "hub": hub,
+               "service_url": service_url, "homes": homes}
+    finally:
+        hub.stop()
     shutil.rmtree(root, ignore_errors=True)
 
 
