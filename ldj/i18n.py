@@ -59,7 +59,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "report_quarantined": ("  in quarantaine: {n} rijen", "  quarantined: {n} rows"),
     "report_rule": ("    {rule}: {n}", "    {rule}: {n}"),
     "report_replaced": ("  vervangen uit eerdere levering(en) {batches}: {n} rijen", "  replaced from earlier delivery {batches}: {n} rows"),
-    "report_masked": ("  vrije tekst: {n} BSN/e-mail/telefoon gemaskeerd", "  free text: {n} BSN/e-mail/phone masked"),
+    "report_masked": ("  vrije tekst: {n} BSN/e-mail/telefoon/naam gemaskeerd", "  free text: {n} BSN/e-mail/phone/name masked"),
     "report_ignored": ("  genegeerde kolommen (niet opgeslagen): {columns}", "  ignored columns (not stored): {columns}"),
     "report_duplicate": ("{file}: al geïmporteerd als levering {batch} op {when}; niets gewijzigd",
                          "{file}: already imported as batch {batch} on {when}; nothing changed"),

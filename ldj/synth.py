@@ -17,7 +17,9 @@ minute.
 
 Deliberately invalid rows (`invalid_share`) are spread over the rules in `TRAJECTORY_RULES` and
 `MEASUREMENT_RULES`; `SynthResult` records how many of each went into which file, and how many
-BSN-like numbers (passing the eleven-test) were planted in free text.
+BSN-like numbers (passing the eleven-test) and person names (from catalog/names.yaml, with and
+without cues such as "mevrouw" or "mijn zoon") were planted in free text. Names are drawn from a
+random stream of their own, so planting them changes no other value.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import pandas as pd
 import yaml
 
 from .instruments import Instrument, load_instruments
+from .pseudonyms import NAMES_FILE, name_screen
 
 # --- fixed vocabulary -------------------------------------------------------------------------
 
@@ -137,6 +140,14 @@ _COMMENTS = ["Fijne begeleiding gehad.", "Meer contact was prettig geweest.", "D
              "Wachttijd was lang; daarna ging het goed", "Niet alles was nuttig", "Heel tevreden", "Soms lastig te bereiken"]
 _BSN_TEMPLATES = ["bsn {} genoemd in verslag", "moeder (BSN {}) vraagt om afschrift", "o.v.v. {} bij gemeente",
                   "dossier {} overgedragen", "burgerservicenummer: {}"]
+# One name per template: {first} a listed first name (also the ambiguous ones after a cue), {plain}
+# a first name that is not also a word, {surname} as listed ("De Vries"), {full} "Daan de Vries".
+_NAME_REMARKS = ["overleg met mevrouw {surname} (school)", "contact met juf {first} over verzuim",
+                 "{full} belde over de afspraak", "broer {first} ook aangemeld", "gesprek met {plain} en moeder",
+                 "dhr. {surname} (vader) was er niet bij"]
+_NAME_COMMENTS = ["Mijn zoon {first} heeft veel geleerd.", "mevrouw {surname} was fijn", "Bedankt {first}!",
+                  "Gesprek met {plain} en haar moeder hielp.", "Juf {first} was heel fijn.", "{plain} was een topper",
+                  "De heer {surname} luisterde goed.", "{full} deed het super"]
 _FUTURE_BIRTH = np.datetime64("2031-03-14", "D")
 _BAD_DATES = np.array(["31-02-2021", "gisteren"], dtype=object)
 
@@ -152,6 +163,7 @@ class FileInfo:
     rows: int
     invalid: dict[str, int] = field(default_factory=dict)  # rule -> rows made invalid by it
     bsn: int = 0  # BSN-like numbers planted in free text
+    names: int = 0  # person names planted in free text
 
 
 @dataclass
@@ -165,6 +177,7 @@ class SynthResult:
     questionnaires: int
     bsn_numbers: list[str]
     seconds: float = 0.0
+    planted_names: list[str] = field(default_factory=list)  # as written in the files
 
     @property
     def invalid_by_rule(self) -> dict[str, int]:
@@ -181,6 +194,10 @@ class SynthResult:
     @property
     def bsn_injected(self) -> int:
         return len(self.bsn_numbers)
+
+    @property
+    def names_injected(self) -> int:
+        return len(self.planted_names)
 
     def questionnaires_by_instrument(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -652,10 +669,58 @@ class _Counters:
     administration: int = 5_000_000
     professional: int = 100
     bsn: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _NamePool:
+    first: np.ndarray  # listed first names, ambiguous ones included: used after a cue
+    plain: np.ndarray  # first names that are not also words: masked without a cue
+    surnames: np.ndarray  # ambiguous ones included: always after a cue or a first name
+
+    def writable_in(self, encoding: str | None) -> _NamePool:
+        """The names a file in `encoding` can hold (Windows-1252 has no ğ, ı, ş)."""
+        if encoding is None:
+            return self
+
+        def keep(names: np.ndarray) -> np.ndarray:
+            return np.array([n for n in names if n.encode(encoding, "ignore").decode(encoding) == n], dtype=object)
+
+        return _NamePool(keep(self.first), keep(self.plain), keep(self.surnames))
+
+
+def _name_pool(catalog_dir: Path) -> _NamePool:
+    path = catalog_dir / "names.yaml"
+    screen = name_screen(path if path.exists() else NAMES_FILE)
+    plain = np.array(screen.first_names, dtype=object)
+    return _NamePool(np.array(screen.first_names + screen.ambiguous_first_names, dtype=object), plain,
+                     np.array(screen.surnames + screen.ambiguous_surnames, dtype=object))
+
+
+def _plant_names(rng: np.random.Generator, text: np.ndarray, share: float, templates: list[str],
+                 pool: _NamePool, sep: str, counters: _Counters) -> int:
+    """Append a sentence with one person name to a `share` of the cells of `text` (in place)."""
+    rows = np.flatnonzero(rng.random(len(text)) < share)
+    for row in rows:
+        template = templates[int(rng.integers(len(templates)))]
+        first = pool.first[int(rng.integers(len(pool.first)))]
+        plain = pool.plain[int(rng.integers(len(pool.plain)))]
+        surname = pool.surnames[int(rng.integers(len(pool.surnames)))]
+        if "{full}" in template:  # particles in lower case after a first name: "Daan van den Berg"
+            parts = surname.split()
+            name = " ".join([plain, *(p.lower() for p in parts[:-1]), parts[-1]])
+        else:
+            name = first if "{first}" in template else plain if "{plain}" in template else surname
+        sentence = template.format(first=name, plain=name, surname=name, full=name)
+        before = text[row]
+        text[row] = f"{before}{' ' if before[-1:] in ('.', '!', '?') else sep}{sentence}" if before else sentence
+        counters.names.append(name)
+    return len(rows)
 
 
 def _organisation(org: _Org, n: int, ivs, specs, labels, out_dir: Path, file_format: str,
-                  invalid_share: float, seed: int, counters: _Counters) -> tuple[list[FileInfo], int, int, int]:
+                  invalid_share: float, seed: int, counters: _Counters,
+                  name_pool: _NamePool) -> tuple[list[FileInfo], int, int, int]:
     rng = np.random.default_rng([seed, 1, org.index])
     tr = _trajectories(org, n, ivs, rng)
     plans = _plan(tr, org, specs, rng)
@@ -673,6 +738,7 @@ def _organisation(org: _Org, n: int, ivs, specs, labels, out_dir: Path, file_for
 
     ext = ".xlsx" if file_format == "xlsx" else ".csv"
     enc = None if file_format == "xlsx" else org.encoding
+    name_pool = name_pool.writable_in(enc)
     infos: list[FileInfo] = []
 
     # identifiers
@@ -729,6 +795,10 @@ def _organisation(org: _Org, n: int, ivs, specs, labels, out_dir: Path, file_for
         else:
             context[row] = f"{context[row]}, {text}" if context[row] else text
     counters.bsn += numbers
+    # person names in free text (the ingest must mask them), from a stream of their own
+    name_rng = np.random.default_rng([seed, 5, org.index])
+    n_names = _plant_names(name_rng, remarks, 0.002, _NAME_REMARKS, name_pool, "; ", counters)
+    n_names += _plant_names(name_rng, context, 0.002, _NAME_REMARKS, name_pool, ", ", counters)
 
     legal = np.where(rng.random(m) < 0.1, np.array(_LEGAL_BASES, dtype=object)[rng.integers(3, size=m)], org.legal_basis)
     legal[rng.random(m) < 0.05] = ""
@@ -794,7 +864,7 @@ def _organisation(org: _Org, n: int, ivs, specs, labels, out_dir: Path, file_for
     path = out_dir / f"{org.code}_trajecten_{PERIOD}{ext}"
     _write(frame, path, org.encoding, file_format)
     infos.append(FileInfo(path, "trajectories", org.code, enc, m,
-                          {r: len(v) for r, v in chosen.items()}, len(bsn_rows)))
+                          {r: len(v) for r, v in chosen.items()}, len(bsn_rows), n_names))
     del frame, values
 
     # measurement files
@@ -834,6 +904,9 @@ def _organisation(org: _Org, n: int, ivs, specs, labels, out_dir: Path, file_for
                 text[row] = f"{text[row]} {_BSN_TEMPLATES[int(rng.integers(len(_BSN_TEMPLATES)))].format(number)}".strip()
             counters.bsn += nums
             n_bsn_m += len(nums)
+        name_rng = np.random.default_rng([seed, 6, org.index, zlib.crc32(code.encode())])
+        n_names_m = sum(_plant_names(name_rng, scores[name], 0.02, _NAME_COMMENTS, name_pool, ". ", counters)
+                        for name in spec.inst.free_text)
 
         # invalid rows
         t_cols = [s.t_column for s in spec.inst.delivered_scales if s.t_range is not None]
@@ -901,7 +974,8 @@ def _organisation(org: _Org, n: int, ivs, specs, labels, out_dir: Path, file_for
         frame = pd.DataFrame(data)
         path = out_dir / f"{org.code}_{code}_{PERIOD}{ext}"
         _write(frame, path, org.encoding, file_format)
-        infos.append(FileInfo(path, code, org.code, enc, q, {r: len(v) for r, v in chosen.items()}, n_bsn_m))
+        infos.append(FileInfo(path, code, org.code, enc, q, {r: len(v) for r, v in chosen.items()}, n_bsn_m,
+                              n_names_m))
         questionnaires += q
         del frame, data, scores, numeric
     return infos, len(uniq_clients), m, questionnaires
@@ -963,6 +1037,7 @@ def generate(out_dir: Path, *, questionnaires: int = 20_000, organisations: int 
     sizes = np.maximum(1, np.round(total_traj * weights)).astype(int)
 
     counters = _Counters()
+    name_pool = _name_pool(catalog_dir)
     files: dict[str, FileInfo] = {}
     clients = trajectories = written_q = 0
     bar = None
@@ -972,7 +1047,7 @@ def generate(out_dir: Path, *, questionnaires: int = 20_000, organisations: int 
         bar = tqdm(total=int(questionnaires), unit="vragenlijst", desc="synth")
     for o in orgs:
         infos, c, t, q = _organisation(o, int(sizes[o.index]), ivs, specs, labels, out_dir, file_format,
-                                       invalid_share, seed, counters)
+                                       invalid_share, seed, counters, name_pool)
         for info in infos:
             files[info.path.name] = info
         clients += c
@@ -986,4 +1061,4 @@ def generate(out_dir: Path, *, questionnaires: int = 20_000, organisations: int 
     return SynthResult(out_dir=out_dir, paths=[i.path for i in files.values()], files=files,
                        organisations=[o.code for o in orgs], clients=clients, trajectories=trajectories,
                        questionnaires=written_q, bsn_numbers=list(counters.bsn),
-                       seconds=time.perf_counter() - t_begin)
+                       seconds=time.perf_counter() - t_begin, planted_names=list(counters.names))

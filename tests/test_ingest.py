@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from ldj.expectations import write_suites
 from ldj.delivery import load_spec
 from ldj.ingest import Ingestor
 from ldj.settings import REPO_ROOT
+from ldj.synth import generate
 
 
 def rows(engine, sql: str) -> list[dict]:
@@ -37,10 +39,11 @@ def delivery(tmp_path) -> dict[str, Path]:
     trajectories = [
         trajectory("C001", "T1", **{"Contextfactoren": "moeder belde, bsn 111222333, over school"}),
         trajectory("C002", "T2", Bezwaar="ja", Interventie="Pleegzorg", Geslacht="V"),
-        trajectory("C003", "T3", Geboortedatum="31-02-2011"),  # no such date
+        trajectory("C003", "T3", Geboortedatum="31-02-2011", Contextfactoren="Bedankt Fatima!"),  # no such date
         trajectory("C004", "T4", Interventie="Yoga"),  # unknown intervention
         trajectory("C005", "T5", Einddatum="01-01-2022"),  # ends before it starts
-        trajectory("C006", "T6", Einddatum="", **{"Reden einde": "", "Woont thuis bij einde": ""}),  # running
+        trajectory("C006", "T6", Einddatum="", **{"Reden einde": "", "Woont thuis bij einde": "",  # running
+                                                  "Contextfactoren": "overleg met juf Sanne en mevrouw De Vries"}),
     ]
     measurements = [
         cbcl("C001", "T1", "A1", "start", 68),
@@ -82,7 +85,7 @@ def test_import_loads_valid_rows_and_quarantines_the_rest(settings, delivery):
     assert batch["delivered_by"] == "ORG01 functioneel beheer" and batch["status"] == "loaded"
     assert len(batch["checksum"]) == 64 and batch["rows_quarantined"] == 3
     report = batch["report"] if isinstance(batch["report"], dict) else json.loads(batch["report"])
-    assert report["rows_loaded"] == 3 and report["masked"] == 1
+    assert report["rows_loaded"] == 3 and report["masked"] == 3  # a BSN and two names
 
 
 def test_scores_bands_and_decimal_comma(settings, delivery):
@@ -111,11 +114,34 @@ def test_no_identifiers_or_birth_dates_are_stored(settings, delivery):
             for row in conn.execute(sa.select(table)):
                 dump.append(json.dumps([str(v) for v in row], ensure_ascii=False))
     text = "\n".join(dump)
-    for original in ("C001", "C002", "T1\"", "A1\"", "P001", "111222333", "15-03-2010", "2010-03-15"):
+    for original in ("C001", "C002", "T1\"", "A1\"", "P001", "111222333", "15-03-2010", "2010-03-15",
+                     "Sanne", "Vries", "Fatima"):  # Fatima: in a quarantined row
         assert original not in text, original
     assert "[BSN verwijderd]" in text
+    assert "juf [naam verwijderd] en mevrouw [naam verwijderd]" in text
+    assert "Bedankt [naam verwijderd]!" in text
     ages = rows(engine, "SELECT age_at_start FROM trajectories ORDER BY age_at_start")
     assert {a["age_at_start"] for a in ages} == {12}  # born 15-03-2010, started 05-09-2022
+
+
+def test_planted_names_and_bsns_never_reach_the_store(sqlite_settings, tmp_path):
+    result = generate(tmp_path / "d", questionnaires=4000, organisations=3, seed=8, invalid_share=0.0,
+                      instruments=["cbcl_6_18", "satisfaction"])
+    assert result.names_injected >= 5 and result.bsn_injected >= 1
+    ing = Ingestor(sqlite_settings)
+    reports = ing.ingest_many(result.paths)
+    assert all(r.status == "loaded" and not r.rows_quarantined for r in reports)
+    assert sum(r.masked for r in reports) == result.names_injected + result.bsn_injected
+    dump = []
+    with ing.engine.connect() as conn:
+        for table in store.metadata.sorted_tables:
+            dump += [json.dumps([str(v) for v in row], ensure_ascii=False) for row in conn.execute(sa.select(table))]
+    text = "\n".join(dump)
+    assert "[naam verwijderd]" in text
+    for name in result.planted_names:
+        assert not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text), name
+    for number in result.bsn_numbers:
+        assert number not in text
 
 
 def test_same_file_twice_changes_nothing(settings, delivery):

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from ldj.instruments import load_instruments
+from ldj.pseudonyms import mask_names, name_screen
 from ldj.synth import MEASUREMENT_RULES, TRAJECTORY_RULES, generate
 
 CATALOG = Path(__file__).resolve().parents[1] / "catalog"
@@ -295,6 +296,50 @@ def test_planted_bsn_numbers_pass_the_eleven_test_and_are_all_found(cbcl, mixed)
             assert sum(1 for col in text_cols for cell in frame[col] for _ in re.findall(r"(?<!\d)\d{9}(?!\d)", cell)) == info.bsn
         assert Counter(found) == Counter(result.bsn_numbers)
     assert not eleven_test("123456789")  # the check itself can fail
+
+
+# --- privacy: person names in free text ------------------------------------------------------------
+
+def test_planted_names_come_from_the_list_and_are_all_found(cbcl, mixed):
+    screen = name_screen(CATALOG / "names.yaml")
+    listed = set(screen.first_names + screen.surnames + screen.ambiguous)
+    surnames = {s.lower() for s in screen.surnames + screen.ambiguous_surnames}
+    for result in (cbcl, mixed):
+        assert result.names_injected > 0
+        assert sum(i.names for i in result.files.values()) == result.names_injected
+        cells = []
+        for info in result.files.values():
+            frame = read(info)
+            text_cols = [c for c in ("Toelichting", "Contextfactoren", "Opmerking") if c in frame]
+            file_cells = [cell for col in text_cols for cell in frame[col] if cell]
+            # every planted name is one mask, and nothing else in the synthetic text is taken for a name
+            assert sum(mask_names(cell, screen)[1] for cell in file_cells) == info.names, info.path.name
+            cells += file_cells
+        text = "\n".join(cells)
+        for name in result.planted_names:
+            first, *surname = name.split()  # "De Vries", "Daan" or "Daan van den Berg"
+            assert name in listed or (first in screen.first_names and " ".join(surname).lower() in surnames), name
+            assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text), name
+    assert any(i.kind == "satisfaction" and i.names for i in mixed.files.values())  # answers, not only remarks
+    assert any(i.kind == "trajectories" and i.names for i in mixed.files.values())
+
+
+def test_names_in_a_windows_1252_file_are_ones_it_can_hold(tmp_path):
+    result = generate(tmp_path, questionnaires=20_000, organisations=3, seed=2, instruments=["satisfaction"],
+                      catalog_dir=CATALOG)
+    assert any(c in n for n in result.planted_names for c in "ğışŞ")  # the list has such names
+    cp1252 = [i for i in result.files.values() if i.encoding == "cp1252"]
+    assert cp1252 and all(i.names for i in cp1252)
+    text = "".join(i.path.read_bytes().decode("cp1252") for i in cp1252)
+    assert sum(1 for n in set(result.planted_names) if n in text) >= 10
+
+
+def test_names_are_planted_with_and_without_cues(mixed):
+    screen = name_screen(CATALOG / "names.yaml")
+    cells = [cell for info in mixed.files.values() for col in ("Toelichting", "Contextfactoren", "Opmerking")
+             for cell in read(info).get(col, pd.Series(dtype=str)) if cell and mask_names(cell, screen)[1]]
+    cued = [c for c in cells if re.search(r"(?i)\b(mevrouw|dhr\.|de heer|juf|zoon|broer|bedankt)\s", c)]
+    assert cued and len(cued) < len(cells)
 
 
 # --- invalid rows ---------------------------------------------------------------------------------------
