@@ -36,7 +36,7 @@ from .delivery import TRAJECTORIES, DeliveryError, DeliverySpec, OpenDelivery, R
 from .expectations import SuiteValidator, load_suite
 from .i18n import t
 from .instruments import Instrument
-from .pseudonyms import Pseudonymiser, age_at, load_or_create_key, screen_series, screen_text
+from .pseudonyms import Pseudonymiser, age_at, load_or_create_key, name_screen, screen_series, screen_text
 from .settings import Settings, get_settings
 
 IDENTIFIER_KINDS = {"client_id": "client", "professional_id": "professional", "trajectory_id": "trajectory",
@@ -375,9 +375,12 @@ class Ingestor:
     def _pseudonyms(self, frame: pd.DataFrame, column: str) -> pd.Series:
         return self.pseudonymiser.series(IDENTIFIER_KINDS[column], frame["organisation"], frame[column])
 
-    @staticmethod
-    def _screened(frame: pd.DataFrame, column: str, masked: Counter) -> list:
-        screened, n = screen_series(frame[column])
+    def _names(self):
+        """The name list of this catalogue (`<catalog_dir>/names.yaml`), compiled once."""
+        return name_screen(self.settings.catalog_dir / "names.yaml")
+
+    def _screened(self, frame: pd.DataFrame, column: str, masked: Counter) -> list:
+        screened, n = screen_series(frame[column], self._names())
         masked["n"] += n
         return _plain(screened)
 
@@ -494,7 +497,7 @@ class Ingestor:
             elif name in PERSONAL_DATES:
                 safe[name] = "[verwijderd]"
             elif columns.get(name) is not None and columns[name].type == "text":
-                safe[name] = screen_text(str(value))[0]
+                safe[name] = screen_text(str(value), self._names())[0]
             else:
                 safe[name] = str(value)
         return safe
