@@ -40,6 +40,7 @@ h4 { font-size: 1.1em; margin: 0.8em 0 0.3em; }
 .vbp-tag { display: inline-block; margin: 0 4px 2px 0; padding: 0 6px; border: 1px solid #c7d4e2; border-radius: 4px;
            font-size: 0.85em; color: #333; }
 .vbp-meta { color: #555; }
+.vbp-error { color: #a94442; background: #f2dede; padding: 6px 10px; border-radius: 4px; }
 .vbp-body { border-left: 3px solid #c7d4e2; padding-left: 12px; }
 .vbp-answer { background: #f3f9f1; border-left: 3px solid #5a9e4b; padding: 4px 12px; }
 .vbp-comment { border-top: 1px solid #eee; padding: 4px 0; }
@@ -85,9 +86,13 @@ def _outcome(visitor: Visitor, q: vb.QuestionSummary | vb.Question) -> str:
 
 
 def _table(visitor: Visitor, items: list[vb.QuestionSummary], outcomes: bool = False) -> pn.pane.HTML:
+    return _html(_table_html(visitor, items, outcomes))
+
+
+def _table_html(visitor: Visitor, items: list[vb.QuestionSummary], outcomes: bool = False) -> str:
     """Questions as a table; with `outcomes`, each answer (or decline reason, merge) under its question."""
     if not items:
-        return _html(f"<p>{escape(visitor.t('vbp_none'))}</p>")
+        return f"<p>{escape(visitor.t('vbp_none'))}</p>"
     head = "".join(f"<th>{escape(visitor.t(k))}</th>" for k in
                    ("vbp_col_id", "vbp_col_title", "vbp_col_category", "vbp_col_status", "vbp_col_votes",
                     "vbp_col_comments", "vbp_col_tags"))
@@ -100,7 +105,7 @@ def _table(visitor: Visitor, items: list[vb.QuestionSummary], outcomes: bool = F
         extra = _outcome(visitor, q) if outcomes else ""
         if extra:
             rows.append(f'<tr><td></td><td colspan="6">{extra}</td></tr>')
-    return _html(f'<table class="vbp-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+    return f'<table class="vbp-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
 def _links(visitor: Visitor) -> pn.pane.HTML:
@@ -135,8 +140,7 @@ def _browse(visitor: Visitor) -> pn.Column:
                          for code, label in pairs}}, **wide)
     sort = pn.widgets.Select(name=visitor.t("vbp_sort"), options={visitor.t("vbp_sort_votes"): "votes",
                                                                   visitor.t("vbp_sort_newest"): "newest"}, **wide)
-    count = _html("")
-    results = pn.Column(sizing_mode="stretch_width")
+    listing = _html("")  # the count and the table in one pane: they change together, in place
 
     def refresh(*_):
         kind, _, code = tag.value.partition(":")
@@ -145,15 +149,15 @@ def _browse(visitor: Visitor) -> pn.Column:
                                       category=category.value or None, tag=code or None, tag_kind=kind or None,
                                       text=text.value, sort=sort.value)
         except gov.GovernanceError as exc:
-            results.objects = [message(str(exc))]
+            listing.object = f'<p class="vbp-error">{escape(str(exc))}</p>'
             return
-        count.object = f'<p class="vbp-meta">{escape(visitor.t("vbp_count", n=len(found)))}</p>'
-        results.objects = [_table(visitor, found)]
+        listing.object = (f'<p class="vbp-meta">{escape(visitor.t("vbp_count", n=len(found)))}</p>'
+                          + _table_html(visitor, found))
 
     for widget in (text, status, category, tag, sort):
         widget.param.watch(refresh, "value")
     refresh()
-    return pn.Column(pn.Row(text, status, category, tag, sort, sizing_mode="stretch_width"), count, results,
+    return pn.Column(pn.Row(text, status, category, tag, sort, sizing_mode="stretch_width"), listing,
                      sizing_mode="stretch_width")
 
 
