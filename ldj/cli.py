@@ -72,6 +72,7 @@ def _refresh_snapshots(engine) -> None:
 
     sheet = current_factsheet(engine, get_settings())  # warm its cache: the portal's first visitor waits no longer
     click.echo(t("fsp_warmed", version=sheet.data_version), err=True)
+    _prune(engine, dry_run=False, verbose=False)
 
 
 def _expand(files: tuple[Path, ...]) -> list[Path]:
@@ -129,6 +130,33 @@ def summary() -> None:
     for row in s["per_instrument"]:
         click.echo(f"  {row['instrument']:<14} {row['informant']:<12} {row['moment']:<10} {row['n']:>8}")
     click.echo(f"Quarantaine: {s['quarantined']} rijen in {s['batches']} leveringen")
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+def prune(dry_run: bool) -> None:
+    """Remove derived files of old data versions and the extracts of projects that ended (retention)."""
+    from . import store
+
+    _prune(store.get_engine(), dry_run=dry_run, verbose=True)
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def _prune(engine, dry_run: bool, verbose: bool) -> None:
+    from . import retention
+    from .i18n import t
+
+    removals = retention.prune(engine, get_settings(), dry_run=dry_run)
+    if verbose:
+        for r in removals:
+            click.echo(t("ret_line", kind=r.kind, path=r.path, size=_megabytes(r.bytes), reason=r.reason))
+    if removals or verbose:
+        size = _megabytes(retention.total_bytes(removals))
+        click.echo(t("ret_summary_dry" if dry_run else "ret_summary", n=len(removals), size=size) if removals
+                   else t("ret_nothing"), err=not verbose)
 
 
 # --- the governed catalogue -------------------------------------------------------------------

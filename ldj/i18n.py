@@ -636,6 +636,19 @@ TEXTS: dict[str, tuple[str, str]] = {
     "ind_category_reliably_deteriorated": ("betrouwbaar verslechterd", "reliably deteriorated"),
     "ind_cube_built": ("dashboardcijfers bijgewerkt voor gegevensversie {version}",
                        "dashboard figures updated for data version {version}"),
+    # retention (retention.py)
+    "ret_project_closed": ("project {project} is gesloten", "project {project} is closed"),
+    "ret_project_ended": ("project {project} is op {ends} afgelopen", "project {project} ended on {ends}"),
+    "ret_old_version": ("gegevensversie {version} is ouder dan de nieuwste {keep}",
+                        "data version {version} is older than the newest {keep}"),
+    "ret_old_factsheet": ("factsheet van een oudere gegevensversie", "factsheet of an older data version"),
+    "ret_leftover": ("onafgemaakt tijdelijk bestand", "unfinished temporary file"),
+    "ret_extracts_removed": ("extracten verwijderd: {reason}", "extracts removed: {reason}"),
+    "ret_line": ("{kind}: {path} ({size}) — {reason}", "{kind}: {path} ({size}) — {reason}"),
+    "ret_summary": ("{n} verwijderd, {size} vrijgemaakt", "{n} removed, {size} freed"),
+    "ret_summary_dry": ("{n} zou worden verwijderd ({size}); niets verwijderd (--dry-run)",
+                        "{n} would be removed ({size}); nothing removed (--dry-run)"),
+    "ret_nothing": ("niets te verwijderen", "nothing to remove"),
 }
 
 

@@ -3,7 +3,7 @@ active grant (expired, revoked, project closed, account deactivated). Every stop
 
 Run as a hub-managed service (`python -m ldj.lifecycle`); it checks every
 `LDJ_WORKSPACE_CHECK_SECONDS`. The data service already refuses reads at once; this also takes
-away the running server.
+away the running server, and (ldj.retention) removes the extracts of projects that ended.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import time
 import urllib.request
 
-from . import governance, store
+from . import governance, retention, store
 from .extracts import log_access
 from .settings import get_settings
 
@@ -64,8 +64,12 @@ def main() -> None:
         while True:
             try:
                 check_once(hub, engine)
+                for removal in retention.prune(engine, settings):
+                    log.info("removed %s (%s)", removal.path, removal.reason)
             except OSError as exc:  # the hub restarting: try again next round
                 log.warning("hub not reachable: %s", exc)
+            except Exception:  # a failed round is logged; the next one tries again
+                log.exception("check failed")
             time.sleep(settings.workspace_check_seconds)
     except KeyboardInterrupt:  # the hub stops its managed services with SIGINT
         pass

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     spawner: str = Field("local", description="Workspace spawner: local (demo), docker or kubernetes (docker/).")
     workspace_check_seconds: int = Field(60, description="How often running workspaces are checked against the grants.")
     idle_timeout_seconds: int = Field(3600, description="A workspace idle this long is stopped by the idle culler.")
+    keep_data_versions: int = Field(2, description="Data versions whose derived files (catalogue snapshots, "
+                                    "dashboard cube, factsheet cache) are kept, the current one included; older "
+                                    "ones are removed after each import, except snapshots an active project's "
+                                    "extracts were cut from.")
     progress: str = Field("auto", description="Progress bars: auto (when on a terminal), always or never.")
 
     @classmethod

@@ -236,7 +236,7 @@ access_log = sa.Table(  # append-only: triggers refuse UPDATE and DELETE (migrat
     sa.Column("variables", JSON),
     sa.Column("rows", sa.Integer),
     sa.Column("data_version", sa.String(64)),
-    sa.Column("outcome", sa.String(16), nullable=False),  # allowed | refused
+    sa.Column("outcome", sa.String(16), nullable=False),  # allowed | refused | stopped | removed
     sa.Column("reason", sa.Text),
 )
 
@@ -251,6 +251,7 @@ extracts = sa.Table(
     sa.Column("rows", sa.Integer, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("removed_at", sa.DateTime(timezone=True)),  # the file was removed by retention (migration 0004)
     sa.Index("ix_extracts_lookup", "project_id", "entry", "data_version"),
 )
 

@@ -1,0 +1,161 @@
+"""Retention: what the data folder keeps once newer data arrive or a project ends.
+
+The store is the source. Per data version the platform derives files from it: catalogue snapshots
+(`snapshots/<version>/`), the dashboards' cube (`indicators/<version>/`) and the factsheet cache
+(`factsheet/cache/<version>-….json`). Every import makes a new version, so without pruning the folder
+grows by a full copy of the data per delivery. Kept are the newest `keep_data_versions` versions (the
+current one always) and every snapshot version an active project's extracts were cut from, so that
+project can repeat its analysis on the same data.
+
+A project's extracts (`extracts/project-<id>/`) are person-level data made for that project only: once
+the project is no longer active (closed, or past its end date) they are removed. Their rows in the
+`extracts` table stay (what was made, its checksum) with `removed_at` set, and the access log records
+the removal.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from . import store
+from .extracts import log_access
+from .i18n import t
+from .settings import Settings
+
+ACTOR = "ldj-retention"
+LEFTOVER_SECONDS = 3600  # a temporary file or folder older than this belongs to a build that died
+
+
+@dataclass(frozen=True)
+class Removal:
+    kind: str  # extracts | snapshots | indicators | factsheet | leftover
+    path: Path
+    bytes: int
+    reason: str
+    project: int | None = None
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _ended_projects(engine: sa.Engine, on: date, language: str) -> dict[int, str]:
+    """Projects that may no longer read data, with why: closed, or past their end date."""
+    p = store.projects
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(p.c.id, p.c.status, p.c.ends)).all()
+    ended = {}
+    for row in rows:
+        if row.status != "active":
+            ended[row.id] = t("ret_project_closed", language, project=row.id)
+        elif row.ends < on:
+            ended[row.id] = t("ret_project_ended", language, project=row.id, ends=f"{row.ends:%d-%m-%Y}")
+    return ended
+
+
+def _pinned_versions(engine: sa.Engine, ended: dict[int, str]) -> set[str]:
+    """Data versions that extracts of still-active projects were cut from."""
+    e = store.extracts
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(e.c.project_id, e.c.data_version).where(e.c.removed_at.is_(None))).all()
+    return {row.data_version for row in rows if row.project_id not in ended}
+
+
+def _newest_versions(folders: list[Path], keep: int, current: str) -> set[str]:
+    """The current version and the newest others, up to `keep` in all (newest by modification time)."""
+    others = sorted((f for f in folders if f.name != current), key=lambda f: f.stat().st_mtime, reverse=True)
+    return {current, *(f.name for f in others[:max(keep - 1, 0)])}
+
+
+def _version_folders(root: Path) -> list[Path]:
+    return [f for f in root.iterdir() if f.is_dir() and not f.name.startswith(".")] if root.is_dir() else []
+
+
+def _leftovers(root: Path, now: float) -> list[Path]:
+    """Temporary files and folders of builds that never finished (`.….tmp`)."""
+    if not root.is_dir():
+        return []
+    return [f for f in root.rglob("*.tmp") if now - f.stat().st_mtime > LEFTOVER_SECONDS]
+
+
+def plan(engine: sa.Engine, settings: Settings, on: date | None = None) -> list[Removal]:
+    """What `prune` would remove, and why; removes nothing."""
+    on = on or date.today()
+    data = settings.data_dir
+    current = store.data_version(engine)[0]
+    language = settings.language
+    ended = _ended_projects(engine, on, language)
+    keep = max(settings.keep_data_versions, 1)
+
+    def old(f: Path) -> str:
+        return t("ret_old_version", language, version=f.name, keep=keep)
+
+    out: list[Removal] = []
+
+    for folder in sorted(_version_folders(data / "extracts")):
+        project = int(folder.name.removeprefix("project-")) if folder.name.startswith("project-") else None
+        if project in ended:
+            out.append(Removal("extracts", folder, _size(folder), ended[project], project))
+
+    pinned = _pinned_versions(engine, ended)
+    snapshots = _version_folders(data / "snapshots")
+    kept = _newest_versions(snapshots, keep, current) | pinned
+    out += [Removal("snapshots", f, _size(f), old(f))
+            for f in sorted(snapshots) if f.name not in kept]
+
+    cubes = _version_folders(data / "indicators")
+    kept_cubes = _newest_versions(cubes, keep, current)
+    out += [Removal("indicators", f, _size(f), old(f))
+            for f in sorted(cubes) if f.name not in kept_cubes]
+
+    cache = data / "factsheet" / "cache"
+    if cache.is_dir():
+        kept_sheets = kept_cubes | _newest_versions(snapshots, keep, current)
+        for f in sorted(cache.glob("*.json")):
+            if f.name.split("-", 1)[0] not in kept_sheets:
+                out.append(Removal("factsheet", f, f.stat().st_size, t("ret_old_factsheet", language)))
+
+    now = time.time()
+    planned = {r.path for r in out}
+    for root in (data / "snapshots", data / "indicators", data / "extracts", cache):
+        out += [Removal("leftover", f, _size(f), t("ret_leftover", language)) for f in _leftovers(root, now)
+                if not any(p in f.parents for p in planned)]
+    return out
+
+
+def prune(engine: sa.Engine, settings: Settings, on: date | None = None, dry_run: bool = False) -> list[Removal]:
+    """Remove what `plan` lists; with `dry_run`, only say it. Safe to run at any time, and twice."""
+    removals = plan(engine, settings, on)
+    if dry_run:
+        return removals
+    for r in removals:
+        if r.kind == "extracts":
+            _remove_extracts(engine, r, settings.language)
+        elif r.path.is_dir():
+            shutil.rmtree(r.path, ignore_errors=True)
+        else:
+            r.path.unlink(missing_ok=True)
+    return removals
+
+
+def _remove_extracts(engine: sa.Engine, removal: Removal, language: str) -> None:
+    """A project's extract files go; the record of what was made stays, and the removal is logged."""
+    e = store.extracts
+    shutil.rmtree(removal.path, ignore_errors=True)
+    with engine.begin() as conn:
+        conn.execute(e.update().where(e.c.project_id == removal.project, e.c.removed_at.is_(None))
+                     .values(removed_at=datetime.now(timezone.utc)))
+    log_access(engine, user=ACTOR, outcome="removed", project=removal.project,
+               reason=t("ret_extracts_removed", language, reason=removal.reason))
+
+
+def total_bytes(removals: list[Removal]) -> int:
+    return sum(r.bytes for r in removals)
