@@ -25,6 +25,10 @@ concurrent sessions loading it.
       against a copy of the page served as static files by Python's http.server (the control). The N
       tabs render on the same cores as the portal; on a small machine they dominate, which the
       control shows (`--no-browser-sessions` skips b).
+4. An import while visitors look: `ldj ingest` of a new organisation's delivery (synthetic, the real
+   import and its refresh) while one visitor reloads the factsheet page every 0.1 s: the page's
+   answer times meanwhile (p50/p95/max) and when the new data version appears (`ldj.versions`: the
+   page shows the last ready version until the refresh is done, so no visit waits for a build).
 The last line is machine-readable.
 """
 
@@ -37,6 +41,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -77,6 +82,39 @@ def store_with(data_dir: Path, questionnaires: int) -> tuple[sa.Engine, Settings
         with engine.connect() as conn:
             present = conn.execute(sa.select(sa.func.count()).select_from(store.measurements)).scalar()
     return engine, settings, present
+
+
+def import_while_visited(url: str, data_dir: Path, root: Path, questionnaires: int = 26_000) -> None:
+    """`ldj ingest` of a new organisation (ORG25: the bulk store holds ORG00..ORG24) while one visitor
+    reloads the factsheet page; prints the page's answer times and when the new version showed."""
+    import requests
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LDJ_")}
+    env.update(LDJ_DATA_DIR=str(data_dir), LDJ_PROGRESS="never")
+    ldj = str(Path(sys.executable).parent / "ldj")
+    subprocess.run([ldj, "synth", str(root / "second"), "--questionnaires", str(questionnaires), "--organisations", "26",
+                    "--seed", "5", "--invalid-share", "0"], env=env, check=True, capture_output=True)
+    files = sorted((root / "second").glob("ORG25_*.csv"), key=lambda p: ("traject" not in p.name, p.name))
+    before = requests.get(url, timeout=60).headers["X-LDJ-Data-Version"]
+    times, switched = [], None
+    t0 = time.perf_counter()
+    job = subprocess.Popen([ldj, "ingest", "--brief", *map(str, files)], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    while switched is None and time.perf_counter() - t0 < 1800:  # bounded
+        start = time.perf_counter()
+        answer = requests.get(url, timeout=600)
+        times.append(time.perf_counter() - start)
+        if answer.headers["X-LDJ-Data-Version"] != before:
+            switched = time.perf_counter() - t0
+        time.sleep(0.1)
+    stderr = job.communicate(timeout=1800)[1]
+    done = time.perf_counter() - t0
+    if job.returncode != 0:
+        raise SystemExit(f"ldj ingest failed: {stderr}")
+    print(f"an import while a visitor reloads the factsheet ({len(files)} files of a new organisation; import and "
+          f"refresh {done:.1f} s): {len(times)} page views, p50 {percentile(times, 0.5) * 1000:.0f} ms, "
+          f"p95 {percentile(times, 0.95) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms; the new data version "
+          f"showed after {switched if switched is not None else math.nan:.1f} s", flush=True)
 
 
 def query_times(engine: sa.Engine, settings: Settings, label: str, repeats: int) -> dict:
@@ -310,8 +348,13 @@ def main() -> None:
     else:
         print("factsheet query at 10,000,000 questionnaires: not run (--size-10m)", flush=True)
 
+    from ldj import versions
     from portalserver import make_stack
 
+    t0 = time.perf_counter()
+    versions.refresh(engine, settings)  # the state `ldj ingest` leaves: snapshots, cube and factsheet ready
+    print(f"refresh of the 112k store (snapshots, dashboard cube, factsheet): {time.perf_counter() - t0:.1f} s",
+          flush=True)
     stack = make_stack(root)
     t0 = time.perf_counter()
     stack.start()
@@ -332,6 +375,7 @@ def main() -> None:
               f"p95 {percentile(panel_wire, 0.95):.2f} s; {len(panel_wire) / panel_wall:.1f} page views/s", flush=True)
         if args.browser_sessions:
             browser_sessions(url, args.sessions, loops, args.fresh_profiles, root)
+        import_while_visited(url, settings.data_dir, root)
     finally:
         stack.stop()
     p95_concurrent = percentile(wire, 0.95) if not wire_failures else math.inf

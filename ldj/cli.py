@@ -27,7 +27,8 @@ def main() -> None:
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when on a terminal).")
 @click.option("--brief", is_flag=True, help="One line per file instead of the full report.")
 @click.option("--snapshots/--no-snapshots", default=True, show_default=True,
-              help="Afterwards, materialise the catalogue entries and the dashboard figures at the new data version.")
+              help="Afterwards, build the new data version's catalogue snapshots, dashboard figures and factsheet "
+                   "(ldj refresh); until then the portal shows the previous version.")
 def ingest(files: tuple[Path, ...], delivered_by: str | None, imported_by: str | None, as_json: bool,
            progress: bool | None, brief: bool, snapshots: bool) -> None:
     """Import delivery files (CSV, XLSX, SPSS .sav) into the LDJ store.
@@ -50,29 +51,22 @@ def ingest(files: tuple[Path, ...], delivered_by: str | None, imported_by: str |
             for line in report.lines():
                 click.echo(line, err=report.unusable)
 
-    reports = ingestor.ingest_many(_expand(files), delivered_by=delivered_by, on_report=show)
-    if snapshots and any(r.status == "loaded" for r in reports):
-        _refresh_snapshots(ingestor.engine)
+    from .versions import updating
+
+    with updating(ingestor.settings):  # no refresh elsewhere starts on a half-loaded delivery
+        reports = ingestor.ingest_many(_expand(files), delivered_by=delivered_by, on_report=show)
+        if snapshots and any(r.status == "loaded" for r in reports):
+            _refresh_snapshots(ingestor.engine)
     sys.exit(2 if any(r.unusable for r in reports) else 0)
 
 
 def _refresh_snapshots(engine) -> None:
     """Materialise every catalogue entry, the dashboards' cube and the factsheet at the new data
-    version, so extracts are cut and dashboards and the factsheet answer at once."""
-    from .catalogue import refresh_snapshots
-
-    folder = refresh_snapshots(engine, get_settings())
-    click.echo(f"catalogus bijgewerkt voor gegevensversie {folder.name}", err=True)
+    version, so extracts are cut and dashboards and the factsheet answer at once (ldj.versions)."""
     from .i18n import t
-    from .indicators import refresh_cube
+    from .versions import refresh
 
-    folder = refresh_cube(engine, get_settings())
-    click.echo(t("ind_cube_built", version=folder.name), err=True)
-    from .factsheet import factsheet as current_factsheet
-
-    sheet = current_factsheet(engine, get_settings())  # warm its cache: the portal's first visitor waits no longer
-    click.echo(t("fsp_warmed", version=sheet.data_version), err=True)
-    _prune(engine, dry_run=False, verbose=False)
+    refresh(engine, get_settings(), say=lambda key, version: click.echo(t(key, version=version), err=True))
 
 
 def _expand(files: tuple[Path, ...]) -> list[Path]:
@@ -132,31 +126,37 @@ def summary() -> None:
     click.echo(f"Quarantaine: {s['quarantined']} rijen in {s['batches']} leveringen")
 
 
+@main.command("refresh")
+def refresh_command() -> None:
+    """Build the current data version's derived files (snapshots, dashboard cube, factsheet) and show it."""
+    from . import store
+
+    _refresh_snapshots(store.get_engine())
+
+
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 def prune(dry_run: bool) -> None:
     """Remove derived files of old data versions and the extracts of projects that ended (retention)."""
     from . import store
 
-    _prune(store.get_engine(), dry_run=dry_run, verbose=True)
+    _prune(store.get_engine(), dry_run=dry_run)
 
 
 def _megabytes(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def _prune(engine, dry_run: bool, verbose: bool) -> None:
+def _prune(engine, dry_run: bool) -> None:
     from . import retention
     from .i18n import t
 
     removals = retention.prune(engine, get_settings(), dry_run=dry_run)
-    if verbose:
-        for r in removals:
-            click.echo(t("ret_line", kind=r.kind, path=r.path, size=_megabytes(r.bytes), reason=r.reason))
-    if removals or verbose:
-        size = _megabytes(retention.total_bytes(removals))
-        click.echo(t("ret_summary_dry" if dry_run else "ret_summary", n=len(removals), size=size) if removals
-                   else t("ret_nothing"), err=not verbose)
+    for r in removals:
+        click.echo(t("ret_line", kind=r.kind, path=r.path, size=_megabytes(r.bytes), reason=r.reason))
+    size = _megabytes(retention.total_bytes(removals))
+    click.echo(t("ret_summary_dry" if dry_run else "ret_summary", n=len(removals), size=size) if removals
+               else t("ret_nothing"))
 
 
 # --- the governed catalogue -------------------------------------------------------------------

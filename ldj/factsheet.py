@@ -2,7 +2,8 @@
 
 `factsheet(engine, settings)` computes it from the research-usable views (objecting clients left
 out) and caches it per data version: in memory, and as JSON under `<data_dir>/factsheet/cache/`,
-so it is computed once per import, not per visitor, and a new import changes the key.
+so it is computed once per import, not per visitor. Visitors see the version `ldj.versions` calls
+shown: the last one whose refresh after an import finished, so nobody waits for the computation.
 
 What is shown. Tables count questionnaires (pairs, trajectories); whether a cell is shown is decided
 by the number of distinct clients behind it (`ldj.disclosure.suppress`: threshold, rounding,
@@ -151,43 +152,57 @@ _cache: dict[tuple, Factsheet] = {}
 _lock = threading.Lock()
 
 
-def _cache_key(engine: sa.Engine, settings: Settings) -> tuple[tuple, str]:
-    version, _ids = store.data_version(engine)
-    with engine.connect() as conn:
-        latest = conn.execute(sa.select(sa.func.max(store.import_batches.c.finished_at))
-                              .where(store.import_batches.c.status == "loaded")).scalar()
-    url = engine.url.render_as_string(hide_password=True)
-    key = (url, version, str(latest), settings.disclosure_threshold, settings.disclosure_rounding, FORMAT, _CODE)
-    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
-    return key, f"{version}-{digest}.json"
+def _cache_key(settings: Settings, version: str) -> tuple[tuple, str]:
+    from .versions import store_identity
+
+    key = (store_identity(settings), version, settings.disclosure_threshold, settings.disclosure_rounding, FORMAT, _CODE)
+    file_name = f"{version}-{hashlib.sha256(repr(key).encode()).hexdigest()[:12]}.json"
+    return (str(settings.data_dir.resolve()), file_name), file_name  # in memory: per data folder
 
 
-def factsheet(engine: sa.Engine | None = None, settings: Settings | None = None, *, cache: bool = True) -> Factsheet:
-    """The factsheet at the store's current data version (computed once per version, then cached)."""
+def _remember(key: tuple, result: Factsheet) -> None:
+    _cache[key] = result
+    while len(_cache) > 8:  # a few versions of a few stores
+        del _cache[next(iter(_cache))]
+
+
+def _cached(engine: sa.Engine, settings: Settings, version: str) -> Factsheet | None:
+    """The factsheet of `version` from memory or its cache file, or None."""
+    key, file_name = _cache_key(settings, version)
+    if key in _cache:
+        return _cache[key]
+    path = settings.data_dir / "factsheet" / "cache" / file_name
+    try:
+        result = Factsheet.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError):
+        return None
+    _remember(key, result)
+    return result
+
+
+def factsheet(engine: sa.Engine | None = None, settings: Settings | None = None, *, cache: bool = True,
+              version: str | None = None) -> Factsheet:
+    """The published factsheet: of `version` (default `versions.shown_version`: the last version whose
+    refresh finished) when it is cached, else computed once at the store's current version and cached."""
+    from .versions import shown_version
+
     settings = settings or get_settings()
     engine = engine or store.get_engine(settings)
-    key, file_name = _cache_key(engine, settings)
-    if cache and key in _cache:
-        return _cache[key]
+    if not cache:
+        return compute(engine, settings)
+    current = store.data_version(engine)[0]
+    for wanted in dict.fromkeys((version or shown_version(engine, settings, current), current)):
+        found = _cached(engine, settings, wanted)
+        if found is not None:
+            return found
     with _lock:
-        if cache and key in _cache:
-            return _cache[key]
-        path = settings.data_dir / "factsheet" / "cache" / file_name
-        result = None
-        if cache and path.exists():
-            try:
-                result = Factsheet.from_json(json.loads(path.read_text(encoding="utf-8")))
-            except (ValueError, KeyError):
-                result = None
-        if result is None:
-            result = compute(engine, settings)
-            if cache:
-                _write_cache(path, result)
-        if cache:
-            for stale in [k for k in _cache if k[0] == key[0]]:
-                del _cache[stale]
-            _cache[key] = result
-        return result
+        found = _cached(engine, settings, current)
+        if found is None:
+            found = compute(engine, settings)
+            key, file_name = _cache_key(settings, current)
+            _write_cache(settings.data_dir / "factsheet" / "cache" / file_name, found)
+            _remember(key, found)
+        return found
 
 
 def _write_cache(path: Path, result: Factsheet) -> None:

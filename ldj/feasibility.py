@@ -32,6 +32,7 @@ from . import disclosure, store
 from .catalogue import age_group_of, load_age_groups, load_entries, snapshot
 from .instruments import load_instruments
 from .settings import Settings, get_settings
+from .versions import shown_version
 
 DIMENSIONS = ("intervention", "age_group", "start_year", "gender", "informant")
 SOURCE_COLUMNS = ("client", "intervention", "age_at_start", "gender", "informant", "start_date", "date")
@@ -77,7 +78,10 @@ def _snapshot_path(engine: sa.Engine, settings: Settings, entry_id: str) -> tupl
     entries = load_entries(settings.catalog_dir)
     if entry_id not in entries:
         raise LookupError(entry_id)
-    version = store.data_version(engine)[0]
+    current = store.data_version(engine)[0]
+    version = shown_version(engine, settings, current)  # the last refreshed version, as the dashboards show
+    if not (settings.data_dir / "snapshots" / version / f"{entry_id}.parquet").exists():
+        version = current
     path = snapshot(engine, entries[entry_id], load_instruments(settings.catalog_dir),
                     settings.data_dir / "snapshots" / version)
     return str(path), version

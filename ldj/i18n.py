@@ -596,6 +596,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "fsp_per_quarter": ("per kwartaal", "per quarter"),
     "fsp_per_year": ("per jaar", "per year"),
     "fsp_up_to": ("Tot en met", "Up to"),
+    "portal_pending": ("Er is net een nieuwe levering ingelezen. Deze cijfers zijn van de vorige stand; ze worden "
+                    "bijgewerkt zodra de verwerking klaar is.",
+                    "A new delivery was just imported. These figures are from the previous state; they are "
+                    "updated as soon as processing is done."),
     "fsp_warmed": ("factsheet bijgewerkt voor gegevensversie {version}", "factsheet updated for data version {version}"),
     "nav_catalogue": ("Catalogus", "Catalogue"),
     "nav_vraagbank": ("Vraagbank", "Question bank"),
@@ -636,6 +640,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "ind_category_reliably_deteriorated": ("betrouwbaar verslechterd", "reliably deteriorated"),
     "ind_cube_built": ("dashboardcijfers bijgewerkt voor gegevensversie {version}",
                        "dashboard figures updated for data version {version}"),
+    "cat_refreshed": ("catalogus bijgewerkt voor gegevensversie {version}",
+                      "catalogue updated for data version {version}"),
     # retention (retention.py)
     "ret_project_closed": ("project {project} is gesloten", "project {project} is closed"),
     "ret_project_ended": ("project {project} is op {ends} afgelopen", "project {project} ended on {ends}"),

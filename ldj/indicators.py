@@ -428,15 +428,23 @@ _cube_lock = threading.Lock()
 
 
 def get_cube(engine: sa.Engine, settings: Settings | None = None) -> Cube:
-    """The cube at the store's current data version, built on first use of a new version."""
+    """The cube the dashboards show: of the last version whose refresh finished (`ldj.versions`) while
+    its files are there, else of the store's current version, built on first use."""
+    from .versions import shown_version
+
     settings = settings or get_settings()
-    version = store.data_version(engine)[0]
+    current = store.data_version(engine)[0]
+    version = shown_version(engine, settings, current)
+    if not (settings.data_dir / "indicators" / version / "meta.json").exists():
+        version = current
     cache_key = (str(settings.data_dir.resolve()), version)
     cube = _cubes.get(cache_key)
     if cube is not None:
         return cube
     with _cube_lock:
-        folder = refresh_cube(engine, settings)
+        folder = settings.data_dir / "indicators" / version
+        if version == current:
+            folder = refresh_cube(engine, settings)
         with engine.connect() as conn:
             names = dict(conn.execute(sa.select(store.organisations.c.code, store.organisations.c.name)).all())
         cube = Cube(folder, folder.name, json.loads((folder / "meta.json").read_text()), names)

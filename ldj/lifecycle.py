@@ -3,7 +3,9 @@ active grant (expired, revoked, project closed, account deactivated). Every stop
 
 Run as a hub-managed service (`python -m ldj.lifecycle`); it checks every
 `LDJ_WORKSPACE_CHECK_SECONDS`. The data service already refuses reads at once; this also takes
-away the running server, and (ldj.retention) removes the extracts of projects that ended.
+away the running server, and (ldj.retention) removes the extracts of projects that ended. When the
+store's current data version was left without its derived files (an import with `--no-snapshots`,
+or one stopped half-way), it refreshes them in the background (`ldj.versions`).
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 import urllib.request
 
-from . import governance, retention, store
+from . import governance, retention, store, versions
 from .extracts import log_access
 from .settings import get_settings
 
@@ -55,21 +58,42 @@ def check_once(hub: Hub, engine) -> list[str]:
     return stopped
 
 
+def refresh_if_needed(engine, settings) -> threading.Thread | None:
+    """Start a background refresh when the current version is not ready and none is running."""
+    if not versions.needs_refresh(engine, settings):
+        return None
+
+    def run() -> None:
+        try:
+            version = versions.refresh(engine, settings)
+            log.info("data version %s refreshed", version)
+        except Exception:  # logged; the next round tries again
+            log.exception("refresh failed")
+
+    thread = threading.Thread(target=run, name="ldj-refresh", daemon=True)
+    thread.start()
+    return thread
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(asctime)s ldj.lifecycle] %(message)s")
     settings = get_settings()
     hub = Hub(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
     engine = store.get_engine(settings)
+    refreshing: threading.Thread | None = None
     try:
         while True:
             try:
                 check_once(hub, engine)
-                for removal in retention.prune(engine, settings):
-                    log.info("removed %s (%s)", removal.path, removal.reason)
             except OSError as exc:  # the hub restarting: try again next round
                 log.warning("hub not reachable: %s", exc)
-            except Exception:  # a failed round is logged; the next one tries again
-                log.exception("check failed")
+            try:  # housekeeping on the data folder, whatever the hub does
+                if refreshing is None or not refreshing.is_alive():
+                    refreshing = refresh_if_needed(engine, settings)
+                for removal in retention.prune(engine, settings):
+                    log.info("removed %s (%s)", removal.path, removal.reason)
+            except Exception:  # logged; the next round tries again
+                log.exception("housekeeping failed")
             time.sleep(settings.workspace_check_seconds)
     except KeyboardInterrupt:  # the hub stops its managed services with SIGINT
         pass

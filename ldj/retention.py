@@ -4,8 +4,8 @@ The store is the source. Per data version the platform derives files from it: ca
 (`snapshots/<version>/`), the dashboards' cube (`indicators/<version>/`) and the factsheet cache
 (`factsheet/cache/<version>-….json`). Every import makes a new version, so without pruning the folder
 grows by a full copy of the data per delivery. Kept are the newest `keep_data_versions` versions (the
-current one always) and every snapshot version an active project's extracts were cut from, so that
-project can repeat its analysis on the same data.
+current one and the one the portal shows, `ldj.versions`, always) and every snapshot version an
+active project's extracts were cut from, so that project can repeat its analysis on the same data.
 
 A project's extracts (`extracts/project-<id>/`) are person-level data made for that project only: once
 the project is no longer active (closed, or past its end date) they are removed. Their rows in the
@@ -90,7 +90,10 @@ def plan(engine: sa.Engine, settings: Settings, on: date | None = None) -> list[
     """What `prune` would remove, and why; removes nothing."""
     on = on or date.today()
     data = settings.data_dir
+    from .versions import ready_version
+
     current = store.data_version(engine)[0]
+    shown = {current, ready_version(settings) or current}  # what the portal may be reading
     language = settings.language
     ended = _ended_projects(engine, on, language)
     keep = max(settings.keep_data_versions, 1)
@@ -107,18 +110,18 @@ def plan(engine: sa.Engine, settings: Settings, on: date | None = None) -> list[
 
     pinned = _pinned_versions(engine, ended)
     snapshots = _version_folders(data / "snapshots")
-    kept = _newest_versions(snapshots, keep, current) | pinned
+    kept = _newest_versions(snapshots, keep, current) | pinned | shown
     out += [Removal("snapshots", f, _size(f), old(f))
             for f in sorted(snapshots) if f.name not in kept]
 
     cubes = _version_folders(data / "indicators")
-    kept_cubes = _newest_versions(cubes, keep, current)
+    kept_cubes = _newest_versions(cubes, keep, current) | shown
     out += [Removal("indicators", f, _size(f), old(f))
             for f in sorted(cubes) if f.name not in kept_cubes]
 
     cache = data / "factsheet" / "cache"
     if cache.is_dir():
-        kept_sheets = kept_cubes | _newest_versions(snapshots, keep, current)
+        kept_sheets = kept_cubes | _newest_versions(snapshots, keep, current) | shown
         for f in sorted(cache.glob("*.json")):
             if f.name.split("-", 1)[0] not in kept_sheets:
                 out.append(Removal("factsheet", f, f.stat().st_size, t("ret_old_factsheet", language)))

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from portalserver import make_stack
+from projects import add_committee, approve
 from ldj import governance as gov
 from ldj import store
 from ldj.catalogue import build_frame, load_entries, write_user_catalogue
@@ -25,23 +26,7 @@ pytestmark = pytest.mark.slow
 CATALOG = REPO_ROOT / "catalog"
 PASSWORD = "gegevensdienst achter de echte hub"
 SERVICE = "/services/ldj-data/api"
-CRITERIA = {"aim_question": "Werkt MST beter voor jongeren met LVB dan zonder?",
-            "fit_with_aims": "Past bij wat werkt voor wie.", "answerable_with_ldj": "CBCL-paren per interventie.",
-            "analyses": "Multilevel regressie op de verandering in T-score.",
-            "practical_relevance": "Teams kiezen beter tussen MST en IAG.", "researchers": "Promovendus met begeleider."}
 
-
-def approve(engine, applicant: str, entries: dict[str, list[str]], members: list[str], catalogue, until: date) -> int:
-    request = gov.create_request(engine, applicant, title=f"Project van {applicant}", applicant_organisation="ORG01",
-                                 sejn_member=True, criteria=CRITERIA, entries=entries, members=members,
-                                 access_from=date.today() - timedelta(days=1), access_until=until,
-                                 catalogue=catalogue)
-    gov.submit(engine, request, applicant)
-    gov.start_review(engine, request, "steward")
-    for reviewer in ("apo1", "apo2"):
-        gov.review(engine, request, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
-    decision = gov.decide(engine, request, "steward")
-    return decision.project_id
 
 
 @pytest.fixture(scope="module")
@@ -54,18 +39,14 @@ def world():
     engine = store.get_engine(settings)
     entries, instruments = load_entries(CATALOG), load_instruments(CATALOG)
     catalogue = {e.id: set(e.variable_names) for e in entries.values()}
-    gov.add_user(engine, "steward", display_name="Steward", organisation="SEJN", roles=["steward"], password=PASSWORD)
-    for name, org in (("apo1", "UvA"), ("apo2", "RU")):
-        gov.add_user(engine, name, display_name=name, organisation=org, roles=["apo"], password=PASSWORD)
+    add_committee(engine, PASSWORD)
     for name in ("anna", "bram", "carla", "dirk", "eve"):  # eve: an account without any project
         gov.add_user(engine, name, display_name=name, organisation="ORG01", roles=["researcher"], password=PASSWORD)
     cbcl = entries["cbcl_6_18_scores"].variable_names
     p1 = approve(engine, "anna", {"trajectories": ["trajectory", "client", "intervention", "age_at_start"],
-                                  "cbcl_6_18_scores": cbcl}, ["bram"], catalogue, date.today() + timedelta(days=30))
-    p2 = approve(engine, "carla", {"trajectories": ["trajectory", "client", "intervention"]}, [], catalogue,
-                 date.today() + timedelta(days=30))
-    p3 = approve(engine, "dirk", {"trajectories": ["trajectory", "client"]}, [], catalogue,
-                 date.today() + timedelta(days=30))
+                                  "cbcl_6_18_scores": cbcl}, catalogue, members=["bram"])
+    p2 = approve(engine, "carla", {"trajectories": ["trajectory", "client", "intervention"]}, catalogue)
+    p3 = approve(engine, "dirk", {"trajectories": ["trajectory", "client"]}, catalogue)
     hub = make_stack(root).start()
     try:
         tokens = {name: hub.user_token(name, PASSWORD) for name in ("anna", "bram", "carla", "dirk", "eve", "apo1",
@@ -215,8 +196,7 @@ def test_every_entry_can_be_granted_and_read(world):
     if "fien" not in world["tokens"]:
         gov.add_user(engine, "fien", display_name="fien", organisation="ORG02", roles=["researcher"], password=PASSWORD)
         world["tokens"]["fien"] = world["hub"].user_token("fien", PASSWORD)
-        world["p_all"] = approve(engine, "fien", {e: sorted(v) for e, v in catalogue.items()}, [], catalogue,
-                                 date.today() + timedelta(days=30))
+        world["p_all"] = approve(engine, "fien", {e: sorted(v) for e, v in catalogue.items()}, catalogue)
     for entry in entries.values():
         status, headers, body = get(world, f"/projects/{world['p_all']}/entries/{entry.id}.parquet",
                                     world["tokens"]["fien"])

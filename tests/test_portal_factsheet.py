@@ -20,7 +20,7 @@ from playwright.sync_api import sync_playwright
 
 import browser
 from ldj import governance as gov
-from ldj import store
+from ldj import store, versions
 from ldj.disclosure import TOTAL, controlled_count
 from ldj.factsheet import TOTALS, factsheet
 from ldj.ingest import Ingestor
@@ -273,3 +273,27 @@ def test_a_second_import_through_the_cli_shows_without_a_restart(stack, page):
     assert pdf.content.startswith(b"%PDF") and after.data_version in pdf.headers["Content-Disposition"]
     # the previous version's PDF folder is cleaned up
     assert not (stack.settings.data_dir / "factsheet" / f"{before.data_version}-nl").exists()
+
+
+def test_while_an_import_is_refreshed_the_page_shows_the_last_ready_version(stack, page):
+    before = factsheet(stack.engine, stack.settings)
+    generate(stack.root / "third", questionnaires=2500, organisations=5, seed=12, invalid_share=0.0)
+    new_org = ordered((stack.root / "third").glob("ORG05_*.csv"))  # an organisation the store does not hold yet
+    with versions.updating(stack.settings):  # as an import holds it: the lifecycle service cannot refresh now
+        assert all(r.status == "loaded" for r in Ingestor(stack.settings).ingest_many(new_org))
+        assert store.data_version(stack.engine)[0] != before.data_version
+        answer = requests.get(f"{stack.portal}/factsheet", timeout=60)
+        assert answer.status_code == 200 and answer.headers["X-LDJ-Data-Version"] == before.data_version
+        browser.open_page(page, f"{stack.portal}/factsheet")
+        assert page.get_by_text("Er is net een nieuwe levering ingelezen").count() == 1
+        check_page_against(page, before)
+        browser.screenshot(page, "factsheet-bijwerken")
+
+    assert versions.refresh(stack.engine, stack.settings) == store.data_version(stack.engine)[0]
+    after = factsheet(stack.engine, stack.settings)
+    assert after.totals["questionnaires"] != before.totals["questionnaires"]
+    answer = requests.get(f"{stack.portal}/factsheet", timeout=60)
+    assert answer.headers["X-LDJ-Data-Version"] == after.data_version
+    browser.open_page(page, f"{stack.portal}/factsheet")
+    assert page.get_by_text("Er is net een nieuwe levering ingelezen").count() == 0
+    check_page_against(page, after)

@@ -25,11 +25,8 @@ from ldj.ingest import Ingestor
 from ldj.instruments import load_instruments
 from ldj.settings import REPO_ROOT, Settings
 from ldj.synth import generate
+from projects import add_committee, approve
 
-CRITERIA = {"aim_question": "Werkt MST beter voor jongeren met LVB dan zonder?",
-            "fit_with_aims": "Past bij wat werkt voor wie.", "answerable_with_ldj": "CBCL-paren per interventie.",
-            "analyses": "Multilevel regressie op de verandering in T-score.",
-            "practical_relevance": "Teams kiezen beter tussen MST en IAG.", "researchers": "Promovendus met begeleider."}
 REPORT = "De resultaten laten zien dat MST voor jongeren met een LVB even goed werkt; teams bespreken dit."
 
 
@@ -58,20 +55,11 @@ def build_world(settings: Settings, root) -> dict:
     ingestor.ingest_many([trajectories, first])
     versions = [derive(engine, settings)]
 
-    for name, org, roles in (("steward", "SEJN", ["steward"]), ("apo1", "UvA", ["apo"]), ("apo2", "RU", ["apo"]),
-                             ("anna", "ORG01", ["researcher"])):
-        gov.add_user(engine, name, display_name=name, organisation=org, roles=roles)
+    add_committee(engine)
+    gov.add_user(engine, "anna", display_name="anna", organisation="ORG01", roles=["researcher"])
     entries, instruments = load_entries(settings.catalog_dir), load_instruments(settings.catalog_dir)
-    catalogue = {e.id: set(e.variable_names) for e in entries.values()}
-    request = gov.create_request(engine, "anna", title="MST en LVB", applicant_organisation="ORG01", sejn_member=True,
-                                 criteria=CRITERIA, entries={"trajectories": ["trajectory", "client", "intervention"]},
-                                 members=[], access_from=date.today() - timedelta(days=1),
-                                 access_until=date.today() + timedelta(days=30), catalogue=catalogue)
-    gov.submit(engine, request, "anna")
-    gov.start_review(engine, request, "steward")
-    for reviewer in ("apo1", "apo2"):
-        gov.review(engine, request, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
-    project = gov.decide(engine, request, "steward").project_id
+    project = approve(engine, "anna", {"trajectories": ["trajectory", "client", "intervention"]},
+                      {e.id: set(e.variable_names) for e in entries.values()})
     extract, _ = build_extract(engine, settings, project, entries["trajectories"], ["trajectory", "client"],
                                instruments)
 

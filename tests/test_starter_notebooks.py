@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import tempfile
-from datetime import date, timedelta
 from pathlib import Path
 
 import nbformat
@@ -25,6 +24,7 @@ import sqlalchemy as sa
 from nbclient import NotebookClient
 
 from portalserver import make_stack
+from projects import add_committee, approve
 from ldj import governance as gov
 from ldj import store
 from ldj.catalogue import build_frame, load_entries, write_user_catalogue
@@ -37,25 +37,12 @@ from ldj.synth import generate
 pytestmark = pytest.mark.slow
 CATALOG = REPO_ROOT / "catalog"
 NOTEBOOKS = sorted((REPO_ROOT / "starter_notebooks").glob("*.ipynb"))
-CRITERIA = {key: "Startnotebooks testen." for key in gov.CRITERIA}
 # What JupyterHub's Spawner.env_keep passes from the hub's environment into a workspace.
 ENV_KEEP = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL")
 NO_PAIRS = "Je hebt geen toekenning voor een item met"
 PASSWORD = "notebooks in een echte werkomgeving"
 SCORES_VARIABLES = ["trajectory", "informant", "moment", "date", "total_problems_raw", "total_problems_t",
                     "total_problems_band"]
-
-
-def approve(engine, applicant: str, entries: dict[str, list[str]], catalogue) -> int:
-    request = gov.create_request(engine, applicant, title=f"Project van {applicant}", applicant_organisation="ORG01",
-                                 sejn_member=True, criteria=CRITERIA, entries=entries, members=[],
-                                 access_from=date.today(), access_until=date.today() + timedelta(days=30),
-                                 catalogue=catalogue)
-    gov.submit(engine, request, applicant)
-    gov.start_review(engine, request, "steward")
-    for reviewer in ("apo1", "apo2"):
-        gov.review(engine, request, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
-    return gov.decide(engine, request, "steward").project_id
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +56,7 @@ def world():
     engine = store.get_engine(settings)
     entries, instruments = load_entries(CATALOG), load_instruments(CATALOG)
     catalogue = {e.id: set(e.variable_names) for e in entries.values()}
-    gov.add_user(engine, "steward", display_name="Steward", organisation="SEJN", roles=["steward"])
-    for name in ("apo1", "apo2"):
-        gov.add_user(engine, name, display_name=name, organisation=name, roles=["apo"])
+    add_committee(engine)
     for name in ("anna", "bram", "carla"):
         gov.add_user(engine, name, display_name=name, organisation="ORG01", roles=["researcher"], password=PASSWORD)
     trajectories = entries["trajectories"].variable_names

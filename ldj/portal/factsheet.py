@@ -1,8 +1,9 @@
 """The live factsheet (public): what the LDJ holds, in the published numbers of ldj.factsheet.
 
 `/factsheet` is plain HTML in the portal's frame, the one page everybody may open at once: every view
-asks `factsheet()` for the store's current data version (cached per version by the domain), so a new
-import shows without a restart, and the page's content is made once per version and language. A hidden
+asks `factsheet()` for the shown data version (`ldj.versions`: the last one whose refresh after an
+import finished; cached per version by the domain), so a new import shows without a restart and
+nobody waits for its computation, and the page's content is made once per version and language. A hidden
 cell reads "te weinig gegevens", never a number. `/factsheet.json` is `Factsheet.to_json()`;
 `/factsheet.pdf` is written by the domain's `ldj.factsheet.build` once per data version and language
 into `<data_dir>/factsheet/<version>-<lang>/` and served from there (older versions' folders are removed).
@@ -11,10 +12,10 @@ into `<data_dir>/factsheet/<version>-<lang>/` and served from there (older versi
 from __future__ import annotations
 
 import json
-
 import shutil
 import tempfile
 import threading
+from html import escape
 from pathlib import Path
 
 import bokeh
@@ -27,6 +28,7 @@ from tornado import web
 from tornado.ioloop import IOLoop
 
 from .. import factsheet as fs
+from .. import store
 from ..settings import Settings
 from .layout import PortalHandler
 from .visitor import LANGUAGES, Visitor
@@ -43,10 +45,12 @@ class FactsheetPage(PortalHandler):
 
     def get(self):
         visitor = self.visitor()
-        sheet = fs.factsheet(visitor.engine, visitor.settings)  # per view: a new import shows at once
+        sheet = fs.factsheet(visitor.engine, visitor.settings)  # per view: a new import shows once refreshed
         self.set_header("Cache-Control", "no-cache")  # revalidate: the ETag changes with the data version
         self.set_header("X-LDJ-Data-Version", sheet.data_version)
-        self.write_page(visitor, PAGE, visitor.t("fs_title"), _content(sheet, visitor), head=_head())
+        pending = sheet.data_version != store.data_version(visitor.engine)[0]  # ldj.versions: a refresh under way
+        notice = f'<p class="fsp-pending">{escape(visitor.t("portal_pending"))}</p>' if pending else ""
+        self.write_page(visitor, PAGE, visitor.t("fs_title"), notice + _content(sheet, visitor), head=_head())
 
 
 _content_cache: dict[tuple, str] = {}
@@ -77,7 +81,8 @@ def _head() -> str:
     from .app import prefix
 
     return (f'<script src="{prefix()}/static/js/bokeh.min.js?v={bokeh.__version__}"></script>'
-            f"<style>{fs.page_css()}</style>")
+            f"<style>{fs.page_css()}</style>"
+            "<style>.fsp-pending { background: #fcf8e3; color: #8a6d3b; padding: 6px 10px; border-radius: 4px; }</style>")
 
 
 def growth_chart(sheet: fs.Factsheet, visitor: Visitor):
@@ -106,7 +111,7 @@ _build_lock = threading.Lock()
 
 
 def pdf_path(engine: sa.Engine, settings: Settings, language: str) -> Path:
-    """The factsheet PDF at the store's current data version, built once per version and language."""
+    """The factsheet PDF of the shown data version (ldj.versions), built once per version and language."""
     root = settings.data_dir / "factsheet"
     path = root / f"{fs.factsheet(engine, settings).data_version}-{language}" / "factsheet.pdf"
     if path.exists():
