@@ -51,9 +51,13 @@ def ingest(files: tuple[Path, ...], delivered_by: str | None, imported_by: str |
             for line in report.lines():
                 click.echo(line, err=report.unusable)
 
+    from .i18n import t
     from .versions import updating
 
-    with updating(ingestor.settings):  # no refresh elsewhere starts on a half-loaded delivery
+    def waiting() -> None:
+        click.echo(t("ver_waiting"), err=True)
+
+    with updating(ingestor.settings, on_wait=waiting):  # no refresh elsewhere starts on a half-loaded delivery
         reports = ingestor.ingest_many(_expand(files), delivered_by=delivered_by, on_report=show)
         if snapshots and any(r.status == "loaded" for r in reports):
             _refresh_snapshots(ingestor.engine)

@@ -642,6 +642,8 @@ TEXTS: dict[str, tuple[str, str]] = {
                        "dashboard figures updated for data version {version}"),
     "cat_refreshed": ("catalogus bijgewerkt voor gegevensversie {version}",
                       "catalogue updated for data version {version}"),
+    "ver_waiting": ("wacht tot de lopende verwerking van de vorige levering klaar is (ldj refresh)...",
+                    "waiting for the processing of the previous delivery to finish (ldj refresh)..."),
     # retention (retention.py)
     "ret_project_closed": ("project {project} is gesloten", "project {project} is closed"),
     "ret_project_ended": ("project {project} is op {ends} afgelopen", "project {project} ended on {ends}"),

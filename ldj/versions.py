@@ -42,13 +42,14 @@ def store_identity(settings: Settings) -> str:
     return url.render_as_string(hide_password=True)
 
 
-_held: dict[str, list] = {}  # lock file -> [open file, depth]: the lock is re-entrant within a process
+_held: dict[str, list] = {}  # lock file -> [open file, depth]: re-entrant within a process (its threads share it)
 
 
 @contextmanager
-def updating(settings: Settings, wait: bool = True) -> Iterator[bool]:
+def updating(settings: Settings, wait: bool = True, on_wait: Callable[[], None] | None = None) -> Iterator[bool]:
     """Hold the data folder's refresh lock (an import holds it while loading, so no refresh starts on a
-    half-loaded delivery); with `wait=False`, yield False at once when another process holds it."""
+    half-loaded delivery); with `wait=False`, yield False at once when another process holds it.
+    `on_wait` is called once when the lock is taken and this call is about to wait for it."""
     path = str((settings.data_dir / LOCK).resolve())
     if path in _held:
         _held[path][1] += 1
@@ -61,10 +62,14 @@ def updating(settings: Settings, wait: bool = True) -> Iterator[bool]:
     handle = open(path, "a")
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
-            return
+            if not wait:
+                yield False
+                return
+            if on_wait:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
         _held[path] = [handle, 1]
         try:
             yield True

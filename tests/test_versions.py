@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -119,9 +121,23 @@ def test_one_refresh_at_a_time_and_an_import_holds_it_off(world):
         assert holder.stdout.readline().strip() == "held"
         assert versions.refreshing(settings) and not versions.needs_refresh(engine, settings)
         assert lifecycle.refresh_if_needed(engine, settings) is None  # the lifecycle service waits its turn
+        events = []
+
+        def import_after() -> None:
+            with versions.updating(settings, on_wait=lambda: events.append("waits")):
+                events.append("loads")
+
+        waiter = threading.Thread(target=import_after)
+        waiter.start()
+        deadline = time.monotonic() + 30
+        while not events and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert events == ["waits"]  # said so, and waits
     finally:
         holder.kill()
         holder.wait()
+    waiter.join(timeout=30)
+    assert events == ["waits", "loads"]
     assert not versions.refreshing(settings)
     with versions.updating(settings):  # re-entrant in one process: an import that refreshes at its end
         assert versions.refresh(engine, settings) == world["v2"]
