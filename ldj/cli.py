@@ -544,14 +544,16 @@ def vraagbank() -> None:
 @click.option("--category", default=None, help="target_group, approach or outcome.")
 @click.option("--tag", default=None, help="A tag code: cbcl_6_18, mst, 12-17 ...")
 @click.option("--text", default=None, help="Words that must occur in the title or the question.")
+@click.option("--request", "request_id", type=int, default=None,
+              help="Only questions picked up with this APO data request linked.")
 @click.option("--sort", type=click.Choice(["votes", "newest"]), default="votes", show_default=True)
 @click.option("--as", "actor", default=None, help="View as this user (default: as the public).")
 @_governed
-def vraagbank_list(statuses, category, tag, text, sort, actor) -> None:
+def vraagbank_list(statuses, category, tag, text, request_id, sort, actor) -> None:
     """Questions with status, votes and title."""
     vb, engine = _vb()
     for q in vb.list_questions(engine, actor, status=list(statuses) or None, category=category, tag=tag, text=text,
-                               sort=sort):
+                               request_id=request_id, sort=sort):
         click.echo(f"{q.id:>4} {vb.status_label(q.status):<13} {q.votes:>3} stemmen  {q.title}")
 
 

@@ -291,6 +291,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "req_amendment_of": ("Wijziging van project {project}.", "Amendment of project {project}."),
     "req_conditions": ("Voorwaarden", "Conditions"),
     "req_reason": ("Reden van de wijziging", "Reason for the amendment"),
+    "req_questions": ("Vragen uit de Vraagbank die dit onderzoek oppakt",
+                      "Question bank questions this research takes up"),
     "req_data": ("Gevraagde gegevens (catalogusitems)", "Data requested (catalogue entries)"),
     "req_variables_of": ("Variabelen uit {entry}", "Variables from {entry}"),
     "req_history": ("Verloop", "History"),

@@ -974,14 +974,16 @@ def _like(word: str) -> str:
 
 def list_questions(engine: sa.Engine, viewer: str | None = None, *, status: str | Iterable[str] | None = None,
                    category: str | None = None, tag: str | None = None, tag_kind: str | None = None,
-                   text: str | None = None, asker: str | None = None, sort: str = "votes",
-                   limit: int | None = None, offset: int = 0) -> list[QuestionSummary]:
+                   text: str | None = None, asker: str | None = None, request_id: int | None = None,
+                   sort: str = "votes", limit: int | None = None, offset: int = 0) -> list[QuestionSummary]:
     """The questions `viewer` may see, filtered and sorted.
 
     Without `status` the list holds the public statuses (published, picked up, answered). Other
     statuses must be asked for by name, and then show only what the viewer may see: their own
     questions, or everything for a steward. `tag` matches a tag code of any kind, or of `tag_kind`. `text`: every word must occur
-    in the title or the body (case-insensitive). `sort`: votes (most first, then newest) or newest.
+    in the title or the body (case-insensitive). `request_id`: questions picked up (and not withdrawn)
+    with that APO data request linked, the lineage from practice to research. `sort`: votes (most
+    first, then newest) or newest.
     """
     if sort not in SORTS:
         raise ValidationError(t("vb_bad_sort", sort=sort, allowed=", ".join(SORTS)))
@@ -997,6 +999,9 @@ def list_questions(engine: sa.Engine, viewer: str | None = None, *, status: str 
             query = query.where(questions.c.category == _check_category(category))
         if asker is not None:
             query = query.where(questions.c.asker == asker)
+        if request_id is not None:
+            query = query.where(questions.c.id.in_(sa.select(question_pickups.c.question_id).where(
+                question_pickups.c.request_id == request_id, question_pickups.c.withdrawn_at.is_(None))))
         if tag:
             tagged = sa.select(question_tags.c.question_id).where(question_tags.c.value == tag)
             if tag_kind:

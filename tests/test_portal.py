@@ -14,6 +14,7 @@ from playwright.sync_api import sync_playwright
 import browser
 from ldj import governance as gov
 from ldj import store
+from ldj import vraagbank as vb
 from ldj.ingest import Ingestor
 from ldj.catalogue import load_entries
 from ldj.settings import REPO_ROOT, Settings
@@ -194,8 +195,17 @@ def test_a_project_is_closed_with_its_final_report_from_the_request_page(stack, 
     for reviewer in ("apo-a", "apo-b"):
         gov.review(stack.engine, request, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
     project = gov.decide(stack.engine, request, "beheer").project_id
+    question = vb.post(stack.engine, "praktijk", "Welke gezinnen hebben baat bij IAG?", "Wij willen dit weten.",
+                       "approach", {"intervention": ["iag"]})
+    vb.publish(stack.engine, "beheer", question)
+    vb.pick_up(stack.engine, "onderzoeker", question, kind="researcher", institution="UvA", supervisor="Dr. Visser",
+               planned_from=date.today(), planned_until=date.today() + timedelta(days=90), request_id=request)
     browser.login(page, stack.url, "onderzoeker", PASSWORD, next_path=f"/services/ldj-portal/aanvragen?id={request}")
     assert page.get_by_role("button", name="Wijziging indienen").count() == 1  # the amendment form is there
+    # lineage: the request names the Vraagbank question it takes up, and links to it
+    assert page.get_by_text("Vragen uit de Vraagbank die dit onderzoek oppakt").count() == 1
+    assert page.get_by_role("link", name="Welke gezinnen hebben baat bij IAG?").get_attribute("href") == \
+        f"vraagbank?vraag={question}"
     short = "Te kort."
     fill(page, "Eindverslag: wat betekenen de resultaten voor de praktijk?", short)
     click(page, "Project afsluiten")

@@ -115,6 +115,19 @@ def test_the_full_loop_by_three_users(people):
     assert str(request_id) in events[3].note
 
 
+def test_a_data_request_lists_the_questions_it_takes_up_until_a_pickup_is_withdrawn(people):
+    engine = people
+    linked = published(engine, "pia", "Werkt MST even goed bij een LVB?")
+    other = published(engine, "pia", "Voorspelt de OBVL afgebroken pleegzorg?")
+    request_id = data_request(engine)
+    pickup = pick(engine, "sam", linked, request_id=request_id)
+    pick(engine, "sam", other)  # picked up, but without this request
+    assert [q.id for q in vb.list_questions(engine, request_id=request_id)] == [linked]
+    assert vb.list_questions(engine, request_id=data_request(engine)) == []
+    vb.withdraw_pickup(engine, "sam", pickup.id)
+    assert vb.list_questions(engine, request_id=request_id) == []
+
+
 def test_merge_carries_votes_over_without_counting_anyone_twice(people):
     engine = people
     target = published(engine, "pia", "Voorspelt de OBVL afgebroken pleegzorg?")

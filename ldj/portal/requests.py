@@ -13,6 +13,7 @@ import pandas as pd
 import panel as pn
 
 from .. import governance as gov
+from .. import vraagbank as vb
 from ..catalogue import load_entries
 from .layout import guarded, message, query_arg
 from .visitor import Visitor
@@ -68,6 +69,11 @@ def _details(visitor: Visitor, request: gov.Request) -> pn.Column:
         f"<li><b>{escape(entries[e].title.get(visitor.language, e) if e in entries else e)}</b> ({escape(e)}): "
         f"{escape(', '.join(v))}</li>" for e, v in request.entries.items())
     html.append(f"<h5>{escape(visitor.t('req_data'))}</h5><ul>{data}</ul>")
+    questions = vb.list_questions(visitor.engine, visitor.name, request_id=request.id)  # lineage: from practice
+    if questions:
+        links = "".join(f'<li><a href="vraagbank?vraag={q.id}">{escape(q.title)}</a> '
+                        f"({escape(vb.status_label(q.status, visitor.language))})</li>" for q in questions)
+        html.append(f'<h5>{escape(visitor.t("req_questions"))}</h5><ul class="req-questions">{links}</ul>')
     parts.append(pn.pane.HTML("".join(html), sizing_mode="stretch_width"))
     history = gov.request_history(visitor.engine, request.id)
     frame = pd.DataFrame([{visitor.t("req_col_when"): f"{e.at:%Y-%m-%d %H:%M}", visitor.t("req_col_who"): e.actor,
