@@ -16,6 +16,7 @@ demo: venv node
 	$(BIN)/ldj summary
 	$(BIN)/ldj demo-accounts
 	$(BIN)/ldj vraagbank demo
+	$(BIN)/ldj registry demo
 	$(BIN)/ldj serve
 
 test: venv node system-deps ckan-deps

@@ -661,6 +661,34 @@ def vraagbank_demo() -> None:
         click.echo(f"  {name:<15} member      {display}")
 
 
+@main.group()
+def registry() -> None:
+    """The research registry: LDJ projects and members' research without LDJ data."""
+
+
+@registry.command("list")
+@click.option("--kind", type=click.Choice(["ldj", "member"]), default=None, help="Only LDJ projects or members' research.")
+@click.option("--text", default=None, help="Words that must occur in the title, organisation, description or result.")
+@_governed
+def registry_list(kind: str | None, text: str | None) -> None:
+    """Every study in the registry, running ones first (as the public sees it)."""
+    from . import registry as reg
+    from . import store
+
+    for st in reg.studies(store.get_engine(), kind=kind, text=text):
+        click.echo(f"{st.kind:<6} {st.id:>4} {st.status:<8} {st.starts:%Y-%m-%d} {st.organisation[:20]:<20} {st.title}")
+
+
+@registry.command("demo")
+@_governed
+def registry_demo() -> None:
+    """Example registered studies for the demo (after `ldj demo-accounts`; safe to run twice)."""
+    from . import registry as reg
+    from . import store
+
+    click.echo(f"Onderzoeksregister: {reg.demo(store.get_engine())} voorbeeldonderzoeken toegevoegd")
+
+
 # --- the running stack ------------------------------------------------------------------------
 
 DEMO_PASSWORD = "demo-ldj-2026"

@@ -322,6 +322,22 @@ question_pickups = sa.Table(
     sa.Column("withdrawn_at", sa.DateTime(timezone=True)),
 )
 
+studies = sa.Table(  # the research registry: member research beside the LDJ projects (migration 0005)
+    "studies", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("organisation", sa.String(200), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),  # Markdown, as typed
+    sa.Column("starts", sa.Date, nullable=False),
+    sa.Column("ends", sa.Date),
+    sa.Column("url", sa.String(500)),
+    sa.Column("registered_by", sa.String(100), sa.ForeignKey("users.name"), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("result", sa.Text),  # what it found, for practice (Markdown); set when finished
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("removed_at", sa.DateTime(timezone=True)),
+)
+
 question_events = sa.Table(  # append-only: triggers refuse UPDATE and DELETE (migration 0003)
     "question_events", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),

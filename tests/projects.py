@@ -21,14 +21,16 @@ def add_committee(engine, password: str | None = None) -> None:
 
 
 def approve(engine, applicant: str, entries: dict[str, list[str]], catalogue, *, members: list[str] = (),
-            until: date | None = None, criteria: dict[str, str] = CRITERIA) -> int:
+            until: date | None = None, criteria: dict[str, str] = CRITERIA, title: str | None = None,
+            steward: str = "steward", reviewers: tuple[str, str] = ("apo1", "apo2")) -> int:
     """The project of an approved request by `applicant` (access from yesterday until `until`)."""
-    request = gov.create_request(engine, applicant, title=f"Project van {applicant}", applicant_organisation="ORG01",
+    request = gov.create_request(engine, applicant, title=title or f"Project van {applicant}",
+                                 applicant_organisation="ORG01",
                                  sejn_member=True, criteria=criteria, entries=entries, members=list(members),
                                  access_from=date.today() - timedelta(days=1),
                                  access_until=until or date.today() + timedelta(days=30), catalogue=catalogue)
     gov.submit(engine, request, applicant)
-    gov.start_review(engine, request, "steward")
-    for reviewer in ("apo1", "apo2"):
+    gov.start_review(engine, request, steward)
+    for reviewer in reviewers:
         gov.review(engine, request, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
-    return gov.decide(engine, request, "steward").project_id
+    return gov.decide(engine, request, steward).project_id

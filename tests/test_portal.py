@@ -14,12 +14,14 @@ from playwright.sync_api import sync_playwright
 import browser
 from ldj import governance as gov
 from ldj import store
+from ldj import registry
 from ldj import vraagbank as vb
 from ldj.ingest import Ingestor
 from ldj.catalogue import load_entries
 from ldj.settings import REPO_ROOT, Settings
 from ldj.synth import generate
 from portalserver import make_stack
+from projects import approve
 
 pytestmark = pytest.mark.slow
 PASSWORD = "portaal-test-2026"
@@ -183,18 +185,17 @@ def test_single_sign_on_carries_the_hub_groups_into_the_portal(stack, page):
     assert page.get_by_text("APO-beoordeling").count() == 1
 
 
-def test_a_project_is_closed_with_its_final_report_from_the_request_page(stack, page):
+def approve_here(stack, title: str, criterion: str) -> int:
+    """An approved project of `onderzoeker` on trajectories, through the real workflow in this stack's store."""
     catalogue = {e.id: set(e.variable_names) for e in load_entries(REPO_ROOT / "catalog").values()}
-    criteria = {key: "Voldoende uitgewerkt voor dit project." for key in gov.CRITERIA}
-    request = gov.create_request(stack.engine, "onderzoeker", title="Afsluiten met eindverslag",
-                                 applicant_organisation="ORG01", sejn_member=True, criteria=criteria, members=[],
-                                 entries={"trajectories": ["trajectory", "intervention"]}, catalogue=catalogue,
-                                 access_from=date.today(), access_until=date.today() + timedelta(days=30))
-    gov.submit(stack.engine, request, "onderzoeker")
-    gov.start_review(stack.engine, request, "beheer")
-    for reviewer in ("apo-a", "apo-b"):
-        gov.review(stack.engine, request, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
-    project = gov.decide(stack.engine, request, "beheer").project_id
+    return approve(stack.engine, "onderzoeker", {"trajectories": ["trajectory", "intervention"]}, catalogue,
+                   title=title, criteria={key: criterion for key in gov.CRITERIA}, steward="beheer",
+                   reviewers=("apo-a", "apo-b"))
+
+
+def test_a_project_is_closed_with_its_final_report_from_the_request_page(stack, page):
+    project = approve_here(stack, "Afsluiten met eindverslag", "Voldoende uitgewerkt voor dit project.")
+    request = gov.get_project(stack.engine, project).request_id
     question = vb.post(stack.engine, "praktijk", "Welke gezinnen hebben baat bij IAG?", "Wij willen dit weten.",
                        "approach", {"intervention": ["iag"]})
     vb.publish(stack.engine, "beheer", question)
@@ -216,3 +217,43 @@ def test_a_project_is_closed_with_its_final_report_from_the_request_page(stack, 
     click(page, "Project afsluiten")
     page.wait_for_selector("text=Het project is afgesloten")
     assert gov.get_project(stack.engine, project).status == gov.PROJECT_CLOSED
+
+
+def type_in(page, label: str, text: str) -> None:
+    field = page.get_by_label(label, exact=True)
+    field.fill(text)
+    field.blur()  # sends the value without tabbing into the next field (a date picker would open)
+
+
+def test_the_research_registry_lists_ldj_projects_and_members_research_with_results(stack, page):
+    project = approve_here(stack, "Kamertraining en zelfstandigheid", "Welke jongeren hebben baat bij kamertraining?")
+    gov.close_project(stack.engine, project, "onderzoeker",
+                      "Jongeren met een vast mentoruur wonen vaker zelfstandig; teams roosteren dat nu in.")
+
+    browser.login(page, stack.url, "praktijk", PASSWORD, next_path="/services/ldj-portal/onderzoek")
+    type_in(page, "Titel", "Samen beslissen in de gezinsbehandeling")
+    type_in(page, "Beschrijving: vraag en aanpak (Markdown)",
+            "Interviews met **30 gezinnen** <script>window.__xss=1</script> over gedeelde besluiten.")
+    type_in(page, "Webadres (optioneel)", "https://org01.example/samen-beslissen")
+    click(page, "Aanmelden")
+    page.wait_for_selector("text=Het onderzoek staat in het register")
+    [study] = [s for s in registry.studies(stack.engine, kind=registry.MEMBER) if s.title.startswith("Samen")]
+    assert (study.organisation, study.status) == ("ORG01", registry.RUNNING)
+    type_in(page, "Resultaat: wat betekent het voor de praktijk? (Markdown)",
+            "Gezinnen die samen beslissen ronden de behandeling vaker af.")
+    click(page, "Afronden met resultaat")
+    page.wait_for_selector("text=Het onderzoek is afgerond")
+    assert registry.studies(stack.engine, kind=registry.MEMBER, text="samen beslissen")[0].status == registry.FINISHED
+
+    page.context.clear_cookies()  # the public sees both kinds, with results, and no script runs
+    browser.open_page(page, f"{stack.portal}/onderzoek")
+    assert page.locator(f".reg-study[data-kind='ldj'][data-id='{project}']").count() == 1
+    assert page.get_by_text("Jongeren met een vast mentoruur wonen vaker zelfstandig").count() == 1
+    assert page.get_by_text("Gezinnen die samen beslissen ronden de behandeling vaker af.").count() == 1
+    assert page.locator(".reg-study strong", has_text="30 gezinnen").count() == 1
+    assert page.evaluate("() => window.__xss") is None
+    assert page.get_by_role("button", name="Aanmelden").count() == 0  # registering needs a login
+    browser.screenshot(page, "onderzoek")
+    type_in(page, "Zoeken", "kamertraining")
+    page.wait_for_selector("text=1 onderzoek(en)")
+    assert page.locator(".reg-study").count() == 1

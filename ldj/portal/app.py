@@ -18,7 +18,7 @@ from tornado import web
 
 from .. import governance
 from ..settings import Settings, get_settings
-from . import catalogue, dashboards, factsheet, home, requests, vraagbank
+from . import catalogue, dashboards, factsheet, home, registry, requests, vraagbank
 from .layout import GUEST, Page, frame, login_needed, message
 from .visitor import LANGUAGE_COOKIE, LANGUAGES, Visitor, from_groups
 
@@ -29,6 +29,7 @@ PAGES: list[Page] = [
     Page("factsheet", "nav_factsheet", handler=factsheet.FactsheetPage),
     Page("vraagbank", "nav_vraagbank", vraagbank.view),
     Page("catalogus", "nav_catalogue", catalogue.view),
+    Page("onderzoek", "nav_registry", registry.view),
     Page("dashboard", "nav_dashboard", dashboards.view, ("member", "steward")),
     Page("aanvragen", "nav_requests", requests.view, ("researcher", "steward")),
     Page("apo", "nav_apo", requests.apo_view, ("apo", "steward")),
