@@ -4,8 +4,8 @@ active grant (expired, revoked, project closed, account deactivated). Every stop
 Run as a hub-managed service (`python -m ldj.lifecycle`); it checks every
 `LDJ_WORKSPACE_CHECK_SECONDS`. The data service already refuses reads at once; this also takes
 away the running server, and (ldj.retention) removes the extracts of projects that ended. When the
-store's current data version was left without its derived files (an import with `--no-snapshots`,
-or one stopped half-way), it refreshes them in the background (`ldj.versions`).
+store's current data version was left without its derived files for a whole round (an import with
+`--no-snapshots`, or one stopped half-way), it refreshes them in the background (`ldj.versions`).
 """
 
 from __future__ import annotations
@@ -58,10 +58,13 @@ def check_once(hub: Hub, engine) -> list[str]:
     return stopped
 
 
-def refresh_if_needed(engine, settings) -> threading.Thread | None:
-    """Start a background refresh when the current version is not ready and none is running."""
-    if not versions.needs_refresh(engine, settings):
-        return None
+def refresh_if_needed(engine, settings, unready_before: str | None) -> tuple[str | None, threading.Thread | None]:
+    """The current version when it is unready and nobody refreshes it, and a background refresh when it
+    was so the round before too: a steward importing file by file with `--no-snapshots` is not
+    interrupted between files, and a version left unready is refreshed one round later."""
+    unready = store.data_version(engine)[0] if versions.needs_refresh(engine, settings) else None
+    if unready is None or unready != unready_before:
+        return unready, None
 
     def run() -> None:
         try:
@@ -72,7 +75,7 @@ def refresh_if_needed(engine, settings) -> threading.Thread | None:
 
     thread = threading.Thread(target=run, name="ldj-refresh", daemon=True)
     thread.start()
-    return thread
+    return None, thread
 
 
 def main() -> None:
@@ -81,6 +84,7 @@ def main() -> None:
     hub = Hub(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
     engine = store.get_engine(settings)
     refreshing: threading.Thread | None = None
+    unready: str | None = None
     try:
         while True:
             try:
@@ -89,7 +93,7 @@ def main() -> None:
                 log.warning("hub not reachable: %s", exc)
             try:  # housekeeping on the data folder, whatever the hub does
                 if refreshing is None or not refreshing.is_alive():
-                    refreshing = refresh_if_needed(engine, settings)
+                    unready, refreshing = refresh_if_needed(engine, settings, unready)
                 for removal in retention.prune(engine, settings):
                     log.info("removed %s (%s)", removal.path, removal.reason)
             except Exception:  # logged; the next round tries again

@@ -4,8 +4,8 @@ Every import makes a new data version (`store.data_version`). Its derived files 
 snapshots, the dashboards' cube, the factsheet) take seconds at 100,000 questionnaires and many
 minutes at ten million. `refresh` builds them for the current version, one refresh at a time (a lock
 file in the data folder), records the version as ready (`<data_dir>/ready.json`) and prunes
-(`ldj.retention`). `ldj ingest` refreshes after loading; the hub's lifecycle service refreshes when a
-version is left unready (an import with `--no-snapshots`, or one stopped half-way).
+(`ldj.retention`). `ldj ingest` refreshes after loading; the hub's lifecycle service refreshes a
+version left unready for a round (an import with `--no-snapshots`, or one stopped half-way).
 
 The published aggregate views (factsheet, dashboards, feasibility counts) read `shown_version`: the
 current version once it is ready, until then the last ready one, so no visitor waits for a build

@@ -120,7 +120,8 @@ def test_one_refresh_at_a_time_and_an_import_holds_it_off(world):
     try:
         assert holder.stdout.readline().strip() == "held"
         assert versions.refreshing(settings) and not versions.needs_refresh(engine, settings)
-        assert lifecycle.refresh_if_needed(engine, settings) is None  # the lifecycle service waits its turn
+        current = store.data_version(engine)[0]
+        assert lifecycle.refresh_if_needed(engine, settings, current) == (None, None)  # it waits its turn
         events = []
 
         def import_after() -> None:
@@ -143,13 +144,14 @@ def test_one_refresh_at_a_time_and_an_import_holds_it_off(world):
         assert versions.refresh(engine, settings) == world["v2"]
 
 
-def test_the_lifecycle_service_refreshes_a_version_left_unready(world):
-    engine, settings = world["engine"], world["settings"]
-    thread = lifecycle.refresh_if_needed(engine, settings)
-    assert thread is not None
+def test_the_lifecycle_service_refreshes_a_version_left_unready_for_a_round(world):
+    engine, settings, v2 = world["engine"], world["settings"], world["v2"]
+    assert lifecycle.refresh_if_needed(engine, settings, None) == (v2, None)  # first seen: wait a round
+    unready, thread = lifecycle.refresh_if_needed(engine, settings, v2)  # still unready: refresh it
+    assert unready is None and thread is not None
     thread.join(timeout=120)
-    assert versions.ready_version(settings) == world["v2"]
-    assert lifecycle.refresh_if_needed(engine, settings) is None  # nothing left to do
+    assert versions.ready_version(settings) == v2
+    assert lifecycle.refresh_if_needed(engine, settings, v2) == (None, None)  # nothing left to do
 
 
 def test_retention_keeps_what_the_portal_shows(world):
