@@ -394,6 +394,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "vbp_pickup_line": ("{kind}, {institution}; begeleider {supervisor}; gepland {start} – {end}",
                         "{kind}, {institution}; supervisor {supervisor}; planned {start} – {end}"),
     "vbp_by": ("(door {name})", "(by {name})"),
+    "vbp_project": ("Onderzoeksproject", "Research project"),
     "vbp_request_link": ("gegevensaanvraag {id}", "data request {id}"),
     "vbp_ask_data": ("Vraag gegevens aan", "Apply for data"),
     "vbp_link_request": ("Koppelen", "Link"),

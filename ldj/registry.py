@@ -131,12 +131,15 @@ def remove(engine: sa.Engine, actor: str, study_id: int) -> None:
                      .values(removed_at=datetime.now(timezone.utc)))
 
 
-def _ldj_studies(engine: sa.Engine, viewer: str | None) -> list[Study]:
+def _ldj_studies(engine: sa.Engine, viewer: str | None, request_id: int | None = None) -> list[Study]:
     p, r = store.projects, store.data_requests
+    query = (sa.select(p.c.id, p.c.request_id, p.c.title, p.c.status, p.c.starts, p.c.ends, p.c.final_report,
+                       r.c.applicant_organisation, r.c.criteria)
+             .select_from(p.join(r, r.c.id == p.c.request_id)))
+    if request_id is not None:  # the project a request (or one of its amendments) belongs to
+        query = query.where(p.c.id == sa.select(r.c.project_id).where(r.c.id == request_id).scalar_subquery())
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(p.c.id, p.c.request_id, p.c.title, p.c.status, p.c.starts, p.c.ends,
-                                      p.c.final_report, r.c.applicant_organisation, r.c.criteria)
-                            .select_from(p.join(r, r.c.id == p.c.request_id))).all()
+        rows = conn.execute(query).all()
     out = []
     for row in rows:
         questions = tuple((q.id, q.title) for q in vb.list_questions(engine, viewer, request_id=row.request_id))
@@ -145,6 +148,12 @@ def _ldj_studies(engine: sa.Engine, viewer: str | None) -> list[Study]:
                          FINISHED if row.status == gov.PROJECT_CLOSED else RUNNING,
                          row.final_report if row.status == gov.PROJECT_CLOSED else None, None, questions))
     return out
+
+
+def study_of_request(engine: sa.Engine, request_id: int, viewer: str | None = None) -> Study | None:
+    """The LDJ project an APO data request led to, as the registry shows it (None while not approved)."""
+    found = _ldj_studies(engine, viewer, request_id)
+    return found[0] if found else None
 
 
 def _member_studies(engine: sa.Engine, viewer: str | None) -> list[Study]:

@@ -217,6 +217,11 @@ def test_a_project_is_closed_with_its_final_report_from_the_request_page(stack, 
     click(page, "Project afsluiten")
     page.wait_for_selector("text=Het project is afgesloten")
     assert gov.get_project(stack.engine, project).status == gov.PROJECT_CLOSED
+    page.context.clear_cookies()  # the public follows the question to the project and its result
+    browser.open_page(page, f"{stack.portal}/vraagbank?vraag={question}")
+    link = page.get_by_role("link", name="Afsluiten met eindverslag")
+    assert link.get_attribute("href") == f"onderzoek#ldj-{project}"
+    assert page.get_by_text("(afgerond)").count() == 1
 
 
 def type_in(page, label: str, text: str) -> None:

@@ -85,6 +85,11 @@ def test_ldj_projects_are_listed_with_their_question_and_final_report(engine):
     assert [(s.id, s.status, s.organisation, s.result) for s in ldj] == [(project, registry.RUNNING, "ORG01", None)]
     assert ldj[0].questions == ((question, "Werkt IAG beter bij jonge kinderen?"),)
     assert ldj[0].summary.startswith("Werkt MST beter")  # the research question from the request
+    assert registry.study_of_request(engine, request).id == project
+    draft = gov.create_request(engine, "anna", title="Nog een concept", applicant_organisation="ORG02",
+                               sejn_member=True, criteria={}, entries={}, members=[], catalogue=catalogue,
+                               access_from=None, access_until=None)
+    assert registry.study_of_request(engine, draft) is None  # not approved: no project yet
     gov.close_project(engine, project, "anna", REPORT)
     [closed] = registry.studies(engine, kind=registry.LDJ)
     assert (closed.status, closed.result) == (registry.FINISHED, REPORT)

@@ -44,7 +44,8 @@ def _study_html(visitor: Visitor, st: reg.Study) -> str:
     badges = (f'<span class="reg-badge">{escape(t("reg_kind_" + st.kind))}</span>'
               f'<span class="reg-badge {st.status}">{escape(t("reg_" + st.status))}</span>')
     meta = f'{escape(st.organisation)} · {escape(t("reg_period", start=_day(st.starts), end=_day(st.ends)))}'
-    html = f'<div class="reg-study" data-kind="{st.kind}" data-id="{st.id}"><h4>{escape(st.title)}</h4>' \
+    html = f'<div class="reg-study" id="{st.kind}-{st.id}" data-kind="{st.kind}" data-id="{st.id}">' \
+           f'<h4>{escape(st.title)}</h4>' \
            f'<p>{badges}<span class="reg-meta">{meta}</span></p>{st.summary_html()}'
     if st.questions:
         links = ", ".join(f'<a href="vraagbank?vraag={qid}">{escape(title)}</a>' for qid, title in st.questions)

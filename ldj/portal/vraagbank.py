@@ -18,6 +18,7 @@ import panel as pn
 from tornado import web
 
 from .. import governance as gov
+from .. import registry
 from .. import vraagbank as vb
 from ..catalogue import load_entries
 from .layout import PortalHandler, guarded, message, query_arg
@@ -242,8 +243,12 @@ def _pickup(visitor: Visitor, p: vb.Pickup, withdrawable: bool, feedback: pn.Col
     if p.picked_by_name:
         line += " " + t("vbp_by", name=p.picked_by_name)
     html = f'<p class="vbp-pickup">{escape(line)}'
-    if p.request_id is not None:  # lineage: the question's data request
+    if p.request_id is not None:  # lineage: the question's data request, and the project it became
         html += f' · <a href="aanvragen?id={p.request_id}">{escape(t("vbp_request_link", id=p.request_id))}</a>'
+        study = registry.study_of_request(visitor.engine, p.request_id, visitor.name)
+        if study is not None:
+            html += (f'<br>{escape(t("vbp_project"))}: <a href="onderzoek#ldj-{study.id}">{escape(study.title)}</a> '
+                     f'({escape(t("reg_" + study.status))})')
     if p.entries:
         html += f'<br><span class="vbp-meta">{escape(t("vbp_entries"))}: {escape(", ".join(p.entries))}</span>'
     parts: list = [_html(html + "</p>")]
