@@ -88,10 +88,10 @@ def _leftovers(root: Path, now: float) -> list[Path]:
 
 def plan(engine: sa.Engine, settings: Settings, on: date | None = None) -> list[Removal]:
     """What `prune` would remove, and why; removes nothing."""
-    on = on or date.today()
-    data = settings.data_dir
     from .versions import ready_version
 
+    on = on or date.today()
+    data = settings.data_dir
     current = store.data_version(engine)[0]
     shown = {current, ready_version(settings) or current}  # what the portal may be reading
     language = settings.language
@@ -110,7 +110,8 @@ def plan(engine: sa.Engine, settings: Settings, on: date | None = None) -> list[
 
     pinned = _pinned_versions(engine, ended)
     snapshots = _version_folders(data / "snapshots")
-    kept = _newest_versions(snapshots, keep, current) | pinned | shown
+    newest = _newest_versions(snapshots, keep, current)
+    kept = newest | pinned | shown
     out += [Removal("snapshots", f, _size(f), old(f))
             for f in sorted(snapshots) if f.name not in kept]
 
@@ -121,7 +122,7 @@ def plan(engine: sa.Engine, settings: Settings, on: date | None = None) -> list[
 
     cache = data / "factsheet" / "cache"
     if cache.is_dir():
-        kept_sheets = kept_cubes | _newest_versions(snapshots, keep, current) | shown
+        kept_sheets = kept_cubes | newest
         for f in sorted(cache.glob("*.json")):
             if f.name.split("-", 1)[0] not in kept_sheets:
                 out.append(Removal("factsheet", f, f.stat().st_size, t("ret_old_factsheet", language)))

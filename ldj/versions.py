@@ -103,6 +103,11 @@ def shown_version(engine: sa.Engine, settings: Settings, current: str | None = N
     return ready_version(settings) or current or store.data_version(engine)[0]
 
 
+def behind(engine: sa.Engine, shown: str) -> bool:
+    """A newer import than the `shown` version is loaded and still being refreshed."""
+    return shown != store.data_version(engine)[0]
+
+
 def _mark_ready(settings: Settings, version: str, batches: list[int]) -> None:
     path = settings.data_dir / READY
     tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -14,7 +14,7 @@ import hvplot.pandas  # noqa: F401 - registers .hvplot
 import pandas as pd
 import panel as pn
 
-from .. import indicators, store
+from .. import indicators, versions
 from ..factsheet import display_labels
 from ..instruments import load_instruments
 from .layout import message
@@ -218,7 +218,7 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
     if organisation is not None:
         controls.insert(0, organisation)
     who = opts["organisation"] or visitor.t("ind_sejn")
-    pending = indicators.get_cube(engine, settings).version != store.data_version(engine)[0]  # a refresh under way
+    pending = versions.behind(engine, indicators.get_cube(engine, settings).version)
     return pn.Column(pn.pane.Markdown(f"## {visitor.t('nav_dashboard')}: {who}\n\n{visitor.t('dash_intro')}"),
                      *([message(visitor.t("portal_pending"), "warning")] if pending else []),
                      pn.FlexBox(*[pn.Column(w, width=230) for w in controls], show), results,

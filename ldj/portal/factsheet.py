@@ -28,7 +28,7 @@ from tornado import web
 from tornado.ioloop import IOLoop
 
 from .. import factsheet as fs
-from .. import store
+from .. import versions
 from ..settings import Settings
 from .layout import PortalHandler
 from .visitor import LANGUAGES, Visitor
@@ -48,7 +48,7 @@ class FactsheetPage(PortalHandler):
         sheet = fs.factsheet(visitor.engine, visitor.settings)  # per view: a new import shows once refreshed
         self.set_header("Cache-Control", "no-cache")  # revalidate: the ETag changes with the data version
         self.set_header("X-LDJ-Data-Version", sheet.data_version)
-        pending = sheet.data_version != store.data_version(visitor.engine)[0]  # ldj.versions: a refresh under way
+        pending = versions.behind(visitor.engine, sheet.data_version)
         notice = f'<p class="fsp-pending">{escape(visitor.t("portal_pending"))}</p>' if pending else ""
         self.write_page(visitor, PAGE, visitor.t("fs_title"), notice + _content(sheet, visitor), head=_head())
 
