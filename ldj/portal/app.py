@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import panel as pn
 from tornado import web
 
-from .. import governance
+from .. import governance, policy
 from ..settings import Settings, get_settings
 from . import catalogue, dashboards, factsheet, home, registry, requests, vraagbank
 from .layout import GUEST, Page, frame, login_needed, message
@@ -63,7 +63,7 @@ def _route(page: Page):
         else:
             try:
                 content = page.view(visitor)
-            except governance.PermissionDenied as exc:  # the page's own check, before anything is shown
+            except (governance.PermissionDenied, policy.Refused) as exc:  # the page's own check, before anything is shown
                 content = message(str(exc))
         return frame(visitor, PAGES, page, prefix(), content)
     return build

@@ -16,7 +16,7 @@ import panel as pn
 from markupsafe import Markup
 from tornado import web
 
-from .. import governance
+from .. import governance, policy
 from ..settings import REPO_ROOT
 from .visitor import LANGUAGE_COOKIE, Visitor, from_groups
 
@@ -92,7 +92,7 @@ def guarded(action: Callable[[], object], feedback: pn.Column, success: str | No
     feedback.clear()
     try:
         action()
-    except governance.GovernanceError as exc:
+    except (governance.GovernanceError, policy.Refused) as exc:
         feedback.append(message(str(exc)))
         return False
     except (ValueError, LookupError) as exc:

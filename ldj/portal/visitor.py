@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .. import governance, store
+from .. import governance, policy, store
 from ..i18n import t as _t
 from ..settings import Settings, get_settings
 
@@ -42,6 +42,17 @@ class Visitor:
 
     def has_role(self, *roles: str) -> bool:
         return bool(self.roles & set(roles))
+
+    @property
+    def actor(self) -> policy.Actor:
+        return policy.Actor(self.name, self.roles, self.organisation, self.projects)
+
+    def allows(self, action: str, target: policy.Target | None = None) -> bool:
+        return policy.allows(self.actor, action, target)
+
+    def check(self, action: str, target: policy.Target | None = None) -> None:
+        """Refuse (`policy.Refused`) unless this visitor may do `action` (a row of `ldj.policy.RULES`)."""
+        policy.check(self.actor, action, target, self.language)
 
     def require(self, *roles: str) -> None:
         """Refuse unless logged in with one of `roles` (none given: any login)."""
