@@ -79,6 +79,13 @@ def _display(value: Any, limit: int = 4 * MAX_CHARS) -> str:
     return _UNSAFE_ON_SCREEN.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def _field(value: Any) -> str:
+    """A value as one column of a line: escaped, and in double quotes when it holds a space or a quote,
+    so a value cannot pass for the next column."""
+    text = _display(value)
+    return f'"{text.replace(chr(34), chr(92) + chr(34))}"' if not text or re.search(r'[\s"]', text) else text
+
+
 def _clean_field(value: Any) -> Any:
     if value is None or isinstance(value, bool | int):
         return value
@@ -167,13 +174,13 @@ class Entry:
 
     def line(self, language: str | None = None) -> str:
         """The entry as one line of text; every value from a request is escaped (`_display`)."""
-        parts = [f"{self.at:%Y-%m-%d %H:%M:%S}", f"{_display(self.user):<12}", f"{self.action or '-':<14}",
-                 f"{self.outcome:<8}", f"project {self.project if self.project is not None else '-':<4}",
-                 f"{_display(self.entry or '-'):<22}", f"{self.rows if self.rows is not None else '':>7}"]
+        parts = [f"{self.at:%Y-%m-%d %H:%M:%S}", f"{_field(self.user):<12}", f"{self.action or '-':<14}",
+                 f"{_field(self.outcome):<8}", f"project {self.project if self.project is not None else '-':<4}",
+                 f"{_field(self.entry or '-'):<22}", f"{self.rows if self.rows is not None else '':>7}"]
         if self.version:
-            parts.append(f"versie {_display(self.version)}")
+            parts.append(f"versie {_field(self.version)}")
         if self.variables:
-            parts.append(f"[{_display(','.join(map(str, self.variables)))}]")
+            parts.append(_field(",".join(map(str, self.variables))))
         message = self.message(language)
         if message:
             parts.append(f"— {_display(message)}")
