@@ -644,15 +644,15 @@ class Ingestor:
 
 
 def _new_objections(conn, clients: pa.Table) -> bool:
-    """Whether these incoming client rows record an objection the store does not hold yet."""
+    """Whether these incoming client rows record an objection for a client the store holds without one
+    (whose rows earlier extracts may hold). A client new to the store is in no earlier extract; one
+    that was dropped and comes back is caught by `ldj prune`, and no read serves it meanwhile."""
     objecting = [p for p, o in zip(clients.column("pseudonym").to_pylist(), clients.column("objection").to_pylist())
                  if o]
     c = store.clients
     for start in range(0, len(objecting), 1000):
-        part = objecting[start:start + 1000]
-        known = conn.execute(sa.select(sa.func.count()).select_from(c)
-                             .where(c.c.pseudonym.in_(part), c.c.objection.is_(True))).scalar_one()
-        if known < len(part):
+        if conn.execute(sa.select(sa.func.count()).select_from(c).where(
+                c.c.pseudonym.in_(objecting[start:start + 1000]), c.c.objection.is_(False))).scalar_one():
             return True
     return False
 

@@ -138,6 +138,18 @@ def test_an_objection_removes_the_files_already_cut_and_no_version_holds_the_cli
     assert project_pseudonym(world, world["other"], client) not in set(pd.read_parquet(other)["client"])
 
 
+def test_new_clients_who_object_leave_the_files_already_cut_alone(world, tmp_path):
+    """Another organisation's delivery with objectors of its own: none of them is in an earlier extract."""
+    generate(tmp_path / "new", questionnaires=200, organisations=1, seed=77, invalid_share=0.0)
+    delivery = next((tmp_path / "new").glob("*traject*.csv"))
+    frame = pd.read_csv(delivery, sep=";", dtype=str, encoding="utf-8-sig", keep_default_na=False)
+    frame["Organisatie"] = "ORG02"
+    frame.loc[frame.index[:3], "Bezwaar"] = "ja"
+    frame.to_csv(delivery, sep=";", index=False, encoding="utf-8-sig")
+    assert world["ingestor"].ingest(delivery).status == "loaded"
+    assert world["path"].exists() and world["narrow"].exists() and removals(world["engine"]) == []
+
+
 def test_a_file_cut_before_an_objection_is_never_served_again_even_if_nobody_removed_it(world):
     """An objection that reached the store without the import's clean-up (here: straight SQL): the
     next read cuts the file again, and retention removes it from the disk."""
