@@ -5,7 +5,6 @@ from __future__ import annotations
 import panel as pn
 
 from .. import deployment, governance
-from ..settings import get_settings
 from .visitor import Visitor
 
 
@@ -14,7 +13,7 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
     if visitor.anonymous:
         return pn.Column(*parts, sizing_mode="stretch_width")
     parts.append(pn.pane.Markdown(f"### {visitor.t('home_welcome', name=visitor.name)}"))
-    if visitor.allows("deployment.warnings") and deployment.shared_workspace_accounts(get_settings()):
+    if visitor.allows("deployment.warnings") and deployment.shared_workspace_accounts(visitor.settings):
         parts.append(pn.pane.Alert(visitor.t("home_shared_accounts"), alert_type="warning"))
     engine = visitor.engine
     if visitor.has_role("apo"):
