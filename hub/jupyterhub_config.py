@@ -31,6 +31,9 @@ from ldj.settings import REPO_ROOT, get_settings
 deployment.private_umask()
 c = get_config()  # noqa: F821 - provided by JupyterHub
 settings = get_settings()
+# Local workspaces each under their own OS account with a private home outside the data folder (the hub
+# runs as root); a hub that is not root refuses unless LDJ_ALLOW_SHARED_WORKSPACE_ACCOUNTS (ldj.deployment).
+deployment.check_workspace_accounts(settings)
 for line in deployment.secure_data_dir(settings):
     logging.getLogger("ldj").warning(line)
 state = (settings.data_dir / "hub").resolve()
@@ -55,9 +58,6 @@ c.Authenticator.manage_groups = True
 
 # Who may start a workspace: checked in the spawner itself (ldj.hub.LDJSpawnerMixin).
 if settings.spawner == "local":
-    # Each workspace under its own OS account with a private home outside the data folder (the hub runs as
-    # root); a hub that is not root refuses unless LDJ_ALLOW_SHARED_WORKSPACE_ACCOUNTS (ldj.deployment).
-    deployment.check_workspace_accounts(settings)
     deployment.prepare_homes(settings)
     c.JupyterHub.spawner_class = "ldj.hub.LDJLocalSpawner"
     c.Spawner.cmd = [str(deployment.workspace_python(settings)), "-m", "jupyterhub.singleuser"]

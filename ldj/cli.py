@@ -789,10 +789,10 @@ def serve() -> None:
 
     settings = get_settings()
     try:
+        deployment.check_workspace_accounts(settings)
         for line in deployment.secure_data_dir(settings):
             click.echo(line, err=True)
         if settings.spawner == "local":
-            deployment.check_workspace_accounts(settings)
             deployment.prepare_homes(settings)
             deployment.workspace_python(settings)
     except deployment.DeploymentError as exc:

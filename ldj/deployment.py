@@ -221,7 +221,10 @@ def workspace_python(settings: Settings) -> Path:
 
     LDJ_WORKSPACE_PYTHON when set; else the hub's own when its interpreter, standard library and packages
     are open to others; else (a Python under /root, as pyenv installs it) a virtual environment at
-    <LDJ_HOMES_DIR>/.ldj-python over the system Python of the same version, which uses the hub's packages."""
+    <LDJ_HOMES_DIR>/.ldj-python over the system Python of the same version, which uses the hub's packages.
+    With shared accounts: LDJ_WORKSPACE_PYTHON or the hub's own."""
+    if shared_workspace_accounts(settings):  # workspaces run as the hub's own account
+        return settings.workspace_python or Path(sys.executable)
     if settings.workspace_python is not None:
         return _reachable_python(settings.workspace_python)
     paths = sysconfig.get_paths()
