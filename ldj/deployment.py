@@ -267,27 +267,31 @@ def _reachable(path: Path, what: str, hint: str) -> None:
 
 def secure_data_dir(settings: Settings, euid: int | None = None) -> list[str]:
     """Make the data folder the service account's alone: every folder in it 0700 at most, every file 0600
-    at most (also the pseudonym key and the SQLite store when they lie elsewhere). Returns a line per
-    fixed mode; raises DeploymentError naming the first path another account owns."""
+    at most (also the pseudonym key and the SQLite store when they lie elsewhere; there another owner is
+    accepted when others cannot read the file, as for a mounted secret). Returns a line per fixed mode;
+    raises DeploymentError naming the first path another account owns."""
     uid = os.geteuid() if euid is None else euid
     data = settings.data_dir.resolve()
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
     paths = [data]
     for folder, folders, files in os.walk(data):
         paths += [Path(folder, name) for name in folders + files]
+    elsewhere = []  # the key and the store outside the data folder (a key may be a read-only mounted secret)
     for extra in (settings.resolved_key_file, _sqlite_file(settings.resolved_database_url)):
         if extra is not None:
             extra = extra.resolve()
             if data not in extra.parents:
-                paths += [p for p in (extra, *(extra.with_name(extra.name + s) for s in ("-wal", "-shm", "-journal")))
-                          if p.exists()]
+                elsewhere += [p for p in (extra, *(extra.with_name(extra.name + s) for s in ("-wal", "-shm", "-journal")))
+                              if p.exists()]
     fixed = []
-    for path in paths:
+    for path in paths + elsewhere:
         info = path.lstat()
         if stat.S_ISLNK(info.st_mode):
             continue
-        if info.st_uid != uid:
+        if info.st_uid != uid and not (path in elsewhere and not info.st_mode & 0o007):
             raise DeploymentError(t("dep_not_owner", path=path, owner=info.st_uid, uid=uid))
+        if info.st_uid != uid:
+            continue
         mode = stat.S_IMODE(info.st_mode)
         if mode & 0o077:
             os.chmod(path, mode & 0o700, follow_symlinks=False)

@@ -197,3 +197,16 @@ def test_the_workspace_python_is_one_other_accounts_can_run(open_dir):
     (closed / "python").write_text("")
     with pytest.raises(DeploymentError, match="LDJ_WORKSPACE_PYTHON"):
         deployment.workspace_python(Settings(data_dir=open_dir / "var", workspace_python=closed / "python"))
+
+
+def test_a_key_mounted_from_elsewhere_may_be_another_accounts_but_not_readable_by_others(tmp_path):
+    key = tmp_path / "secret" / "pseudonym.key"
+    key.parent.mkdir()
+    key.write_bytes(b"k")
+    os.chown(key, NOBODY.pw_uid, NOBODY.pw_gid)
+    key.chmod(0o440)
+    settings = Settings(data_dir=tmp_path / "var", pseudonym_key_file=key)
+    assert deployment.secure_data_dir(settings) == [] and stat.S_IMODE(key.stat().st_mode) == 0o440
+    key.chmod(0o444)
+    with pytest.raises(DeploymentError, match=f"{key}: is van uid {NOBODY.pw_uid}"):
+        deployment.secure_data_dir(settings)
