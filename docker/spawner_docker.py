@@ -21,8 +21,13 @@ c.DockerSpawner.remove = True  # noqa: F821 - containers are throw-away; the hom
 c.DockerSpawner.cmd = ["ldj-workspace-start", "jupyterhub-singleuser"]  # noqa: F821
 c.DockerSpawner.notebook_dir = "/home/jovyan"  # noqa: F821
 # One named volume per user, mounted as the home folder: notebooks and results survive restarts.
-# The catalogue in it is rewritten at every start (ldj_spawners.LDJContainerMixin).
+# The catalogue in it is rewritten at every start (ldj_spawners.LDJContainerMixin). Nothing else is
+# mounted: not the data folder (ldj-data), not the Docker socket; data come only through the data service.
 c.DockerSpawner.volumes = {"ldj-home-{username}": "/home/jovyan"}  # noqa: F821
+# Separated from the platform: the image's unprivileged user, whatever the image says, no capabilities,
+# no privilege gain (setuid binaries), and the image's files (ldj, catalog/) read-only to that user.
+c.DockerSpawner.extra_create_kwargs = {"user": "1000:100"}  # noqa: F821
+c.DockerSpawner.extra_host_config = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}  # noqa: F821
 c.LDJContainerMixin.container_home = "/home/jovyan"  # noqa: F821
 c.DockerSpawner.mem_limit = "4G"  # noqa: F821
 c.DockerSpawner.cpu_limit = 1.0  # noqa: F821

@@ -16,11 +16,15 @@ c.JupyterHub.hub_connect_ip = "hub"  # noqa: F821
 
 c.KubeSpawner.image = "ldj-singleuser:latest"  # noqa: F821 - docker/Dockerfile.singleuser
 c.KubeSpawner.cmd = ["ldj-workspace-start", "jupyterhub-singleuser"]  # noqa: F821
-c.KubeSpawner.uid = 1000  # noqa: F821 - the image's jovyan user
+c.KubeSpawner.uid = 1000  # noqa: F821 - the image's jovyan user, never root
+c.KubeSpawner.gid = 100  # noqa: F821
 c.KubeSpawner.fs_gid = 100  # noqa: F821 - so the home volume is writable by the workspace
+c.KubeSpawner.allow_privilege_escalation = False  # noqa: F821
+c.KubeSpawner.container_security_context = {"capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True}  # noqa: F821
 c.KubeSpawner.notebook_dir = "/home/jovyan"  # noqa: F821
 # One PersistentVolumeClaim per user, mounted as the home folder; the catalogue in it is rewritten at
-# every start (ldj_spawners.LDJContainerMixin).
+# every start (ldj_spawners.LDJContainerMixin). Nothing else is mounted: the data folder and the secrets
+# are mounted in the hub pod only.
 c.KubeSpawner.storage_pvc_ensure = True  # noqa: F821
 c.KubeSpawner.pvc_name_template = "ldj-home-{username}"  # noqa: F821
 c.KubeSpawner.storage_capacity = "10Gi"  # noqa: F821

@@ -19,17 +19,25 @@ Production (SURFconext or another OpenID Connect provider), replacing the authen
 The spawner is selected by one setting, LDJ_SPAWNER: local (default), docker or kubernetes (see docker/).
 """
 
+import logging
 import os
 import sys
-from pathlib import Path
 
+from ldj import deployment
 from ldj.settings import REPO_ROOT, get_settings
 
+# The data folder (store, key, extracts, hub state, secrets) is the service account's alone: everything the
+# hub and its services create is 0600/0700, and wrong modes left by earlier runs are fixed now.
+deployment.private_umask()
 c = get_config()  # noqa: F821 - provided by JupyterHub
 settings = get_settings()
+# Local workspaces each under their own OS account with a private home outside the data folder (the hub
+# runs as root); a hub that is not root refuses unless LDJ_ALLOW_SHARED_WORKSPACE_ACCOUNTS (ldj.deployment).
+deployment.check_workspace_accounts(settings)
+for line in deployment.secure_data_dir(settings):
+    logging.getLogger("ldj").warning(line)
 state = (settings.data_dir / "hub").resolve()
 state.mkdir(parents=True, exist_ok=True)
-bin_dir = Path(sys.executable).parent
 
 c.JupyterHub.ip = settings.hub_ip
 c.JupyterHub.port = settings.hub_port
@@ -50,15 +58,15 @@ c.Authenticator.manage_groups = True
 
 # Who may start a workspace: checked in the spawner itself (ldj.hub.LDJSpawnerMixin).
 if settings.spawner == "local":
+    deployment.prepare_homes(settings)
     c.JupyterHub.spawner_class = "ldj.hub.LDJLocalSpawner"
-    c.Spawner.home_dir_template = str((settings.data_dir / "homes").resolve() / "{username}")
-    c.Spawner.cmd = [str(bin_dir / "jupyterhub-singleuser")]
-    if os.geteuid() == 0:
-        c.Spawner.args = ["--allow-root"]
+    c.Spawner.cmd = [str(deployment.workspace_python(settings)), "-m", "jupyterhub.singleuser"]
 else:
     exec((REPO_ROOT / "docker" / f"spawner_{settings.spawner}.py").read_text())
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 60
+# Nothing of the hub's environment (database URL, key path, secrets) reaches a workspace but what the
+# spawners set: JupyterHub's Spawner.env_keep passes on no LDJ_* variable.
 # The workspace's own token ($JUPYTERHUB_API_TOKEN) reads through the data service; the default
 # `server` role alone (activity, access to the server) would be refused there.
 c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", "access:services!service=ldj-data"]

@@ -15,6 +15,9 @@ from .settings import get_settings
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """LDJ research portal: the steward's tools (import, synthetic data, quarantine, store)."""
+    from .deployment import private_umask
+
+    private_umask()  # what the commands write into the data folder is the service account's alone
 
 
 # --- import ----------------------------------------------------------------------------------
@@ -775,13 +778,30 @@ def _demo_requests(gov, engine) -> None:
 
 @main.command()
 def serve() -> None:
-    """Start the hub (with its proxy and the data service) on the data folder; Ctrl-C stops it all."""
+    """Start the hub (with its proxy and the data service) on the data folder; Ctrl-C stops it all.
+
+    First the data folder is made the service account's alone (modes fixed, other owners refused), and
+    the local spawner is checked: as root every workspace gets its own OS account; otherwise the hub
+    refuses unless LDJ_ALLOW_SHARED_WORKSPACE_ACCOUNTS=true."""
     import signal
     import subprocess
 
+    from . import deployment
+    from .i18n import t
     from .settings import REPO_ROOT
 
     settings = get_settings()
+    try:
+        deployment.check_workspace_accounts(settings)
+        for line in deployment.secure_data_dir(settings):
+            click.echo(line, err=True)
+        if settings.spawner == "local":
+            deployment.prepare_homes(settings)
+            deployment.workspace_python(settings)
+    except deployment.DeploymentError as exc:
+        raise click.ClickException(str(exc)) from None
+    if deployment.shared_workspace_accounts(settings):
+        click.echo(t("dep_shared_warning"), err=True)
     config = REPO_ROOT / "hub" / "jupyterhub_config.py"
     env = {**os.environ, "LDJ_DATA_DIR": str(settings.data_dir.resolve())}
     url = f"http://{settings.hub_ip}:{settings.hub_port}/"

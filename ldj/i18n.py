@@ -625,6 +625,16 @@ TEXTS: dict[str, tuple[str, str]] = {
     "home_apo_queue": ("Er wachten **{n}** aanvragen op uw beoordeling.", "**{n}** requests are waiting for your review."),
     "home_projects": ("Uw actieve projecten: {projects}.", "Your active projects: {projects}."),
     "home_workspace": ("Open mijn werkomgeving", "Open my workspace"),
+    "home_shared_accounts": ("**Let op: werkomgevingen zijn niet van het platform gescheiden.** De hub draait niet als "
+                             "root en start elke werkomgeving onder zijn eigen account "
+                             "(LDJ_ALLOW_SHARED_WORKSPACE_ACCOUNTS): code in een notebook kan de opslag, de "
+                             "pseudoniemsleutel en de thuismappen van anderen lezen. Gebruik dit alleen voor een "
+                             "demonstratie; start de hub als root of gebruik de docker- of kubernetes-spawner.",
+                             "**Warning: workspaces are not separated from the platform.** The hub does not run as "
+                             "root and starts every workspace under its own account "
+                             "(LDJ_ALLOW_SHARED_WORKSPACE_ACCOUNTS): code in a notebook can read the store, the "
+                             "pseudonym key and other users' homes. Use this only for a demonstration; run the hub "
+                             "as root or use the docker or kubernetes spawner."),
     "report_rejected": ("{file}: AFGEWEZEN — {reason}", "{file}: REJECTED — {reason}"),
     # dashboards (indicators.py)
     "ind_too_little_data": ("te weinig gegevens", "too little data"),
@@ -728,6 +738,52 @@ TEXTS: dict[str, tuple[str, str]] = {
     "audit_objection": ("extract verwijderd: een cliënt erin maakte bezwaar; de volgende keer wordt het zonder "
                         "bezwaarmakers opnieuw gemaakt",
                         "extract removed: a client in it objected; next time it is made again without objectors"),
+    # the deployment's separation (deployment.py, ldj serve)
+    "dep_shared_refused": ("de hub draait niet als root, dus de lokale spawner kan werkomgevingen niet elk onder een "
+                           "eigen account starten; dan zou elke notebook de opslag en de pseudoniemsleutel kunnen "
+                           "lezen. Start als root, kies LDJ_SPAWNER=docker of kubernetes, of aanvaard gedeelde "
+                           "accounts uitdrukkelijk met LDJ_ALLOW_SHARED_WORKSPACE_ACCOUNTS=true (alleen voor een demo)",
+                           "the hub does not run as root, so the local spawner cannot start each workspace under "
+                           "its own account; every notebook could then read the store and the pseudonym key. Run as "
+                           "root, choose LDJ_SPAWNER=docker or kubernetes, or accept shared accounts explicitly with "
+                           "LDJ_ALLOW_SHARED_WORKSPACE_ACCOUNTS=true (for a demo only)"),
+    "dep_bad_name": ("gebruikersnaam '{name}' past niet in een systeemaccount ({prefix}<naam>: kleine letters, "
+                     "cijfers, '.', '_' of '-', beginnend met een letter of cijfer, hoogstens {most} tekens); "
+                     "geen werkomgeving met de lokale spawner",
+                     "user name '{name}' does not map to a system account ({prefix}<name>: lower-case letters, "
+                     "digits, '.', '_' or '-', starting with a letter or digit, at most {most} characters); "
+                     "no workspace with the local spawner"),
+    "dep_bad_prefix": ("LDJ_WORKSPACE_ACCOUNT_PREFIX '{prefix}' moet kleine letters en cijfers zijn, beginnend met "
+                       "een letter en eindigend op '-'",
+                       "LDJ_WORKSPACE_ACCOUNT_PREFIX '{prefix}' must be lower-case letters and digits, starting with "
+                       "a letter and ending in '-'"),
+    "dep_foreign_account": ("systeemaccount '{account}' bestaat al maar is geen LDJ-werkomgeving; geen werkomgeving "
+                            "voor '{name}'",
+                            "system account '{account}' exists but is not an LDJ workspace; no workspace for "
+                            "'{name}'"),
+    "dep_not_owner": ("{path}: is van uid {owner}, niet van het serviceaccount (uid {uid}); de gegevensmap hoort "
+                      "alleen bij het serviceaccount (chown -R het, of draai met dat account)",
+                      "{path}: belongs to uid {owner}, not to the service account (uid {uid}); the data folder "
+                      "belongs to the service account alone (chown -R it, or run as that account)"),
+    "dep_mode_fixed": ("{path}: rechten {old} hersteld naar {new}", "{path}: mode {old} fixed to {new}"),
+    "dep_homes_inside": ("LDJ_HOMES_DIR ({homes}) ligt in de gegevensmap ({data}); thuismappen horen erbuiten",
+                         "LDJ_HOMES_DIR ({homes}) lies inside the data folder ({data}); homes belong outside it"),
+    "dep_unreachable": ("{path}: werkomgevingsaccounts kunnen {what} niet bereiken ({blocked} is niet open voor "
+                        "anderen); {hint}",
+                        "{path}: workspace accounts cannot reach {what} ({blocked} is not open to others); {hint}"),
+    "dep_what_python": ("de Python van de werkomgevingen", "the workspaces' Python"),
+    "dep_what_homes": ("de map met thuismappen", "the folder of homes"),
+    "dep_hint_python": ("zet LDJ_WORKSPACE_PYTHON op een Python die anderen kunnen lezen",
+                        "set LDJ_WORKSPACE_PYTHON to a Python others can read"),
+    "dep_hint_homes": ("kies een LDJ_HOMES_DIR waarvan de bovenliggende mappen voor anderen doorloopbaar zijn "
+                       "(chmod o+x)",
+                       "choose an LDJ_HOMES_DIR whose parent folders others can pass through (chmod o+x)"),
+    "dep_no_python": ("geen Python {version} gevonden die werkomgevingsaccounts kunnen lezen",
+                      "no Python {version} found that workspace accounts can read"),
+    "dep_shared_warning": ("LET OP: werkomgevingen draaien onder het account van de hub "
+                           "(LDJ_ALLOW_SHARED_WORKSPACE_ACCOUNTS): notebooks kunnen de gegevensmap lezen",
+                           "WARNING: workspaces run under the hub's account (LDJ_ALLOW_SHARED_WORKSPACE_ACCOUNTS): "
+                           "notebooks can read the data folder"),
     # retention (retention.py)
     "ret_project_closed": ("project {project} is gesloten", "project {project} is closed"),
     "ret_project_ended": ("project {project} is op {ends} afgelopen", "project {project} ended on {ends}"),

@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.request
 
-from . import governance, retention, store, versions
+from . import deployment, governance, retention, store, versions
 from .audit import Reason, log_access
 from .settings import get_settings
 
@@ -80,6 +80,7 @@ def refresh_if_needed(engine, settings, unready_before: str | None) -> tuple[str
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s %(asctime)s ldj.lifecycle] %(message)s")
+    deployment.private_umask()  # what housekeeping writes into the data folder stays the service account's
     settings = get_settings()
     hub = Hub(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
     engine = store.get_engine(settings)

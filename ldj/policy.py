@@ -233,6 +233,7 @@ RULES: dict[str, Rule] = _rules(
     Rule("audit.read", (STEWARD,), "toegangslog lezen"),
     Rule("quarantine.read", (STEWARD,), "quarantaine lezen en exporteren"),
     Rule("catalogue.publish", (STEWARD,), "catalogus publiceren (CKAN)"),
+    Rule("deployment.warnings", (STEWARD,), "waarschuwingen over de inrichting zien (gedeelde accounts)"),
 )
 
 

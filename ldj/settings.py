@@ -55,6 +55,20 @@ class Settings(BaseSettings):
         [], description="Host:port values browsers may open the portal from (websocket origin check); "
         "default: the hub's address and port, and localhost.")
     spawner: str = Field("local", description="Workspace spawner: local (demo), docker or kubernetes (docker/).")
+    homes_dir: Path | None = Field(
+        None, description="Folder of the local spawner's workspace homes, one private (0700) folder per workspace "
+        "account; outside the data folder; default <data_dir>/../homes.")
+    workspace_account_prefix: str = Field(
+        "ldj-", description="Local spawner: each workspace runs as its own OS account, named this prefix plus the "
+        "user name (created by the hub, which runs as root).")
+    workspace_python: Path | None = Field(
+        None, description="Local spawner: the Python that workspaces run (with jupyterhub and the notebook "
+        "packages); must be readable by the workspace accounts. Default: the hub's own, or, when that lies where "
+        "other accounts cannot read it, a virtual environment over the system Python with the hub's packages.")
+    allow_shared_workspace_accounts: bool = Field(
+        False, description="Local spawner on a hub that does not run as root: accept that every workspace runs as "
+        "the hub's own account, which can read the data folder (the store, the pseudonym key); stewards see a "
+        "warning. Without it such a hub refuses to start.")
     workspace_check_seconds: int = Field(60, description="How often running workspaces are checked against the grants.")
     idle_timeout_seconds: int = Field(3600, description="A workspace idle this long is stopped by the idle culler.")
     keep_data_versions: int = Field(2, description="Data versions whose derived files (catalogue snapshots, "
@@ -77,6 +91,10 @@ class Settings(BaseSettings):
     @property
     def resolved_key_file(self) -> Path:
         return self.pseudonym_key_file or self.data_dir / "pseudonym.key"
+
+    @property
+    def resolved_homes_dir(self) -> Path:
+        return (self.homes_dir or self.data_dir.resolve().parent / "homes").resolve()
 
 
 @lru_cache(maxsize=1)

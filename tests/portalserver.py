@@ -25,7 +25,8 @@ import psutil
 import requests
 
 from conftest import free_port, stop_tree
-from ldj.settings import REPO_ROOT
+from ldj.deployment import workspace_accounts
+from ldj.settings import REPO_ROOT, Settings
 
 CONFIG = REPO_ROOT / "hub" / "jupyterhub_config.py"
 PORTS = ("HUB_PORT", "HUB_API_PORT", "PROXY_API_PORT", "DATA_SERVICE_PORT", "PORTAL_PORT")
@@ -34,6 +35,7 @@ PORTS = ("HUB_PORT", "HUB_API_PORT", "PROXY_API_PORT", "DATA_SERVICE_PORT", "POR
 class Stack:
     def __init__(self, root: Path, url: str, env: dict[str, str]):
         self.root, self.url, self.env = root, url, env
+        self.account_prefix = env["LDJ_WORKSPACE_ACCOUNT_PREFIX"]
         self.log = root / "hub.log"
         self.proc: subprocess.Popen | None = None
         self._family: list[psutil.Process] = []
@@ -51,8 +53,16 @@ class Stack:
     def data_service(self) -> str:
         return f"{self.url}/services/ldj-data"
 
+    @property
+    def homes_dir(self) -> Path:
+        return self.root / "homes"  # the default: beside the data folder
+
+    def account(self, user: str) -> str:
+        """The OS account `user`'s workspace runs as (ldj.deployment.account_name)."""
+        return self.account_prefix + user
+
     def home(self, user: str) -> Path:
-        return self.data_dir / "homes" / user
+        return self.homes_dir / self.account(user)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -62,8 +72,10 @@ class Stack:
     def start(self, timeout: float = 90) -> "Stack":
         """Start the hub and wait until its API, the data service and the portal answer; on failure
         everything started is stopped again."""
-        self.proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)], cwd=self.root,
-                                     env=self.env, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        log = os.fdopen(os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
+        with log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(CONFIG)], cwd=self.root,
+                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + timeout
             for url in (f"{self.url}/hub/api/", f"{self.data_service}/api/me", f"{self.portal}/"):
@@ -112,6 +124,12 @@ class Stack:
         for process in alive:
             process.kill()
         self.proc = None
+        self.remove_accounts()
+
+    def remove_accounts(self) -> None:
+        """Remove the OS accounts the hub created for this stack's workspaces (its own prefix), by name."""
+        for account in workspace_accounts(Settings(workspace_account_prefix=self.account_prefix)):
+            subprocess.run(["userdel", account], check=False, capture_output=True)
 
     # -- as a user -------------------------------------------------------------------------------------
 
@@ -216,11 +234,17 @@ class Stack:
 
 def make_stack(root: Path, **settings: str) -> Stack:
     """A stack over the data folder root/var (filled by the caller: store, accounts); `settings` are extra
-    LDJ_* values, without the prefix (e.g. workspace_check_seconds="1"). Call start(), later stop()."""
+    LDJ_* values, without the prefix (e.g. workspace_check_seconds="1"). Call start(), later stop().
+
+    Workspaces run as OS accounts with a prefix of this stack's own (hubs of other tests and sessions run
+    beside it), removed again by stop(); root is opened for passing through (0711), so the accounts reach
+    their homes in root/homes; the data folder root/var stays 0700."""
+    root.chmod(0o711)
     ports = {name: free_port() for name in PORTS}
     url = f"http://127.0.0.1:{ports['HUB_PORT']}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LDJ_", "JUPYTERHUB_", "PANEL_", "BOKEH_"))}
     env.update({f"LDJ_{k}": str(v) for k, v in ports.items()})
+    env["LDJ_WORKSPACE_ACCOUNT_PREFIX"] = f"t{uuid.uuid4().hex[:6]}-"
     env.update(LDJ_DATA_DIR=str(root / "var"), HOME=str(root), JUPYTER_RUNTIME_DIR=str(root / "rt"),
                JUPYTER_DATA_DIR=str(root / "jd"), JUPYTER_CONFIG_DIR=str(root / "jc"), IPYTHONDIR=str(root / "ip"),
                LDJ_DATA_SERVICE_URL=f"{url}/services/ldj-data", LDJ_PORTAL_URL=f"{url}/services/ldj-portal")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -166,7 +168,10 @@ def test_demo_accounts_and_serve_start_and_stop_cleanly(demo, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LDJ_")}
     ports = {f"LDJ_{k}": str(free_port()) for k in ("HUB_PORT", "HUB_API_PORT", "PROXY_API_PORT", "DATA_SERVICE_PORT",
                                                           "PORTAL_PORT")}
-    env.update(ports, LDJ_DATA_DIR=str(data), HOME=str(tmp_path), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"))
+    homes = Path(tempfile.mkdtemp(prefix="ldj-cli-homes-"))  # workspace accounts pass through to their homes
+    homes.chmod(0o711)
+    env.update(ports, LDJ_DATA_DIR=str(data), HOME=str(tmp_path), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"),
+               LDJ_HOMES_DIR=str(homes / "homes"))
     serve = subprocess.Popen([str(LDJ), "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{ports['LDJ_HUB_PORT']}"
     try:
@@ -195,3 +200,4 @@ def test_demo_accounts_and_serve_start_and_stop_cleanly(demo, tmp_path):
         serve.wait(timeout=60)
     gone, alive = psutil.wait_procs(children, timeout=15)
     assert not alive, f"left running after Ctrl-C: {alive}"
+    shutil.rmtree(homes, ignore_errors=True)

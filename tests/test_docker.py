@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,6 +25,7 @@ import pytest
 import yaml
 from docker.errors import DockerException
 from jupyterhub.objects import Hub
+from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner
 from tornado import web
 from traitlets.config import Config
 from traitlets.utils.importstring import import_item
@@ -29,6 +33,7 @@ from traitlets.utils.importstring import import_item
 from ldj import governance as gov
 from ldj import store
 from ldj.catalogue import load_entries
+from ldj.deployment import DeploymentError
 from ldj.hub import CATALOGUE_FILE, LDJSpawnerMixin
 from ldj.settings import REPO_ROOT, get_settings
 
@@ -63,9 +68,35 @@ def test_one_setting_selects_a_container_spawner_with_the_ldj_rules(monkeypatch,
     assert {s["name"] for s in config.JupyterHub.services} >= {"ldj-data", "ldj-lifecycle", "idle-culler"}
 
 
-def test_the_local_default_is_unchanged(monkeypatch, tmp_path):
-    config = load_hub_config(monkeypatch, tmp_path, "local")
+@pytest.fixture
+def open_dir():
+    """A folder workspace accounts can pass through (pytest's tmp_path lies in a 0700 folder)."""
+    folder = Path(tempfile.mkdtemp(prefix="ldj-docker-"))
+    folder.chmod(0o711)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_local_default_runs_workspaces_as_their_own_accounts(monkeypatch, open_dir):
+    config = load_hub_config(monkeypatch, open_dir, "local")
     assert config.JupyterHub.spawner_class == "ldj.hub.LDJLocalSpawner"
+    cls = import_item(config.JupyterHub.spawner_class)
+    assert issubclass(cls, LocalProcessSpawner) and not issubclass(cls, SimpleLocalProcessSpawner)
+    assert config.Spawner.cmd[1:] == ["-m", "jupyterhub.singleuser"] and "args" not in config.Spawner
+    assert stat.S_IMODE((open_dir / "var").stat().st_mode) == 0o700
+    assert stat.S_IMODE((open_dir / "homes").stat().st_mode) == 0o711
+
+
+def test_a_local_hub_that_is_not_root_refuses_unless_shared_accounts_are_accepted(monkeypatch, open_dir):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(DeploymentError, match="LDJ_ALLOW_SHARED_WORKSPACE_ACCOUNTS=true"):
+        load_hub_config(monkeypatch, open_dir, "local")
+    assert not (open_dir / "var").exists()  # refused before anything was made
+    monkeypatch.setenv("LDJ_ALLOW_SHARED_WORKSPACE_ACCOUNTS", "true")
+    for folder in ("var", "homes"):  # the hub's own account's
+        (open_dir / folder).mkdir()
+        os.chown(open_dir / folder, 1000, 1000)
+    assert load_hub_config(monkeypatch, open_dir, "local").JupyterHub.spawner_class == "ldj.hub.LDJLocalSpawner"
 
 
 @pytest.fixture
@@ -135,6 +166,7 @@ def test_the_catalogue_reaches_the_container_and_the_entry_point_writes_it(grant
     out = subprocess.run([sys.executable, str(DOCKER / "workspace-start"), sys.executable, "-c", check],
                          env=run_env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['trajectories'] False"  # the command ran after it; the variable is not passed on
+    assert stat.S_IMODE((home / CATALOGUE_FILE).stat().st_mode) == 0o444
     assert (home / "02_voor_na_verandering.ipynb").read_text() == "my own work"
     assert sorted(p.name for p in home.glob("*.ipynb")) == sorted(
         p.name for p in (REPO_ROOT / "starter_notebooks").glob("*.ipynb"))
@@ -144,6 +176,62 @@ def test_the_entry_point_refuses_to_start_without_a_catalogue(tmp_path):
     result = subprocess.run([sys.executable, str(DOCKER / "workspace-start"), "true"], capture_output=True, text=True,
                             env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)})
     assert result.returncode != 0 and "no catalogue from the hub" in result.stderr
+
+
+@pytest.mark.parametrize("spawner", ["docker", "kubernetes"])
+def test_container_workspaces_get_no_data_folder_no_secret_and_no_root(monkeypatch, tmp_path, spawner):
+    config = load_hub_config(monkeypatch, tmp_path, spawner)
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    data_mounts = {v.split(":")[0] for v in compose["services"]["hub"]["volumes"]}  # ldj-data, docker.sock
+    assert "ldj-data" in data_mounts
+    if spawner == "docker":
+        mounts = config.DockerSpawner.volumes
+        assert mounts == {"ldj-home-{username}": "/home/jovyan"} and not set(mounts) & data_mounts
+        assert config.DockerSpawner.extra_create_kwargs["user"].split(":")[0] not in ("0", "root")
+        assert config.DockerSpawner.extra_host_config["cap_drop"] == ["ALL"]
+        assert "no-new-privileges:true" in config.DockerSpawner.extra_host_config["security_opt"]
+    else:
+        assert [v["persistentVolumeClaim"]["claimName"] for v in config.KubeSpawner.volumes] == ["ldj-home-{username}"]
+        assert [m["mountPath"] for m in config.KubeSpawner.volume_mounts] == ["/home/jovyan"]
+        assert config.KubeSpawner.uid not in (0, None) and config.KubeSpawner.allow_privilege_escalation is False
+        assert config.KubeSpawner.container_security_context["runAsNonRoot"] is True
+
+
+def test_the_chart_mounts_the_data_folder_and_the_key_in_the_hub_only():
+    values = yaml.safe_load((DOCKER / "z2jh-values.yaml").read_text())
+    hub_volumes = {v["name"] for v in values["hub"]["extraVolumes"]}
+    assert hub_volumes == {"ldj-data", "ldj-secrets"}
+    singleuser = values["singleuser"]
+    assert not singleuser["storage"].get("extraVolumes") and not singleuser["storage"].get("extraVolumeMounts")
+    assert hub_volumes.isdisjoint(str(singleuser).replace("'", " ").split())
+    assert singleuser["uid"] != 0 and singleuser["allowPrivilegeEscalation"] is False
+    assert singleuser["extraPodConfig"]["securityContext"]["runAsNonRoot"] is True
+    assert "LDJ_DATABASE_URL" not in str(singleuser) and "pseudonym" not in str(singleuser)
+
+
+def test_the_workspace_image_runs_unprivileged_with_a_read_only_catalogue():
+    lines = [line.strip() for line in (DOCKER / "Dockerfile.singleuser").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("0", "root")
+    copies = [line for line in lines if line.startswith("COPY ")]
+    # The package and the catalogue definitions belong to root: the workspace's user reads them, cannot change them.
+    assert any(" catalog " in line for line in copies) and not any("--chown" in line for line in copies)
+    assert lines.index(next(line for line in lines if line.startswith("USER "))) > max(map(lines.index, copies))
+    assert not [line for line in lines if line.startswith("VOLUME") or "LDJ_DATA_DIR" in line
+                or "LDJ_DATABASE_URL" in line or "pseudonym" in line]
+
+
+def test_a_container_workspace_inherits_no_database_url_key_or_secret(grants, monkeypatch):
+    monkeypatch.setenv("LDJ_DATABASE_URL", "postgresql+psycopg://ldj:secret@db/ldj")
+    monkeypatch.setenv("LDJ_PSEUDONYM_KEY_FILE", "/etc/ldj/pseudonym.key")
+    monkeypatch.setenv("CONFIGPROXY_AUTH_TOKEN", "proxy-secret")
+    spawner = docker_spawner("anna")
+    start_without_docker(spawner)
+    env = spawner.get_env()
+    assert {k for k in env if k.startswith("LDJ_")} == {"LDJ_CATALOG", "LDJ_DATA_SERVICE_URL",
+                                                          ldj_spawners.CATALOGUE_ENV}
+    assert not [k for k, v in env.items() if "secret" in v or "pseudonym" in v]
 
 
 def copied_sources(dockerfile: Path) -> list[str]:

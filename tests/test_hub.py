@@ -108,7 +108,7 @@ def test_a_researcher_with_a_project_gets_a_workspace_with_the_catalogue(hub):
             break
         time.sleep(0.5)
     assert model["servers"][""]["ready"], (hub["root"] / "hub.log").read_text()[-3000:]
-    catalogue = hub["root"] / "var" / "homes" / "onderzoeker" / "ldj-catalogus.yaml"
+    catalogue = hub["stack"].home("onderzoeker") / "ldj-catalogus.yaml"
     text = catalogue.read_text()
     assert "trajectories" in text and "cbcl" not in text and "JUPYTERHUB_API_TOKEN" in text
     assert api(hub, "DELETE", "/users/onderzoeker/server").status_code in (202, 204)

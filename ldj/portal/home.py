@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import panel as pn
 
-from .. import governance
+from .. import deployment, governance
 from .visitor import Visitor
 
 
@@ -13,6 +13,8 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
     if visitor.anonymous:
         return pn.Column(*parts, sizing_mode="stretch_width")
     parts.append(pn.pane.Markdown(f"### {visitor.t('home_welcome', name=visitor.name)}"))
+    if visitor.allows("deployment.warnings") and deployment.shared_workspace_accounts(visitor.settings):
+        parts.append(pn.pane.Alert(visitor.t("home_shared_accounts"), alert_type="warning"))
     engine = visitor.engine
     if visitor.has_role("apo"):
         queue = governance.queue_for_reviewer(engine, visitor.name)
