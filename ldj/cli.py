@@ -442,24 +442,27 @@ def apo_revoke(grant_id: int, actor: str) -> None:
 @main.command()
 @click.option("--user", default=None)
 @click.option("--project", type=int, default=None)
-@click.option("--outcome", type=click.Choice(["allowed", "refused"]), default=None)
-@click.option("--limit", type=int, default=50, show_default=True)
-def audit(user: str | None, project: int | None, outcome: str | None, limit: int) -> None:
-    """The access log: who read which data, when, for which project, and whether it was allowed."""
-    import sqlalchemy as sa
+@click.option("--outcome", type=click.Choice(["allowed", "refused", "stopped", "removed"]), default=None)
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, every field apart.")
+def audit(user: str | None, project: int | None, outcome: str | None, limit: int, as_json: bool) -> None:
+    """The access log: who read which data, when, for which project, and whether it was allowed.
 
+    One entry per line; values that came from a request are shown escaped (a newline as \\u000a)."""
+    import json
+
+    from . import audit as access_log
     from . import store
 
-    log = store.access_log
-    stmt = sa.select(log).order_by(log.c.id.desc()).limit(limit)
-    for column, value in ((log.c.user_name, user), (log.c.project_id, project), (log.c.outcome, outcome)):
-        if value is not None:
-            stmt = stmt.where(column == value)
-    with store.get_engine(get_settings()).connect() as conn:
-        for r in conn.execute(stmt).mappings():
-            click.echo(f"{r['at']:%Y-%m-%d %H:%M:%S} {r['user_name']:<12} project {r['project_id'] or '-':<4} "
-                       f"{r['entry'] or '-':<22} {r['outcome']:<8} {r['rows'] if r['rows'] is not None else '':>7} "
-                       f"{r['reason'] or ''}")
+    settings = get_settings()
+    engine = store.get_engine(settings)
+    with engine.connect() as conn:
+        missing = store.missing_append_only_guards(conn)
+    if missing:
+        click.echo(f"LET OP: append-only-beveiliging ontbreekt: {', '.join(missing)}", err=True)
+    for entry in access_log.entries(engine, user=user, project=project, outcome=outcome, limit=limit):
+        click.echo(json.dumps(entry.to_json(settings.language), ensure_ascii=True) if as_json
+                   else entry.line(settings.language))
 
 
 def _attachments(files: tuple[Path, ...], factsheet_pdf: str | None) -> dict[str, Path] | None:
@@ -915,6 +918,20 @@ def db_upgrade() -> None:
 
     engine = store.get_engine()
     click.echo(f"Schema bijgewerkt: {engine.url.render_as_string(hide_password=True)}")
+
+
+@db.command("grant")
+@click.argument("role")
+def db_grant(role: str) -> None:
+    """PostgreSQL: let ROLE (the services' login) use the store without owning it; the audit tables
+    only to read and append. Run as the tables' owner after `ldj db upgrade`."""
+    from . import store
+
+    try:
+        store.grant_service_role(store.get_engine(), role)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"rechten toegekend aan {role}")
 
 
 @main.command("settings")

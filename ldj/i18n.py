@@ -715,6 +715,29 @@ TEXTS: dict[str, tuple[str, str]] = {
     "reg_finished_saved": ("Het onderzoek is afgerond.", "The study is finished."),
     "reg_remove": ("Uit het register halen", "Remove from the registry"),
     "reg_removed": ("Het onderzoek is uit het register gehaald.", "The study was removed from the registry."),
+    # the access log (audit.py): reasons by code, filled in with the entry's fields
+    "audit_no_token": ("geen of ongeldig token", "no or invalid token"),
+    "audit_bad_input": ("ongeldige waarde voor {parameter}: {value}", "invalid value for {parameter}: {value}"),
+    "audit_unknown_entry": ("onbekend catalogusitem '{entry}'", "unknown catalogue entry '{entry}'"),
+    "audit_unknown_variables": ("onbekende variabelen in '{entry}': {variables}",
+                                "unknown variables in '{entry}': {variables}"),
+    "audit_version_unavailable": ("gegevensversie {version} van '{entry}' is niet (meer) beschikbaar",
+                                  "data version {version} of '{entry}' is not available (any more)"),
+    "audit_no_grant": ("geen toekenning voor '{entry}' in project {project}",
+                       "no grant for '{entry}' in project {project}"),
+    "audit_grant_revoked": ("toekenning ingetrokken", "grant revoked"),
+    "audit_project_closed": ("project gesloten", "project closed"),
+    "audit_grant_expired": ("toekenning verlopen of nog niet geldig", "grant expired or not yet valid"),
+    "audit_account_inactive": ("account niet actief", "account not active"),
+    "audit_variables_not_granted": ("variabelen niet toegekend: {variables}", "variables not granted: {variables}"),
+    "audit_refused": ("geen toegang", "no access"),
+    "audit_no_active_grant": ("werkomgeving gestopt: geen actieve toekenning meer",
+                              "workspace stopped: no active grant any more"),
+    "audit_project_ended": ("extracten verwijderd: project {project} is afgelopen ({why})",
+                            "extracts removed: project {project} ended ({why})"),
+    "audit_objection": ("extract verwijderd: een cliënt erin maakte bezwaar; de volgende keer wordt het zonder "
+                        "bezwaarmakers opnieuw gemaakt",
+                        "extract removed: a client in it objected; next time it is made again without objectors"),
     # the deployment's separation (deployment.py, ldj serve)
     "dep_shared_refused": ("de hub draait niet als root, dus de lokale spawner kan werkomgevingen niet elk onder een "
                            "eigen account starten; dan zou elke notebook de opslag en de pseudoniemsleutel kunnen "
@@ -768,7 +791,6 @@ TEXTS: dict[str, tuple[str, str]] = {
                         "data version {version} is older than the newest {keep}"),
     "ret_old_factsheet": ("factsheet van een oudere gegevensversie", "factsheet of an older data version"),
     "ret_leftover": ("onafgemaakt tijdelijk bestand", "unfinished temporary file"),
-    "ret_extracts_removed": ("extracten verwijderd: {reason}", "extracts removed: {reason}"),
     "ret_line": ("{kind}: {path} ({size}) — {reason}", "{kind}: {path} ({size}) — {reason}"),
     "ret_summary": ("{n} verwijderd, {size} vrijgemaakt", "{n} removed, {size} freed"),
     "ret_summary_dry": ("{n} zou worden verwijderd ({size}); niets verwijderd (--dry-run)",

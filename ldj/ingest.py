@@ -573,8 +573,11 @@ class Ingestor:
                 report.rows_replaced = conn.execute(target.delete().where(target.c.batch_id.in_(old))).rowcount
                 conn.execute(b.update().where(b.c.id.in_(old)).values(status="replaced", replaced_by=batch_id))
             self._write(conn, "organisations", "ignore:code", pa.table({"code": [staged.organisation]}), None)
+            objected = False
             for part in prepared:
                 for name, rule, rows in part.tables:
+                    if name == "clients":
+                        objected = _new_objections(conn, rows) or objected
                     self._write(conn, name, rule, rows, batch_id)
                 if part.quarantine is not None:
                     self._write(conn, "quarantine", "insert", part.quarantine, batch_id)
@@ -593,6 +596,10 @@ class Ingestor:
                 rows_quarantined=report.rows_quarantined, rows_replaced=report.rows_replaced, report=report.to_json()))
         if bar is not None:
             bar.close()
+        if objected:  # extract files cut before may hold these clients: they go, and that is logged
+            from .extracts import withdraw_objections
+
+            withdraw_objections(self.engine, self.settings, self.imported_by or "ldj-ingest")
         _release_memory()
 
     def _write(self, conn, name: str, rule: str, rows: pa.Table, batch_id: int | None) -> None:
@@ -634,6 +641,20 @@ class Ingestor:
             ~sa.exists().where(m.c.client == c.c.pseudonym)))
         conn.execute(p.delete().where(
             p.c.batch_id.in_(old_batches), ~sa.exists().where(tr.c.professional == p.c.pseudonym)))
+
+
+def _new_objections(conn, clients: pa.Table) -> bool:
+    """Whether these incoming client rows record an objection for a client the store holds without one
+    (whose rows earlier extracts may hold). A client new to the store is in no earlier extract; one
+    that was dropped and comes back is caught by `ldj prune`, and no read serves it meanwhile."""
+    objecting = [p for p, o in zip(clients.column("pseudonym").to_pylist(), clients.column("objection").to_pylist())
+                 if o]
+    c = store.clients
+    for start in range(0, len(objecting), 1000):
+        if conn.execute(sa.select(sa.func.count()).select_from(c).where(
+                c.c.pseudonym.in_(objecting[start:start + 1000]), c.c.objection.is_(False))).scalar_one():
+            return True
+    return False
 
 
 def _file_level_rules(frame: pd.DataFrame, staged: _Staged, seen_keys: set[str]) -> list[RowError]:

@@ -18,7 +18,7 @@ import time
 import urllib.request
 
 from . import deployment, governance, retention, store, versions
-from .extracts import log_access
+from .audit import Reason, log_access
 from .settings import get_settings
 
 log = logging.getLogger("ldj.lifecycle")
@@ -52,7 +52,7 @@ def check_once(hub: Hub, engine) -> list[str]:
         if governance.active_grants(engine, name):
             continue
         hub.stop(name)
-        log_access(engine, user=name, outcome="stopped", reason="werkomgeving gestopt: geen actieve toekenning meer")
+        log_access(engine, user=name, action="workspace.stop", outcome="stopped", reason=Reason("no_active_grant"))
         log.info("stopped %s's workspace: no active grant", name)
         stopped.append(name)
     return stopped

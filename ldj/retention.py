@@ -10,7 +10,8 @@ active project's extracts were cut from, so that project can repeat its analysis
 A project's extracts (`extracts/project-<id>/`) are person-level data made for that project only: once
 the project is no longer active (closed, or past its end date) they are removed. Their rows in the
 `extracts` table stay (what was made, its checksum) with `removed_at` set, and the access log records
-the removal.
+the removal. Each prune also removes extract files that may hold a client who objected since they
+were cut (`ldj.extracts.withdraw_objections`; an import does so at once, this catches what it missed).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from . import store
-from .extracts import log_access
+from .audit import Reason, log_access
+from .extracts import withdraw_objections
 from .i18n import t
 from .settings import Settings
 
@@ -62,10 +64,11 @@ def _ended_projects(engine: sa.Engine, on: date, language: str) -> dict[int, str
 
 
 def _pinned_versions(engine: sa.Engine, ended: dict[int, str]) -> set[str]:
-    """Data versions that extracts of still-active projects were cut from."""
+    """Data versions that extracts of still-active projects were cut from (a file removed because a
+    client objected still pins its version: it is cut again from that snapshot)."""
     e = store.extracts
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(e.c.project_id, e.c.data_version).where(e.c.removed_at.is_(None))).all()
+        rows = conn.execute(sa.select(e.c.project_id, e.c.data_version).distinct()).all()
     return {row.data_version for row in rows if row.project_id not in ended}
 
 
@@ -104,7 +107,8 @@ def plan(engine: sa.Engine, settings: Settings, on: date | None = None) -> list[
     out: list[Removal] = []
 
     for folder in sorted(_version_folders(data / "extracts")):
-        project = int(folder.name.removeprefix("project-")) if folder.name.startswith("project-") else None
+        number = folder.name.removeprefix("project-")
+        project = int(number) if folder.name.startswith("project-") and number.isascii() and number.isdigit() else None
         if project in ended:
             out.append(Removal("extracts", folder, _size(folder), ended[project], project))
 
@@ -140,9 +144,10 @@ def prune(engine: sa.Engine, settings: Settings, on: date | None = None, dry_run
     removals = plan(engine, settings, on)
     if dry_run:
         return removals
+    withdraw_objections(engine, settings, ACTOR)  # files an objection missed (an import that stopped half-way)
     for r in removals:
         if r.kind == "extracts":
-            _remove_extracts(engine, r, settings.language)
+            _remove_extracts(engine, r)
         elif r.path.is_dir():
             shutil.rmtree(r.path, ignore_errors=True)
         else:
@@ -150,15 +155,15 @@ def prune(engine: sa.Engine, settings: Settings, on: date | None = None, dry_run
     return removals
 
 
-def _remove_extracts(engine: sa.Engine, removal: Removal, language: str) -> None:
+def _remove_extracts(engine: sa.Engine, removal: Removal) -> None:
     """A project's extract files go; the record of what was made stays, and the removal is logged."""
     e = store.extracts
     shutil.rmtree(removal.path, ignore_errors=True)
     with engine.begin() as conn:
         conn.execute(e.update().where(e.c.project_id == removal.project, e.c.removed_at.is_(None))
                      .values(removed_at=datetime.now(timezone.utc)))
-    log_access(engine, user=ACTOR, outcome="removed", project=removal.project,
-               reason=t("ret_extracts_removed", language, reason=removal.reason))
+    log_access(engine, user=ACTOR, action="extract.remove", outcome="removed", project=removal.project,
+               reason=Reason("project_ended", {"project": removal.project, "why": removal.reason}))
 
 
 def total_bytes(removals: list[Removal]) -> int:

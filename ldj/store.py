@@ -8,6 +8,7 @@ schema; `tests/test_store.py` checks that the migrated schema equals this metada
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -226,7 +227,7 @@ grants = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
-access_log = sa.Table(  # append-only: triggers refuse UPDATE and DELETE (migration 0002)
+access_log = sa.Table(  # append-only (triggers, migrations 0002 and 0006); written by ldj.audit only
     "access_log", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
@@ -236,9 +237,18 @@ access_log = sa.Table(  # append-only: triggers refuse UPDATE and DELETE (migrat
     sa.Column("variables", JSON),
     sa.Column("rows", sa.Integer),
     sa.Column("data_version", sa.String(64)),
-    sa.Column("outcome", sa.String(16), nullable=False),  # allowed | refused | stopped | removed
-    sa.Column("reason", sa.Text),
+    sa.Column("outcome", sa.String(16), nullable=False),  # ldj.audit.OUTCOMES
+    sa.Column("reason", sa.Text),  # free text of entries before migration 0006; no longer written
+    sa.Column("action", sa.String(32)),  # ldj.audit.ACTIONS (migration 0006)
+    sa.Column("reason_code", sa.String(48)),  # ldj.audit.REASONS (migration 0006)
+    sa.Column("details", JSON),  # the reason's fields, normalised (migration 0006)
 )
+
+# Tables whose rows are never changed or removed, and the triggers that make it so: per dialect,
+# the trigger names each must have (migrations 0002, 0003 and 0006). `upgrade` checks them.
+APPEND_ONLY = ("access_log", "request_events", "question_events")
+APPEND_ONLY_TRIGGERS = {"sqlite": ("{table}_no_update", "{table}_no_delete"),
+                        "postgresql": ("{table}_no_change", "{table}_no_truncate")}
 
 extracts = sa.Table(
     "extracts", metadata,
@@ -417,9 +427,63 @@ def alembic_config(engine: sa.Engine):
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    """Migrate to `revision`; at the head, refuse to go on when an append-only guard is missing, so
+    a migration (or anyone) that dropped or disabled one cannot do so silently."""
     from alembic import command
 
     cfg = alembic_config(engine)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+        missing = missing_append_only_guards(conn) if revision == "head" else []
+    if missing:
+        raise RuntimeError("append-only guards missing or disabled: " + ", ".join(missing)
+                           + "; the audit tables are not protected. Restore the triggers (see ldj/migrations/"
+                           "versions/0006_structured_audit.py) before the store is used.")
+
+
+def missing_append_only_guards(conn: sa.Connection) -> list[str]:
+    """The append-only triggers that should exist, are enabled, and do not."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        present = set(conn.exec_driver_sql(
+            "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgenabled <> 'D'").scalars())
+    else:
+        present = set(conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'").scalars())
+    wanted = APPEND_ONLY_TRIGGERS.get(dialect, APPEND_ONLY_TRIGGERS["sqlite"])
+    return [name.format(table=table) for table in APPEND_ONLY for name in wanted
+            if name.format(table=table) not in present]
+
+
+SERVICE_TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
+APPEND_ONLY_PRIVILEGES = "SELECT, INSERT"
+
+
+def grant_service_role(engine: sa.Engine, role: str) -> None:
+    """PostgreSQL: let `role` (what the hub, portal, data service and `ldj ingest` connect as) use the
+    store without owning it: read and write the ordinary tables, only read and append to the
+    append-only ones (no UPDATE, DELETE, TRUNCATE, TRIGGER), use the sequences. Not owning the
+    tables, it cannot drop or disable their triggers either. Run as the owner, after `ldj db upgrade`."""
+    if engine.dialect.name != "postgresql":
+        raise ValueError("roles and privileges are a PostgreSQL matter; on SQLite the file belongs to the "
+                         "service account")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", role):
+        raise ValueError(f"invalid role name {role!r}: lower-case letters, digits and _")
+    with engine.begin() as conn:
+        tables = [t for t in conn.exec_driver_sql(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()").scalars()]
+        views = list(conn.exec_driver_sql(
+            "SELECT viewname FROM pg_views WHERE schemaname = current_schema()").scalars())
+        for table in tables:
+            conn.exec_driver_sql(f'REVOKE ALL ON TABLE "{table}" FROM "{role}"')
+            privileges = APPEND_ONLY_PRIVILEGES if table in APPEND_ONLY else SERVICE_TABLE_PRIVILEGES
+            if table == "alembic_version":
+                privileges = "SELECT"
+            conn.exec_driver_sql(f'GRANT {privileges} ON TABLE "{table}" TO "{role}"')
+        for view in views:
+            conn.exec_driver_sql(f'GRANT SELECT ON TABLE "{view}" TO "{role}"')
+        schema = conn.exec_driver_sql("SELECT current_schema()").scalar()
+        conn.exec_driver_sql(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        for sequence in conn.exec_driver_sql(
+                "SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()").scalars():
+            conn.exec_driver_sql(f'GRANT USAGE, SELECT ON SEQUENCE "{sequence}" TO "{role}"')

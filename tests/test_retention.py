@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from ldj import governance as gov
-from ldj import retention, store
+from ldj import audit, retention, store
 from ldj.catalogue import load_entries, refresh_snapshots
 from ldj.extracts import build_extract
 from ldj.factsheet import factsheet
@@ -141,7 +141,30 @@ def test_a_closed_project_keeps_no_extracts_but_the_record_and_the_log(world):
                             .where(store.extracts.c.project_id == project)).all()
         log = conn.execute(sa.select(store.access_log).where(store.access_log.c.outcome == "removed")).all()
     assert len(rows) == 1 and rows[0].rows > 0 and rows[0].removed_at is not None
-    assert [(r.user_name, r.project_id) for r in log] == [(retention.ACTOR, project)]
+    assert [(r.user_name, r.project_id, r.action, r.reason_code) for r in log] == \
+        [(retention.ACTOR, project, "extract.remove", "project_ended")]
+
+
+def test_an_extract_removed_for_an_objection_still_keeps_its_version_to_be_cut_again(world):
+    """A client in the first version's extract objects (the store says so; no import cleaned up): prune
+    removes the file, logs why, keeps that version's snapshot, and the project can read it again."""
+    engine, settings, v1, project = world["engine"], world["settings"], world["versions"][0], world["project"]
+    with engine.begin() as conn:
+        client = conn.execute(sa.select(store.clients.c.pseudonym).where(~store.clients.c.objection)
+                              .order_by(store.clients.c.pseudonym).limit(1)).scalar_one()
+        conn.execute(store.clients.update().where(store.clients.c.pseudonym == client).values(objection=True))
+    rows = len(pd.read_parquet(world["extract"]))
+
+    retention.prune(engine, settings)
+
+    assert not world["extract"].exists() and v1 in folders(settings, "snapshots")
+    [entry] = audit.entries(engine, outcome="removed")
+    assert (entry.user, entry.action, entry.reason, entry.project, entry.version) == \
+        (retention.ACTOR, "extract.remove", "objection", project, v1)
+    entries, instruments = load_entries(settings.catalog_dir), load_instruments(settings.catalog_dir)
+    again, manifest = build_extract(engine, settings, project, entries["trajectories"], ["trajectory", "client"],
+                                    instruments, version=v1)
+    assert again == world["extract"] and manifest.data_version == v1 and manifest.rows < rows
 
 
 def test_a_project_past_its_end_date_loses_its_extracts(world):
