@@ -78,7 +78,9 @@ class Actor:
         return bool(self.roles & set(roles))
 
     def groups(self) -> list[str]:
-        """The hub groups that carry this actor (the inverse of `actor_from_groups`)."""
+        """The hub groups that carry this actor (the inverse of `actor_from_groups`); none when inactive."""
+        if not self.active:
+            return []
         groups = [f"{ROLE_GROUP}{r}" for r in sorted(self.roles)]
         if self.organisation:
             groups.append(f"{ORGANISATION_GROUP}{self.organisation}")
