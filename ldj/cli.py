@@ -714,11 +714,20 @@ def policy_group() -> None:
 
 
 @policy_group.command("table")
-def policy_table() -> None:
-    """The role × action table as Markdown (docs/security.md holds a copy)."""
-    from .policy import table_markdown
+@click.option("--update", "document", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Rewrite the table between the policy-table markers of this file (docs/security.md).")
+def policy_table(document: Path | None) -> None:
+    """The role × action table as Markdown, generated from ldj.policy.RULES."""
+    from .policy import table_markdown, with_table
 
-    click.echo(table_markdown(), nl=False)
+    if document is None:
+        click.echo(table_markdown(), nl=False)
+        return
+    try:
+        document.write_text(with_table(document.read_text(encoding="utf-8")), encoding="utf-8")
+    except ValueError as exc:
+        raise click.ClickException(f"{document}: {exc}") from None
+    click.echo(f"{document}: tabel bijgewerkt")
 
 
 # --- the running stack ------------------------------------------------------------------------

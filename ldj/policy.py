@@ -329,3 +329,17 @@ def table_markdown() -> str:
         lines.append("| " + " | ".join([f"`{row.action}`", row.kind, row.description,
                                          *(row.cells[c] for c in COLUMNS)]) + " |")
     return "\n".join(lines) + "\n"
+
+
+TABLE_START = "<!-- policy-table -->"
+TABLE_END = "<!-- /policy-table -->"
+
+
+def with_table(document: str) -> str:
+    """`document` (docs/security.md) with the table between its markers regenerated from RULES."""
+    head, start, rest = document.partition(TABLE_START)
+    _, end, tail = rest.partition(TABLE_END)
+    if not start or not end:
+        raise ValueError(f"the document needs the markers {TABLE_START} and {TABLE_END}")
+    return f"{head}{TABLE_START}\n{table_markdown()}{TABLE_END}{tail}"
+
