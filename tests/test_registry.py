@@ -99,6 +99,17 @@ def test_ldj_projects_are_listed_with_their_question_and_final_report(engine):
     assert [s.kind for s in registry.studies(engine, text="pleegzorg matching")] == [registry.MEMBER]
 
 
+def test_the_public_registry_and_its_lineage_name_no_people(engine):
+    """Issue 12 point 7: organisations, never people (the registrant, the applicant)."""
+    project = approve(engine, "anna", {"trajectories": ["trajectory", "intervention"]}, CATALOGUE)
+    request = gov.get_project(engine, project).request_id
+    registry.register(engine, "pia", title="Matching in de pleegzorg", organisation="ORG01", summary=SUMMARY,
+                      starts=date(2020, 1, 1))
+    public = registry.studies(engine) + [registry.study_of_request(engine, request)]
+    text = repr(public)
+    assert "ORG01" in text and not [n for n in ("anna", "Anna", "pia", "Pia", "sam", "Sam") if f"'{n}'" in text]
+
+
 def test_markdown_is_sanitised(engine):
     registry.register(engine, "pia", title="Matching in de pleegzorg", organisation="ORG01",
                       summary=SUMMARY + ' <script>alert(1)</script> <img src=x onerror="alert(1)">',

@@ -376,6 +376,63 @@ def test_visibility_for_visitors_askers_and_stewards(people):
         vb.get_question(engine, 999, "steve")
 
 
+def test_names_only_for_the_question_s_people_and_stewards_labels_for_everyone_else(people):
+    """Issue 12 point 7: a visitor, or a member outside the question, sees "een student van Hogeschool
+    Utrecht", not the picker's, supervisor's, asker's or commenter's name, unless that person shows it."""
+    engine = people
+    qid = published(engine, "pia", "Een vraag met mensen erbij")
+    vb.comment(engine, "mo", qid, "Mee eens")
+    pick(engine, "sam", qid)
+    vb.answer(engine, "sam", qid, "Ja, even goed.", "https://hu.nl/verslag")
+    names = ("Pia Praktijk", "Sam Student", "Dr. Bakker", "'pia'", "'sam'", "'mo'", "'steve'")
+
+    for viewer in (None, "noor", "rita"):  # the public, a member and a researcher outside the question
+        q = vb.get_question(engine, qid, viewer)
+        assert (q.asker, q.asker_name, q.asker_label) == (None, None, "een medewerker van ORG01")
+        [p] = q.pickups
+        assert (p.picked_by, p.picked_by_name, p.picked_by_label) == (None, None, "een student van Hogeschool Utrecht")
+        assert (p.supervisor, p.supervisor_label) == (None, "een begeleider van Hogeschool Utrecht")
+        assert (q.comments[0].author, q.comments[0].author_label) == (None, "een medewerker van ORG02")
+        assert (q.answered_by, q.answered_by_label) == (None, "een student van Hogeschool Utrecht")
+        assert all(e.actor is None and e.note is None and e.actor_label for e in q.events)
+        assert [e.actor_label for e in q.events][:2] == ["een medewerker van ORG01", "een databeheerder van SEJN"]
+        assert not [n for n in names if n in repr(q)], viewer
+
+    asker = vb.get_question(engine, qid, "pia")  # the asker and whoever picked it up see each other
+    assert (asker.pickups[0].picked_by_name, asker.pickups[0].supervisor) == ("Sam Student", "Dr. Bakker")
+    assert asker.answered_by_label == "Sam Student" and asker.comments[0].author_name is None  # mo is not on it
+    assert vb.get_question(engine, qid, "sam").asker_label == "Pia Praktijk"
+    assert vb.get_question(engine, qid, "mo").comments[0].author_label == "Mo"  # one's own name
+    steward = vb.get_question(engine, qid, "steve")
+    assert (steward.asker, steward.pickups[0].picked_by, steward.comments[0].author) == ("pia", "sam", "mo")
+
+    gov.set_show_name(engine, "sam", True, by="sam")  # sam chooses to show the name
+    q = vb.get_question(engine, qid)
+    assert (q.pickups[0].picked_by_label, q.answered_by_label) == ("Sam Student", "Sam Student")
+    assert q.pickups[0].supervisor is None and q.asker_label == "een medewerker van ORG01"  # only sam's own name
+    with pytest.raises(policy.Refused):
+        gov.set_show_name(engine, "pia", True, by="sam")  # nobody chooses for someone else
+
+
+def test_a_linked_project_s_members_see_the_picker_s_name(people):
+    engine = people
+    gov.add_user(engine, "rev1", display_name="R1", organisation="RUG", roles=["apo"])
+    gov.add_user(engine, "rev2", display_name="R2", organisation="VU", roles=["apo"])
+    qid = published(engine)
+    request_id = data_request(engine, "rita")
+    gov.update_request(engine, request_id, "rita", members=["sam"])
+    gov.submit(engine, request_id, "rita")
+    gov.start_review(engine, request_id, "steve")
+    for reviewer in ("rev1", "rev2"):
+        gov.review(engine, request_id, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
+    gov.decide(engine, request_id, "steve")
+    pick(engine, "sam", qid, request_id=request_id)
+    assert vb.get_question(engine, qid, "rita").pickups[0].picked_by_name == "Sam Student"  # on sam's project
+    assert vb.get_question(engine, qid, "noor").pickups[0].picked_by_name is None
+    lineage = vb.list_questions(engine, None, request_id=request_id)  # the public lineage names nobody
+    assert [q.id for q in lineage] == [qid] and "Sam" not in repr(lineage) and "Rita" not in repr(lineage)
+
+
 def test_search_filters_and_sorting(people):
     engine = people
     mst = published(engine, "pia", "Werkt MST bij een LVB?", "Uitval bij 100% van de jongeren?", "approach",
