@@ -613,3 +613,34 @@ def test_projects_for_members_and_stewards(people):
     assert [p.id for p in gov.projects_for(people, "bob")] == [project]
     assert [p.id for p in gov.projects_for(people, "steve")] == [project]
     assert gov.projects_for(people, "carol") == []
+
+
+# --- names: a person's own choice ------------------------------------------------------------------
+
+def test_show_name_is_off_by_default_and_set_from_the_command_line(settings, monkeypatch):
+    from click.testing import CliRunner
+
+    from ldj.cli import main
+    from ldj.settings import get_settings
+
+    monkeypatch.setenv("LDJ_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("LDJ_DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        added = runner.invoke(main, ["users", "add", "femke", "--display-name", "Femke de Vries", "--organisation",
+                                     "ORG03", "--role", "member"])
+        assert added.exit_code == 0, added.output
+        shown = runner.invoke(main, ["users", "add", "joost", "--display-name", "Joost", "--organisation", "ORG07",
+                                     "--role", "member", "--show-name"])
+        assert shown.exit_code == 0, shown.output
+        engine = store.get_engine(settings)
+        assert (gov.get_user(engine, "femke").show_name, gov.get_user(engine, "joost").show_name) == (False, True)
+        result = runner.invoke(main, ["users", "set-show-name", "femke", "yes"])
+        assert result.exit_code == 0 and "naam zichtbaar" in result.output
+        assert gov.get_user(engine, "femke").show_name is True
+        assert runner.invoke(main, ["users", "set-show-name", "femke", "misschien"]).exit_code == 2
+        unknown = runner.invoke(main, ["users", "set-show-name", "niemand", "no"])
+        assert unknown.exit_code == 1 and "niemand" in unknown.output and "Traceback" not in unknown.output
+    finally:
+        get_settings.cache_clear()

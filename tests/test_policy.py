@@ -495,3 +495,21 @@ def test_the_table_in_docs_security_is_the_modules():
     assert "Wie mag wat (role × action)" in document
     assert policy.with_table(document) == document, "run: ldj policy table --update docs/security.md"
     assert document.count("| `") == len(policy.RULES)
+
+
+def test_ldj_policy_table_prints_and_updates_the_table(tmp_path):
+    from click.testing import CliRunner
+
+    from ldj.cli import main
+
+    runner = CliRunner()
+    printed = runner.invoke(main, ["policy", "table"])
+    assert printed.exit_code == 0 and printed.output == policy.table_markdown()
+    document = tmp_path / "security.md"
+    document.write_text("# Security\n\n<!-- policy-table -->\nold\n<!-- /policy-table -->\n\nMore.\n")
+    assert runner.invoke(main, ["policy", "table", "--update", str(document)]).exit_code == 0
+    assert document.read_text() == f"# Security\n\n<!-- policy-table -->\n{policy.table_markdown()}" \
+                                   "<!-- /policy-table -->\n\nMore.\n"
+    document.write_text("no markers")
+    refused = runner.invoke(main, ["policy", "table", "--update", str(document)])
+    assert refused.exit_code == 1 and "policy-table" in refused.output
