@@ -513,3 +513,15 @@ def test_ldj_policy_table_prints_and_updates_the_table(tmp_path):
     document.write_text("no markers")
     refused = runner.invoke(main, ["policy", "table", "--update", str(document)])
     assert refused.exit_code == 1 and "policy-table" in refused.output
+
+
+def test_no_permission_logic_outside_the_policy():
+    """The domain modules ask `policy.check`; none decides by a role of its own or raises a refusal itself."""
+    import re
+
+    by_role = re.compile(r"""has_role\(\s*(["']|[A-Z_]+\b|policy\.)""")
+    for module in ("governance", "vraagbank", "registry", "hub", "portal/visitor"):
+        source = (ROOT / "ldj" / f"{module}.py").read_text(encoding="utf-8")
+        assert not by_role.search(source), module
+        assert "PermissionDenied(" not in source and "Refused(" not in source, module
+        assert not re.search(r"""(?<![A-Z_])ROLES\s*=\s*\(""", source), module  # roles are defined once, in ldj.policy
