@@ -879,8 +879,9 @@ class _Names:
     The question's circle is its asker and whoever picked it up (not withdrawn); they see each other's
     names, and so do the members of a pick-up's linked project. Others see a role and an institution."""
 
-    def __init__(self, conn: sa.Connection, viewer: policy.Actor, row: Any, pickups: Sequence[Any]):
-        self.conn, self.viewer, self.row = conn, viewer, row
+    def __init__(self, conn: sa.Connection, viewer: policy.Actor, row: Any, pickups: Sequence[Any],
+                 language: str | None = None):
+        self.conn, self.viewer, self.row, self.language = conn, viewer, row, language
         active = [p for p in pickups if p.withdrawn_at is None]
         self.circle = frozenset({row.asker, *(p.picked_by for p in active)})
         self.pickups = {p.picked_by: p for p in [*pickups, *active]}  # a person's active pick-up wins
@@ -911,7 +912,7 @@ class _Names:
             role, organisation, project = None, None, None
         members = self.circle if name in self.circle else frozenset()
         login, label = person_label(self.viewer, person, role=role, organisation=organisation, members=members,
-                                    project=project)
+                                    project=project, language=self.language)
         return login, (label if login else None), label
 
     def supervisor(self, pickup: Any) -> tuple[str | None, str | None]:
@@ -921,7 +922,7 @@ class _Names:
         target = policy.Target(members=self.circle, project=self.project_of(pickup))
         if policy.allows(self.viewer, "person.see_name", target):
             return pickup.supervisor, pickup.supervisor
-        return None, role_label("supervisor", pickup.institution)
+        return None, role_label("supervisor", pickup.institution, self.language)
 
 
 def _pickup_rows(conn: sa.Connection, question_id: int) -> list[Any]:
@@ -978,9 +979,9 @@ def _events(conn: sa.Connection, names: _Names, question_id: int) -> list[Event]
     return found
 
 
-def _question(conn: sa.Connection, user: policy.Actor, question_id: int) -> Question:
+def _question(conn: sa.Connection, user: policy.Actor, question_id: int, language: str | None = None) -> Question:
     row = _visible_row(conn, user, question_id)
-    names = _Names(conn, user, row, _pickup_rows(conn, row.id))
+    names = _Names(conn, user, row, _pickup_rows(conn, row.id), language)
     asker, asker_name, asker_label = names.of(row.asker)
     answered_by, _, answered_by_label = names.of(row.answered_by)
     return Question(
@@ -997,10 +998,12 @@ def _question(conn: sa.Connection, user: policy.Actor, question_id: int) -> Ques
     )
 
 
-def get_question(engine: sa.Engine, question_id: int, viewer: policy.Actor | str | None = None) -> Question:
-    """One question with votes, comments, pick-ups and events, as `viewer` may see it (NotFound otherwise)."""
+def get_question(engine: sa.Engine, question_id: int, viewer: policy.Actor | str | None = None,
+                 language: str | None = None) -> Question:
+    """One question with votes, comments, pick-ups and events, as `viewer` may see it (NotFound otherwise);
+    people's labels in `language` (default: the configured one)."""
     with engine.connect() as conn:
-        return _question(conn, policy.actor_of(conn, viewer), question_id)
+        return _question(conn, policy.actor_of(conn, viewer), question_id, language)
 
 
 def _summary_query(user: policy.Actor) -> sa.Select:

@@ -406,6 +406,9 @@ def test_names_only_for_the_question_s_people_and_stewards_labels_for_everyone_e
     steward = vb.get_question(engine, qid, "steve")
     assert (steward.asker, steward.pickups[0].picked_by, steward.comments[0].author) == ("pia", "sam", "mo")
 
+    english = vb.get_question(engine, qid, None, language="en")
+    assert (english.asker_label, english.pickups[0].picked_by_label) == ("a practitioner at ORG01",
+                                                                        "a student at Hogeschool Utrecht")
     gov.set_show_name(engine, "sam", True, by="sam")  # sam chooses to show the name
     q = vb.get_question(engine, qid)
     assert (q.pickups[0].picked_by_label, q.answered_by_label) == ("Sam Student", "Sam Student")
