@@ -328,6 +328,12 @@ TARGETS: dict[str, list[tuple[frozenset[str], Callable[[policy.Actor], policy.Ta
                          (frozenset({"eigen organisatie"}), lambda a: policy.Target(organisation=a.organisation))],
     "project": [(frozenset(), lambda a: policy.Target(project=999)),
                 (frozenset({"project"}), lambda a: policy.Target(project=min(a.projects, default=-1)))],
+    "member_of": [(frozenset(), lambda a: policy.Target(owner="someone-else", members=frozenset({"x"}))),
+                  (frozenset({"betrokken"}), lambda a: policy.Target(owner="x", members=frozenset({a.name})))],
+    "published": [(frozenset(), lambda a: policy.Target()),
+                  (frozenset({"gepubliceerd"}), lambda a: policy.Target(public=True))],
+    "submitted": [(frozenset(), lambda a: policy.Target()),
+                  (frozenset({"ingediend"}), lambda a: policy.Target(submitted=True))],
     "has_project": [(frozenset(), lambda a: policy.Target()),
                     (frozenset({"met project"}), lambda a: policy.Target())],
 }
