@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from .policy import ROLES
 from .settings import get_settings
 
 
@@ -241,16 +242,18 @@ def _gov():
 
 
 def _governed(fn):
-    """Domain refusals become a plain message and exit status 1, never a traceback."""
+    """Domain refusals (the policy's and the workflow's) become a plain message and exit status 1, never a
+    traceback."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from .governance import GovernanceError
+        from .policy import Refused
 
         try:
             return fn(*args, **kwargs)
-        except GovernanceError as exc:
+        except (GovernanceError, Refused) as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
@@ -265,18 +268,31 @@ def users() -> None:
 @click.argument("name")
 @click.option("--display-name", required=True)
 @click.option("--organisation", required=True, help="Member code (ORG07) or institute name.")
-@click.option("--role", "roles", multiple=True, required=True,
-              type=click.Choice(["researcher", "apo", "steward", "member", "student"]))
+@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(ROLES))
 @click.option("--email")
 @click.option("--password-stdin", is_flag=True, help="Read a password from standard input.")
+@click.option("--show-name/--hide-name", default=False, show_default=True,
+              help="Show the name to everyone; hidden, others outside the person's projects see role and organisation.")
 @_governed
-def users_add(name, display_name, organisation, roles, email, password_stdin) -> None:
+def users_add(name, display_name, organisation, roles, email, password_stdin, show_name) -> None:
     """Create an account."""
     gov, engine = _gov()
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     user = gov.add_user(engine, name, display_name=display_name, organisation=organisation, roles=roles,
-                        email=email, password=password)
+                        email=email, password=password, show_name=show_name)
     click.echo(f"{user.name}: {', '.join(user.roles)} ({user.organisation})")
+
+
+@users.command("set-show-name")
+@click.argument("name")
+@click.argument("show", type=click.Choice(["yes", "no"]))
+@_governed
+def users_set_show_name(name: str, show: str) -> None:
+    """Whether NAME shows their name to everyone (yes) or a role and organisation to people outside
+    their projects (no, the default). The person's own choice: set it on their request."""
+    gov, engine = _gov()
+    user = gov.set_show_name(engine, name, show == "yes")
+    click.echo(f"{user.name}: {'naam zichtbaar' if user.show_name else 'naam verborgen (rol en organisatie)'}")
 
 
 @users.command("list")
@@ -284,7 +300,8 @@ def users_list() -> None:
     """Every account with its roles."""
     gov, engine = _gov()
     for u in gov.list_users(engine):
-        click.echo(f"{u.name:<16} {'actief' if u.active else 'inactief':<9} {','.join(u.roles):<28} {u.organisation or ''}")
+        click.echo(f"{u.name:<16} {'actief' if u.active else 'inactief':<9} {','.join(u.roles):<28} "
+                   f"{'naam' if u.show_name else '-':<5} {u.organisation or ''}")
 
 
 @main.group()
@@ -582,7 +599,7 @@ def vraagbank_show(question_id: int, actor: str | None) -> None:
     vb, engine = _vb()
     q = vb.get_question(engine, question_id, actor)
     click.echo(f"vraag {q.id}: {q.title}\n{vb.status_label(q.status)} · {vb.category_label(q.category)} · "
-               f"{q.votes} stemmen · {q.asker or ''} ({q.asker_organisation or ''})")
+               f"{q.votes} stemmen · {q.asker_label}")
     for kind, codes in q.tags.items():
         if codes:
             click.echo(f"  {vb.tag_kind_label(kind)}: {', '.join(codes)}")
@@ -593,15 +610,15 @@ def vraagbank_show(question_id: int, actor: str | None) -> None:
         click.echo(f"reden afwijzing: {q.decline_reason}")
     for p in q.pickups:
         state = "ingetrokken" if p.withdrawn_at else "actief"
-        click.echo(f"opgepakt ({state}): {p.picked_by or ''} {vb.pickup_kind_label(p.kind)}, {p.institution}, "
-                   f"begeleider {p.supervisor or '-'}, {p.planned_from} – {p.planned_until}"
+        click.echo(f"opgepakt ({state}): {p.picked_by_label}, {vb.pickup_kind_label(p.kind)}, {p.institution}, "
+                   f"begeleider {p.supervisor_label or '-'}, {p.planned_from} – {p.planned_until}"
                    + (f", aanvraag {p.request_id}" if p.request_id else ""))
     if q.answer_summary:
         click.echo(f"antwoord ({q.answered_at:%Y-%m-%d}): {q.answer_summary}\nverslag: {q.answer_url}")
     for c in q.comments:
-        click.echo(f"- {c.created_at:%Y-%m-%d %H:%M} {c.author_name or ''}: {c.body}")
+        click.echo(f"- {c.created_at:%Y-%m-%d %H:%M} {c.author_label}: {c.body}")
     for e in q.events:
-        click.echo(f"  {e.at:%Y-%m-%d %H:%M} {e.actor or '':<14} {e.from_status or '-'} -> {e.to_status}"
+        click.echo(f"  {e.at:%Y-%m-%d %H:%M} {e.actor_label:<14} {e.from_status or '-'} -> {e.to_status}"
                    + (f"  {e.note}" if e.note else ""))
 
 
@@ -693,6 +710,30 @@ def registry_demo() -> None:
     from . import store
 
     click.echo(f"Onderzoeksregister: {reg.demo(store.get_engine())} voorbeeldonderzoeken toegevoegd")
+
+
+# --- the access policy ------------------------------------------------------------------------
+
+@main.group("policy")
+def policy_group() -> None:
+    """The one access policy (ldj.policy): who may do what."""
+
+
+@policy_group.command("table")
+@click.option("--update", "document", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Rewrite the table between the policy-table markers of this file (docs/security.md).")
+def policy_table(document: Path | None) -> None:
+    """The role × action table as Markdown, generated from ldj.policy.RULES."""
+    from .policy import table_markdown, with_table
+
+    if document is None:
+        click.echo(table_markdown(), nl=False)
+        return
+    try:
+        document.write_text(with_table(document.read_text(encoding="utf-8")), encoding="utf-8")
+    except ValueError as exc:
+        raise click.ClickException(f"{document}: {exc}") from None
+    click.echo(f"{document}: tabel bijgewerkt")
 
 
 # --- the running stack ------------------------------------------------------------------------

@@ -11,9 +11,11 @@ Workflow (`TRANSITIONS`)::
     revision_requested -> submitted            (resubmission; the next in_review opens a new round)
     approved | approved_with_conditions -> closed   (close_project, with a final report)
 
-Who does what: the applicant (role `researcher`) creates, edits and submits; a steward moves submitted
+Who does what (the rules are `ldj.policy.RULES`, checked with `policy.check`; a refusal is
+`policy.Refused`): the applicant (role `researcher`) creates, edits and submits; a steward moves submitted
 requests into review, records the decision, revokes grants; reviewers (role `apo`) score the six
-criteria and vote. The decision follows a `DecisionRule` (default: majority of votes cast); the steward
+criteria and vote. Functions take the actor as a login name (read from the store at the call) or a
+`policy.Actor`. The decision follows a `DecisionRule` (default: majority of votes cast); the steward
 cannot override it. A reviewer from the applicant's organisation, the applicant or a (project) member
 has a conflict of interest: they may score and comment but not vote.
 
@@ -39,6 +41,7 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
+from . import policy
 from .i18n import TEXTS, t
 from .settings import get_settings
 from .store import (
@@ -69,7 +72,7 @@ def status_label(status: str) -> str:
 
 # --- vocabulary ------------------------------------------------------------------------------
 
-ROLES = ("researcher", "apo", "steward", "member", "student")  # student: picks up Vraagbank questions
+ROLES = policy.ROLES  # defined once, in ldj.policy
 CRITERIA = ("aim_question", "fit_with_aims", "answerable_with_ldj", "analyses", "practical_relevance", "researchers")
 AMENDMENT_REASON = "amendment_reason"  # an amendment's criteria: the project's six answers plus the reason
 VOTES = ("approve", "approve_with_conditions", "revise", "reject")
@@ -130,8 +133,7 @@ class NotFound(GovernanceError, LookupError):
     pass
 
 
-class PermissionDenied(GovernanceError):
-    """The actor lacks the role or relation the action needs."""
+PermissionDenied = policy.Refused  # the one refusal; the old name stays for ldj.indicators and the portal
 
 
 class WorkflowError(GovernanceError):
@@ -176,6 +178,7 @@ class User:
     roles: tuple[str, ...]
     active: bool
     created_at: datetime
+    show_name: bool = False  # the person chose to show their name to everyone (else: role and organisation)
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
@@ -286,7 +289,8 @@ def _setting(name: str, default: Any) -> Any:
 
 def _user_from_row(row: Any) -> User:
     return User(name=row.name, display_name=row.display_name, email=row.email, organisation=row.organisation,
-                roles=tuple(row.roles or ()), active=bool(row.active), created_at=_aware(row.created_at))
+                roles=tuple(row.roles or ()), active=bool(row.active), created_at=_aware(row.created_at),
+                show_name=bool(row.show_name))
 
 
 def _load_user(conn: sa.Connection, name: str) -> User:
@@ -296,14 +300,28 @@ def _load_user(conn: sa.Connection, name: str) -> User:
     return _user_from_row(row)
 
 
-def _actor(conn: sa.Connection, name: str, role: str | None = None) -> User:
-    """An active user, with `role` when given."""
-    user = _load_user(conn, name)
-    if not user.active:
-        raise PermissionDenied(_t("gov_user_inactive", name=name))
-    if role is not None and not user.has_role(role):
-        raise PermissionDenied(_t("gov_missing_role", name=name, role=role))
-    return user
+def _may(engine: sa.Engine | sa.Connection, who: policy.Actor | str | None, action: str,
+         target: policy.Target | None = None) -> policy.Actor:
+    """The actor, once it may do `action` on `target` (else `policy.Refused`)."""
+    actor = policy.actor_of(engine, who)
+    policy.check(actor, action, target)
+    return actor
+
+
+def _request_target(conn: sa.Connection, request: Request) -> policy.Target:
+    """A request as the policy sees it: its applicant, the people on it and on its project."""
+    people = set(request.members)
+    if request.project_id is not None:
+        people |= _project_members(conn, request.project_id)
+    return policy.Target(owner=request.applicant, organisation=request.applicant_organisation,
+                         project=request.project_id, members=frozenset(people), submitted=request.status != DRAFT)
+
+
+def _project_target(conn: sa.Connection, project: Project) -> policy.Target:
+    """A project as the policy sees it: its applicant (who leads it) and its members."""
+    applicant = conn.execute(sa.select(data_requests.c.applicant)
+                             .where(data_requests.c.id == project.request_id)).scalar()
+    return policy.Target(owner=applicant, project=project.id, members=frozenset(_project_members(conn, project.id)))
 
 
 def _check_roles(roles: Iterable[str]) -> list[str]:
@@ -424,7 +442,11 @@ def _dummy_hash() -> str:
 
 
 def add_user(engine: sa.Engine, name: str, *, display_name: str, organisation: str | None, roles: Iterable[str],
-             email: str | None = None, password: str | None = None) -> User:
+             email: str | None = None, password: str | None = None, show_name: bool = False,
+             by: policy.Actor | str | None = None) -> User:
+    """A new account. `by`: who does it (a steward); None: the operator at the console (`ldj users`)."""
+    if by is not None:
+        _may(engine, by, "user.manage")
     name = (name or "").strip()
     if not name:
         raise ValidationError(_t("gov_user_name_empty"))
@@ -435,7 +457,7 @@ def add_user(engine: sa.Engine, name: str, *, display_name: str, organisation: s
             raise ValidationError(_t("gov_user_exists", name=name))
         conn.execute(sa.insert(users).values(name=name, display_name=display_name, email=email,
                                              organisation=organisation, roles=roles, password_hash=password_hash,
-                                             active=True, created_at=_now()))
+                                             active=True, show_name=bool(show_name), created_at=_now()))
         return _load_user(conn, name)
 
 
@@ -451,7 +473,9 @@ def list_users(engine: sa.Engine, *, role: str | None = None, active_only: bool 
     return [u for u in found if (role is None or u.has_role(role)) and (u.active or not active_only)]
 
 
-def set_roles(engine: sa.Engine, name: str, roles: Iterable[str]) -> User:
+def set_roles(engine: sa.Engine, name: str, roles: Iterable[str], *, by: policy.Actor | str | None = None) -> User:
+    if by is not None:
+        _may(engine, by, "user.manage")
     roles = _check_roles(roles)
     with engine.begin() as conn:
         _load_user(conn, name)
@@ -459,19 +483,72 @@ def set_roles(engine: sa.Engine, name: str, roles: Iterable[str]) -> User:
         return _load_user(conn, name)
 
 
-def set_password(engine: sa.Engine, name: str, password: str) -> None:
+def set_password(engine: sa.Engine, name: str, password: str, *, by: policy.Actor | str | None = None) -> None:
+    if by is not None:
+        _may(engine, by, "user.manage")
     password_hash = hash_password(password)
     with engine.begin() as conn:
         _load_user(conn, name)
         conn.execute(sa.update(users).where(users.c.name == name).values(password_hash=password_hash))
 
 
-def deactivate(engine: sa.Engine, name: str) -> User:
+def deactivate(engine: sa.Engine, name: str, *, by: policy.Actor | str | None = None) -> User:
     """The account can no longer log in, act, or read data (its grants stop being active)."""
+    if by is not None:
+        _may(engine, by, "user.manage")
     with engine.begin() as conn:
         _load_user(conn, name)
         conn.execute(sa.update(users).where(users.c.name == name).values(active=False))
         return _load_user(conn, name)
+
+
+def set_show_name(engine: sa.Engine, name: str, show: bool, *, by: policy.Actor | str | None = None) -> User:
+    """Whether others (visitors, people outside one's projects) see one's name, or a role and organisation.
+    The person's own choice: `by` must be that person; None: the operator at the console."""
+    if by is not None:
+        _may(engine, by, "user.preferences", policy.Target(owner=name))
+    with engine.begin() as conn:
+        _load_user(conn, name)
+        conn.execute(sa.update(users).where(users.c.name == name).values(show_name=bool(show)))
+        return _load_user(conn, name)
+
+
+# --- names: who sees a person's name, and what the others see ------------------------------------
+
+LABEL_ROLES = (policy.MEMBER, policy.RESEARCHER, policy.STUDENT, policy.APO, policy.STEWARD)  # first held names a person
+
+
+def role_label(role: str, organisation: str | None, language: str | None = None) -> str:
+    """A person without their name: "een student van Hogeschool Utrecht"."""
+    noun = t(f"person_role_{role}", language) if f"person_role_{role}" in TEXTS else role
+    if organisation:
+        return t("person_label", language, role=noun, organisation=organisation)
+    return t("person_label_bare", language, role=noun)
+
+
+def person_label(viewer: policy.Actor, person: User | None, *, role: str | None = None,
+                 organisation: str | None = None, members: Iterable[str] = (), project: int | None = None,
+                 language: str | None = None) -> tuple[str | None, str]:
+    """(the login name or None, the label to show) of `person` for `viewer` (policy `person.see_name`).
+
+    The name when the viewer may see it: the person, a steward, someone in the same circle (`members`, the
+    people working on the same question or project, or a member of `project`), or anyone when the person
+    chose to show it (`show_name`). Otherwise their `role` (default: the first of LABEL_ROLES they hold)
+    and `organisation` (default: theirs)."""
+    if person is None:
+        return None, role_label(role or policy.MEMBER, organisation, language)
+    target = policy.Target(owner=person.name, members=frozenset(members), project=project, public=person.show_name)
+    if policy.allows(viewer, "person.see_name", target):
+        return person.name, person.display_name or person.name
+    role = role or next((r for r in LABEL_ROLES if person.has_role(r)), policy.MEMBER)
+    return None, role_label(role, organisation if organisation is not None else person.organisation, language)
+
+
+def users_by_name(conn: sa.Connection, names: Iterable[str | None]) -> dict[str, User]:
+    names = {n for n in names if n}
+    if not names:
+        return {}
+    return {r.name: _user_from_row(r) for r in conn.execute(sa.select(users).where(users.c.name.in_(names)))}
 
 
 def check_password(engine: sa.Engine, name: str, password: str) -> bool:
@@ -518,10 +595,12 @@ def _check_entries(entries: Mapping[str, Iterable[str]], catalogue: Mapping[str,
 
 
 def _check_members(conn: sa.Connection, names: Iterable[str]) -> list[str]:
-    """People who will work with the data: active researchers."""
+    """People who will work with the data: active researchers (a fact about them, not a permission)."""
     names = list(dict.fromkeys(n.strip() for n in names))
     for name in names:
-        _actor(conn, name, "researcher")
+        _load_user(conn, name)  # NotFound for an unknown name
+        if not policy.allows(policy.actor_for(conn, name), "request.create"):  # inactive, or not a researcher
+            raise ValidationError(_t("gov_not_a_researcher", name=name))
     return names
 
 
@@ -612,9 +691,10 @@ def create_request(engine: sa.Engine, applicant: str, *, title: str, applicant_o
     fee = _fee(fee_eur)
     _check_fee(sejn_member, fee)
     _check_period(access_from, access_until)
+    actor = _may(engine, applicant, "request.create")
+    applicant = actor.name
     now = _now()
     with engine.begin() as conn:
-        _actor(conn, applicant, "researcher")
         member_names = _check_members(conn, [applicant, *members])
         request_id = conn.execute(sa.insert(data_requests).values(
             kind=NEW, project_id=None, title=title.strip(), applicant=applicant,
@@ -642,11 +722,10 @@ def update_request(engine: sa.Engine, request_id: int, actor: str, *, title: str
     `criteria` is merged key by key; `entries` and `members` replace the previous ones (for an
     amendment: the entries and people it adds; `access_until` is its new end date).
     """
+    who = policy.actor_of(engine, actor)
     with engine.begin() as conn:
         request = _load_request(conn, request_id, lock=True)
-        if actor != request.applicant:
-            raise PermissionDenied(_t("gov_not_applicant", applicant=request.applicant, id=request_id, actor=actor))
-        _actor(conn, actor)
+        policy.check(who, "request.edit", _request_target(conn, request))
         if request.status not in EDITABLE:
             raise WorkflowError(_t("gov_not_editable", id=request_id, current=status_label(request.status)),
                                 request_id=request_id, current=request.status)
@@ -686,26 +765,25 @@ def update_request(engine: sa.Engine, request_id: int, actor: str, *, title: str
 
 def submit(engine: sa.Engine, request_id: int, actor: str, note: str | None = None) -> Request:
     """The applicant submits (draft) or resubmits (revision_requested) a complete request."""
+    who = policy.actor_of(engine, actor)
     with engine.begin() as conn:
         request = _load_request(conn, request_id, lock=True)
+        policy.check(who, "request.edit", _request_target(conn, request))
         if SUBMITTED not in TRANSITIONS[request.status]:
             raise WorkflowError.illegal(request_id, request.status, SUBMITTED)
-        if actor != request.applicant:
-            raise PermissionDenied(_t("gov_not_applicant", applicant=request.applicant, id=request_id, actor=actor))
-        _actor(conn, actor)
         _check_complete(conn, request)
-        _transition(conn, request, SUBMITTED, actor, note)
+        _transition(conn, request, SUBMITTED, who.name, note)
         return _load_request(conn, request_id)
 
 
 def start_review(engine: sa.Engine, request_id: int, steward: str, note: str | None = None) -> Request:
     """A steward puts a submitted request before the APO; this opens the next review round."""
+    actor = _may(engine, steward, "request.start_review")
     with engine.begin() as conn:
         request = _load_request(conn, request_id, lock=True)
         if IN_REVIEW not in TRANSITIONS[request.status]:
             raise WorkflowError.illegal(request_id, request.status, IN_REVIEW)
-        _actor(conn, steward, "steward")
-        _transition(conn, request, IN_REVIEW, steward, note)
+        _transition(conn, request, IN_REVIEW, actor.name, note)
         return _load_request(conn, request_id)
 
 
@@ -727,41 +805,34 @@ def list_requests(engine: sa.Engine, *, status: str | None = None, applicant: st
         return [_load_request(conn, i) for i in conn.execute(query).scalars().all()]
 
 
-def _may_see(conn: sa.Connection, request: Request, user: User) -> bool:
-    if user.has_role("steward") or request.applicant == user.name or user.name in request.members:
-        return True
-    if request.project_id is not None and user.name in _project_members(conn, request.project_id):
-        return True
-    return user.has_role("apo") and request.status != DRAFT  # the APO sees what was submitted
-
-
-def request_for(engine: sa.Engine, request_id: int, actor: str) -> Request:
-    """A request as `actor` may see it: applicant, members, project members, APO (once submitted), stewards."""
+def request_for(engine: sa.Engine, request_id: int, actor: policy.Actor | str | None) -> Request:
+    """A request as `actor` may see it (`request.view`): applicant, members, project members, APO (once
+    submitted), stewards."""
+    who = policy.actor_of(engine, actor)
     with engine.connect() as conn:
         request = _load_request(conn, request_id)
-        if not _may_see(conn, request, _actor(conn, actor)):
-            raise PermissionDenied(_t("gov_not_visible", id=request_id, actor=actor))
+        policy.check(who, "request.view", _request_target(conn, request))
         return request
 
 
-def requests_for(engine: sa.Engine, actor: str, *, status: str | None = None) -> list[Request]:
+def requests_for(engine: sa.Engine, actor: policy.Actor | str | None, *, status: str | None = None) -> list[Request]:
     """Every request `actor` may see (see `request_for`), oldest first."""
+    who = policy.actor_of(engine, actor)
     with engine.connect() as conn:
-        user = _actor(conn, actor)
         query = sa.select(data_requests.c.id).order_by(data_requests.c.id)
         if status is not None:
             query = query.where(data_requests.c.status == status)
         found = [_load_request(conn, i) for i in conn.execute(query).scalars().all()]
-        return [r for r in found if _may_see(conn, r, user)]
+        return [r for r in found if policy.allows(who, "request.view", _request_target(conn, r))]
 
 
-def projects_for(engine: sa.Engine, actor: str) -> list[Project]:
-    """The projects `actor` is a member of (all projects for a steward), newest first."""
+def projects_for(engine: sa.Engine, actor: policy.Actor | str | None) -> list[Project]:
+    """The projects `actor` may see (`project.view`: its members, stewards), newest first."""
+    who = policy.actor_of(engine, actor)
     with engine.connect() as conn:
-        user = _actor(conn, actor)
         ids = conn.execute(sa.select(projects.c.id).order_by(projects.c.id.desc())).scalars().all()
-        return [_load_project(conn, i) for i in ids
-                if user.has_role("steward") or actor in _project_members(conn, i)]
+        found = [_load_project(conn, i) for i in ids]
+        return [p for p in found if policy.allows(who, "project.view", _project_target(conn, p))]
 
 
 def request_history(engine: sa.Engine, request_id: int) -> list[Event]:
@@ -850,12 +921,14 @@ def review(engine: sa.Engine, request_id: int, reviewer: str, scores: Mapping[in
         raise ValidationError(_t("gov_bad_vote", vote=vote, allowed=", ".join(VOTES)))
     cleaned_scores = _check_scores(scores)
     cleaned_comments = _check_comments(comments)
+    actor = _may(engine, reviewer, "request.review")
+    reviewer = actor.name
     with engine.begin() as conn:
         request = _load_request(conn, request_id, lock=True)
         if request.status != IN_REVIEW:
             raise WorkflowError(_t("gov_not_in_review", id=request_id, current=status_label(request.status),
                                    in_review=status_label(IN_REVIEW)), request_id=request_id, current=request.status)
-        user = _actor(conn, reviewer, "apo")
+        user = _load_user(conn, reviewer)
         if vote is not None:
             reason = _conflict(conn, request, user)
             if reason is not None:
@@ -893,8 +966,8 @@ def list_reviews(engine: sa.Engine, request_id: int, round: int | None = None) -
 
 def queue_for_reviewer(engine: sa.Engine, reviewer: str) -> list[Request]:
     """Requests in review that `reviewer` has not reviewed in their current round, oldest first."""
+    reviewer = _may(engine, reviewer, "request.review").name
     with engine.connect() as conn:
-        _actor(conn, reviewer, "apo")
         ids = conn.execute(sa.select(data_requests.c.id).where(data_requests.c.status == IN_REVIEW)
                            .order_by(data_requests.c.id)).scalars().all()
         queue = []
@@ -1007,11 +1080,11 @@ def decide(engine: sa.Engine, request_id: int, steward: str, conditions: str | N
     """
     decision_rule = _resolve_rule(rule, min_votes)
     conditions = (conditions or "").strip() or None
+    steward = _may(engine, steward, "request.decide").name
     with engine.begin() as conn:
         request = _load_request(conn, request_id, lock=True)
         if request.status != IN_REVIEW:
             raise WorkflowError.illegal(request_id, request.status, DECISIONS)
-        _actor(conn, steward, "steward")
         votes = [r.vote for r in _reviews(conn, request_id, request.round) if r.vote is not None]
         outcome = decision_rule.decide(votes)
         if outcome == APPROVED_WITH_CONDITIONS and conditions is None:
@@ -1129,13 +1202,13 @@ def create_amendment(engine: sa.Engine, project_id: int, applicant: str, *,
         raise ValidationError(_t("gov_amendment_empty"))
     cleaned_entries = _check_entries(add_entries or {}, catalogue)
     now = _now()
+    actor = policy.actor_of(engine, applicant)
+    applicant = actor.name
     with engine.begin() as conn:
         project = _load_project(conn, project_id)
+        policy.check(actor, "request.amend", _project_target(conn, project))
         if project.status != PROJECT_ACTIVE:
             raise WorkflowError(_t("gov_project_not_active", id=project_id, status=project.status))
-        _actor(conn, applicant, "researcher")
-        if applicant not in _project_members(conn, project_id):
-            raise PermissionDenied(_t("gov_not_project_member", name=applicant, id=project_id))
         if extend_until is not None and extend_until <= project.ends:
             raise ValidationError(_t("gov_extend_not_later", until=extend_until.isoformat(),
                                      ends=project.ends.isoformat()))
@@ -1155,8 +1228,8 @@ def create_amendment(engine: sa.Engine, project_id: int, applicant: str, *,
 
 def revoke_grant(engine: sa.Engine, grant_id: int, by: str) -> bool:
     """A steward revokes one grant; True if it was active until now, False if it was already revoked."""
+    by = _may(engine, by, "grant.revoke").name
     with engine.begin() as conn:
-        _actor(conn, by, "steward")
         row = conn.execute(sa.select(grants).where(grants.c.id == grant_id)).first()
         if row is None:
             raise NotFound(_t("gov_unknown_grant", id=grant_id))
@@ -1167,8 +1240,8 @@ def revoke_grant(engine: sa.Engine, grant_id: int, by: str) -> bool:
 
 def revoke_user(engine: sa.Engine, project_id: int, user: str, by: str) -> int:
     """A steward revokes all of a user's grants in a project; returns how many were revoked."""
+    by = _may(engine, by, "grant.revoke").name
     with engine.begin() as conn:
-        _actor(conn, by, "steward")
         _load_project(conn, project_id)
         _load_user(conn, user)
         result = conn.execute(sa.update(grants).where(grants.c.project_id == project_id, grants.c.user_name == user,
@@ -1211,14 +1284,14 @@ def close_project(engine: sa.Engine, project_id: int, actor: str, final_report: 
     report = (final_report or "").strip()
     if len(report) < minimum:
         raise ValidationError(_t("gov_report_too_short", minimum=minimum, length=len(report)))
+    who = policy.actor_of(engine, actor)
+    actor = who.name
     with engine.begin() as conn:
         project = _load_project(conn, project_id, lock=True)
+        policy.check(who, "project.close", _project_target(conn, project))
         if project.status != PROJECT_ACTIVE:
             raise WorkflowError(_t("gov_project_not_active", id=project_id, status=project.status))
-        user = _actor(conn, actor)
         original = _load_request(conn, project.request_id, lock=True)
-        if actor != original.applicant and not user.has_role("steward"):
-            raise PermissionDenied(_t("gov_not_project_lead", id=project_id, actor=actor))
         if CLOSED not in TRANSITIONS[original.status]:
             raise WorkflowError.illegal(original.id, original.status, CLOSED)
         conn.execute(sa.update(projects).where(projects.c.id == project_id)

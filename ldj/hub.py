@@ -24,7 +24,7 @@ from traitlets.config import LoggingConfigurable
 from tornado import web
 from traitlets import Unicode
 
-from . import deployment, governance, store
+from . import deployment, governance, policy, store
 from .catalogue import load_entries, write_user_catalogue
 from .settings import REPO_ROOT, get_settings
 
@@ -36,14 +36,9 @@ def _engine():
 
 
 def hub_groups(name: str) -> list[str]:
-    """The hub groups of an LDJ account: its roles, its organisation, its active projects."""
-    engine = _engine()
-    user = governance.get_user(engine, name)
-    groups = [f"role-{r}" for r in user.roles]
-    if user.organisation:
-        groups.append(f"org-{user.organisation}")
-    groups += sorted({f"project-{g.project_id}" for g in governance.active_grants(engine, name)})
-    return groups
+    """The hub groups of an LDJ account (`policy.Actor.groups`): roles, organisation, active projects;
+    none for an inactive or unknown account."""
+    return policy.actor_for(_engine(), name).groups()
 
 
 class LDJAuthenticator(Authenticator):

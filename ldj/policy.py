@@ -22,10 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from .i18n import t
+
+if TYPE_CHECKING:  # sqlalchemy is imported where the store is read, so the CLI starts fast
+    import sqlalchemy as sa
 
 # --- roles -----------------------------------------------------------------------------------
 
@@ -76,7 +78,9 @@ class Actor:
         return bool(self.roles & set(roles))
 
     def groups(self) -> list[str]:
-        """The hub groups that carry this actor (the inverse of `actor_from_groups`)."""
+        """The hub groups that carry this actor (the inverse of `actor_from_groups`); none when inactive."""
+        if not self.active:
+            return []
         groups = [f"{ROLE_GROUP}{r}" for r in sorted(self.roles)]
         if self.organisation:
             groups.append(f"{ORGANISATION_GROUP}{self.organisation}")
@@ -98,17 +102,20 @@ def actor_from_groups(name: str | None, groups: Iterable[str] | None) -> Actor:
     return Actor(name, roles, organisations[0] if organisations else None, projects)
 
 
-def actor_for(engine: sa.Engine, name: str | None, on: date | None = None) -> Actor:
+def actor_for(engine: sa.Engine | sa.Connection, name: str | None, on: date | None = None) -> Actor:
     """The actor of an LDJ account as the store has it now (CLI, hub login, services).
 
     An unknown account is an actor without roles; an inactive one is marked so and refused everything
-    but public actions."""
+    but public actions. `engine` may be an open connection (inside a domain transaction)."""
+    import sqlalchemy as sa
+
     from .store import grants, projects, users  # the schema only; no domain module
 
     if not name:
         return VISITOR
     on = on or date.today()
-    with engine.connect() as conn:
+
+    def read(conn: sa.Connection) -> Actor:
         row = conn.execute(sa.select(users.c.roles, users.c.organisation, users.c.active)
                            .where(users.c.name == name)).first()
         if row is None:
@@ -117,8 +124,18 @@ def actor_for(engine: sa.Engine, name: str | None, on: date | None = None) -> Ac
             sa.select(grants.c.project_id).distinct().join(projects, projects.c.id == grants.c.project_id)
             .where(grants.c.user_name == name, grants.c.revoked_at.is_(None), grants.c.valid_from <= on,
                    grants.c.valid_until >= on, projects.c.status == "active")).scalars().all()
-    return Actor(name, frozenset(row.roles or ()) & set(ROLES), row.organisation, frozenset(active_projects),
-                 bool(row.active))
+        return Actor(name, frozenset(row.roles or ()) & set(ROLES), row.organisation, frozenset(active_projects),
+                     bool(row.active))
+
+    if isinstance(engine, sa.Connection):
+        return read(engine)
+    with engine.connect() as conn:
+        return read(conn)
+
+
+def actor_of(engine: sa.Engine | sa.Connection, who: Actor | str | None) -> Actor:
+    """`who` as an actor: an `Actor` as given, a login name (None: a visitor) read from the store."""
+    return who if isinstance(who, Actor) else actor_for(engine, who)
 
 
 # --- the target of an action ---------------------------------------------------------------------
@@ -131,7 +148,8 @@ class Target:
     organisation: str | None = None  # the organisation it belongs to
     project: int | None = None  # the project it belongs to
     members: frozenset[str] = frozenset()  # the people on it (a request's or project's members)
-    public: bool = False  # published for everyone (a published question, a finished study)
+    public: bool = False  # published for everyone (a published question; a person who shows their name)
+    submitted: bool = False  # a data request past its draft (what the APO gets to see)
 
 
 RELATIONS: dict[str, tuple[Callable[[Actor, Target], bool], str]] = {
@@ -145,6 +163,7 @@ RELATIONS: dict[str, tuple[Callable[[Actor, Target], bool], str]] = {
     "own_organisation": (lambda a, x: a.organisation is not None and a.organisation == x.organisation,
                          "eigen organisatie"),
     "published": (lambda a, x: x.public, "gepubliceerd"),
+    "submitted": (lambda a, x: x.submitted, "ingediend"),
 }
 
 
@@ -192,17 +211,21 @@ RULES: dict[str, Rule] = _rules(
     Rule("page.dashboard", (MEMBER, STEWARD), "dashboards", "page"),
     Rule("page.requests", (RESEARCHER, STEWARD), "eigen data-aanvragen", "page"),
     Rule("page.apo", (APO, STEWARD), "APO-beoordeling", "page"),
+    # accounts
+    Rule("user.manage", (STEWARD,), "accounts aanmaken, rollen geven, deactiveren"),
+    Rule("user.preferences", (f"{ANY}:owner",), "eigen voorkeuren (naam tonen)"),
     # data requests and projects (governance)
     Rule("request.create", (RESEARCHER,), "data-aanvraag opstellen"),
     Rule("request.edit", (f"{RESEARCHER}:owner",), "eigen aanvraag wijzigen en indienen"),
-    Rule("request.view", (STEWARD, APO, f"{ANY}:member_of"), "aanvraag inzien"),
+    Rule("request.view", (STEWARD, f"{APO}:submitted", f"{ANY}:member_of"),
+         "aanvraag inzien (APO: na indienen)"),
     Rule("request.start_review", (STEWARD,), "aanvraag in beoordeling nemen"),
     Rule("request.review", (APO,), "aanvraag beoordelen en stemmen"),
     Rule("request.decide", (STEWARD,), "besluit vastleggen"),
     Rule("request.amend", (f"{RESEARCHER}:member_of",), "wijziging van een project aanvragen"),
-    Rule("project.close", (STEWARD, f"{ANY}:owner"), "project afsluiten met eindverslag"),
+    Rule("project.view", (STEWARD, f"{ANY}:member_of"), "project inzien"),
+    Rule("project.close", (STEWARD, f"{RESEARCHER}:owner"), "project afsluiten met eindverslag (aanvrager)"),
     Rule("grant.revoke", (STEWARD,), "toegang intrekken"),
-    Rule("user.manage", (STEWARD,), "accounts beheren"),
     # the Vraagbank
     Rule("question.view", (PUBLIC + ":published", STEWARD, f"{ANY}:owner"), "vraag inzien"),
     Rule("question.post", (MEMBER,), "vraag stellen"),
@@ -210,14 +233,17 @@ RULES: dict[str, Rule] = _rules(
     Rule("question.triage", (STEWARD,), "vraag publiceren, samenvoegen of afwijzen"),
     Rule("question.vote", (f"{MEMBER}:not_owner",), "stemmen op een vraag"),
     Rule("question.comment", (ANY,), "reageren op een vraag"),
-    Rule("question.comment_hide", (STEWARD,), "reactie verbergen"),
+    Rule("question.comment_hide", (STEWARD,), "reactie verbergen (en verborgen reacties zien)"),
     Rule("question.pick_up", (RESEARCHER, STUDENT), "vraag oppakken voor onderzoek"),
     Rule("question.pickup_manage", (STEWARD, f"{ANY}:owner"), "eigen oppakking koppelen of intrekken"),
-    Rule("question.answer", (STEWARD, f"{ANY}:owner"), "antwoord terugleggen (wie de vraag oppakte)"),
+    Rule("question.link_request", (STEWARD, f"{ANY}:member_of"),
+         "data-aanvraag aan een oppakking koppelen (eigen aanvraag)"),
+    Rule("question.answer", (STEWARD, f"{ANY}:member_of"), "antwoord terugleggen (wie de vraag oppakte)"),
+    Rule("question.mine", (ANY,), "eigen vragen, stemmen en oppakkingen"),
     Rule("question.export", (STEWARD,), "alle vragen als CSV", "endpoint"),
     Rule("question.queue", (STEWARD,), "vragen die wachten op triage"),
     Rule("person.see_name", (STEWARD, f"{ANY}:member_of", f"{PUBLIC}:published"),
-         "naam van een persoon zien (anders rol en instelling)"),
+         "naam van een persoon zien (anders rol en instelling; gepubliceerd: die persoon toont de naam)"),
     # the research registry
     Rule("study.register", (MEMBER, RESEARCHER, STUDENT, STEWARD), "eigen onderzoek registreren"),
     Rule("study.edit", (STEWARD, f"{ANY}:owner"), "geregistreerd onderzoek afronden of verwijderen"),
@@ -304,3 +330,17 @@ def table_markdown() -> str:
         lines.append("| " + " | ".join([f"`{row.action}`", row.kind, row.description,
                                          *(row.cells[c] for c in COLUMNS)]) + " |")
     return "\n".join(lines) + "\n"
+
+
+TABLE_START = "<!-- policy-table -->"
+TABLE_END = "<!-- /policy-table -->"
+
+
+def with_table(document: str) -> str:
+    """`document` (docs/security.md) with the table between its markers regenerated from RULES."""
+    head, start, rest = document.partition(TABLE_START)
+    _, end, tail = rest.partition(TABLE_END)
+    if not start or not end:
+        raise ValueError(f"the document needs the markers {TABLE_START} and {TABLE_END}")
+    return f"{head}{TABLE_START}\n{table_markdown()}{TABLE_END}{tail}"
+

@@ -140,6 +140,8 @@ users = sa.Table(
     sa.Column("password_hash", sa.String(200)),  # embedded default only; production logs in through OIDC
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # the person shows their name to everyone; else others outside their projects see role and organisation
+    sa.Column("show_name", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 data_requests = sa.Table(

@@ -1,10 +1,12 @@
 """The Vraagbank (question bank, brief section 4): practitioners' questions, from posting to the answer.
 
 The domain layer under the portal's Vraagbank pages and `ldj vraagbank`; no web or CLI code here. Every
-function takes an engine and the acting user's login name (None: a visitor who is not logged in), checks
-the actor's permission itself, and runs in one transaction, so a status change and its event land
-together. Refusals are the governance errors (`PermissionDenied`, `ValidationError`, `NotFound`,
-`WorkflowError`) with a message for people in the configured language.
+function takes an engine and the acting user's login name (None: a visitor who is not logged in) or a
+`policy.Actor`, checks the actor's permission through `ldj.policy` (a refusal is `policy.Refused`,
+naming the action), and runs in one transaction, so a status change and its event land together.
+Workflow and input errors are the governance errors (`ValidationError`, `NotFound`, `WorkflowError`)
+with a message for people in the configured language. A question the viewer may not see is NotFound,
+so its existence does not leak.
 
 Workflow (`TRANSITIONS`)::
 
@@ -16,8 +18,13 @@ Workflow (`TRANSITIONS`)::
 Who does what: members (practitioners) post and vote, not on their own question; any logged-in user
 who can see a question comments; researchers and students pick questions up and link their APO data
 request; whoever picked a question up, or a steward, answers it; stewards triage, moderate comments
-and export. Visitors see published, picked-up and answered questions without people's names; askers
-also see their own questions in every status; stewards see everything.
+and export. Visitors see published, picked-up and answered questions; askers also see their own
+questions in every status; stewards see everything.
+
+Names (policy `person.see_name`): the records carry a person's login and display name only for viewers
+who may see them (the person, a steward, the people on the same question: its asker and whoever picked
+it up, members of the linked project), or when the person chose to show their name (`users.show_name`).
+Everyone else gets the `*_label` fields: a role and an institution ("een student van Hogeschool Utrecht").
 
 Merging a duplicate copies its votes to the target (a user who voted on both counts once) and makes
 the duplicate's asker a voter on the target, so they see the answer on their own page.
@@ -37,7 +44,8 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from .governance import NotFound, PermissionDenied, User, ValidationError, WorkflowError
+from . import policy
+from .governance import NotFound, User, ValidationError, WorkflowError, person_label, role_label, users_by_name
 from .i18n import t
 from .markup import render_markdown
 from .settings import get_settings
@@ -50,7 +58,6 @@ from .store import (
     question_votes,
     questions,
     request_members,
-    users,
 )
 
 # --- vocabulary ------------------------------------------------------------------------------
@@ -78,10 +85,10 @@ CATEGORIES = ("target_group", "approach", "outcome")  # doelgroep, aanpak, resul
 TAG_KINDS = ("instrument", "intervention", "age_group")
 PICKUP_KINDS = ("student", "researcher")
 
-MEMBER = "member"
-RESEARCHER = "researcher"
-STUDENT = "student"
-STEWARD = "steward"
+MEMBER = policy.MEMBER  # roles are defined in ldj.policy
+RESEARCHER = policy.RESEARCHER
+STUDENT = policy.STUDENT
+STEWARD = policy.STEWARD
 
 SORTS = ("votes", "newest")
 
@@ -135,11 +142,12 @@ class QuestionSummary:
 class Comment:
     id: int
     question_id: int
-    author: str | None  # login name; None for visitors
-    author_name: str | None  # display name; None for visitors
+    author: str | None  # login name; None unless the viewer may see the author's name
+    author_name: str | None  # display name; None unless the viewer may see it
     body: str  # Markdown: show body_html()
     created_at: datetime
     hidden: bool  # moderated; only stewards get hidden comments at all
+    author_label: str = ""  # what to show: the display name, or a role and an institution
 
     def body_html(self) -> str:
         return render_markdown(self.body)
@@ -149,17 +157,19 @@ class Comment:
 class Pickup:
     id: int
     question_id: int
-    picked_by: str | None  # None for visitors
+    picked_by: str | None  # None unless the viewer may see the name
     picked_by_name: str | None
     kind: str  # student | researcher
     institution: str
-    supervisor: str | None
+    supervisor: str | None  # free text; None unless the viewer may see names on this question
     planned_from: date
     planned_until: date
     request_id: int | None  # the linked APO data request
     entries: tuple[str, ...]  # catalogue entries the project could use
     created_at: datetime
     withdrawn_at: datetime | None
+    picked_by_label: str = ""  # what to show: the display name, or "een student van Hogeschool Utrecht"
+    supervisor_label: str | None = None  # the supervisor's name, or "een begeleider van ..."; None: none named
 
 
 @dataclass(frozen=True)
@@ -168,9 +178,10 @@ class Event:
     question_id: int
     from_status: str | None
     to_status: str
-    actor: str | None  # None for visitors
+    actor: str | None  # None unless the viewer may see the actor's name
     at: datetime
-    note: str | None  # None for visitors (notes may hold names or a reason)
+    note: str | None  # None unless the viewer may see the actor's name (notes may hold names or a reason)
+    actor_label: str = ""  # what to show: the display name, or a role and an institution
 
 
 @dataclass(frozen=True)
@@ -183,8 +194,8 @@ class Question:
     category: str
     status: str
     tags: dict[str, tuple[str, ...]]
-    asker: str | None  # None for visitors
-    asker_name: str | None
+    asker: str | None  # None unless the viewer may see the asker's name
+    asker_name: str | None  # display name, on the same terms
     asker_organisation: str | None
     created_at: datetime
     updated_at: datetime
@@ -193,7 +204,7 @@ class Question:
     decline_reason: str | None
     answer_summary: str | None  # Markdown
     answer_url: str | None
-    answered_by: str | None
+    answered_by: str | None  # None unless the viewer may see the name
     answered_at: datetime | None
     votes: int
     comments: tuple[Comment, ...]
@@ -202,6 +213,8 @@ class Question:
     viewer: str | None
     viewer_voted: bool
     actions: frozenset[str]  # of ACTIONS
+    asker_label: str = ""  # what to show: the display name, or "een medewerker van ORG03"
+    answered_by_label: str | None = None
 
     @property
     def active_pickups(self) -> tuple[Pickup, ...]:
@@ -287,47 +300,18 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def _user(conn: sa.Connection, name: str | None) -> User | None:
-    """The viewer: None for a visitor; an unknown or inactive name is treated as a refusal."""
-    if name is None:
-        return None
-    row = conn.execute(sa.select(users).where(users.c.name == name)).first()
-    if row is None:
-        raise PermissionDenied(t("vb_unknown_actor", name=name))
-    if not row.active:
-        raise PermissionDenied(t("gov_user_inactive", name=name))
-    return User(name=row.name, display_name=row.display_name, email=row.email, organisation=row.organisation,
-                roles=tuple(row.roles or ()), active=bool(row.active), created_at=_aware(row.created_at))
+def _target(row: Any) -> policy.Target:
+    """A question as the policy sees it: its asker, and whether it is public."""
+    return policy.Target(owner=row.asker, organisation=row.asker_organisation, public=row.status in PUBLIC_STATUSES)
 
 
-def _actor(conn: sa.Connection, name: str | None) -> User:
-    """A logged-in, active user: writing needs one."""
-    if not name:
-        raise PermissionDenied(t("vb_login_required"))
-    return _user(conn, name)
+def _visible(viewer: policy.Actor, row: Any) -> bool:
+    return policy.allows(viewer, "question.view", _target(row))
 
 
-def _need_role(user: User, *roles: str) -> None:
-    if not any(user.has_role(r) for r in roles):
-        raise PermissionDenied(t("vb_missing_role", name=user.name, roles=" / ".join(roles)))
-
-
-def _steward(conn: sa.Connection, name: str | None) -> User:
-    """A logged-in steward; checked before the question is read, so nothing about it leaks."""
-    user = _actor(conn, name)
-    if not user.has_role(STEWARD):
-        raise PermissionDenied(t("vb_steward_only", name=user.name))
-    return user
-
-
-def _is_steward(user: User | None) -> bool:
-    return user is not None and user.has_role(STEWARD)
-
-
-def _visible(user: User | None, row: Any) -> bool:
-    if row.status in PUBLIC_STATUSES:
-        return True
-    return user is not None and (user.name == row.asker or user.has_role(STEWARD))
+def _moderates(viewer: policy.Actor) -> bool:
+    """A steward's edit window (until final) instead of the asker's (while submitted)."""
+    return policy.allows(viewer, "question.triage")
 
 
 def _row(conn: sa.Connection, question_id: int, *, lock: bool = False) -> Any:
@@ -340,10 +324,10 @@ def _row(conn: sa.Connection, question_id: int, *, lock: bool = False) -> Any:
     return row
 
 
-def _visible_row(conn: sa.Connection, user: User | None, question_id: int, *, lock: bool = False) -> Any:
-    """The question if `user` may see it; otherwise NotFound, so its existence does not leak."""
+def _visible_row(conn: sa.Connection, viewer: policy.Actor, question_id: int, *, lock: bool = False) -> Any:
+    """The question if `viewer` may see it; otherwise NotFound, so its existence does not leak."""
     row = _row(conn, question_id, lock=lock)
-    if not _visible(user, row):
+    if not _visible(viewer, row):
         raise NotFound(t("vb_unknown_question", id=question_id))
     return row
 
@@ -470,33 +454,35 @@ def _check_url(url: str | None) -> str:
     return url
 
 
-# --- rules (one place; the operations raise them, `Question.actions` lists what passes) --------
+# --- what a viewer may do with a question now: the policy's permission, then the workflow ---------
 
-def _refusal(action: str, user: User | None, row: Any, conn: sa.Connection) -> Exception | None:
+def _permission(viewer: policy.Actor, action: str, target: policy.Target | None = None) -> policy.Refused | None:
+    try:
+        policy.check(viewer, action, target)
+    except policy.Refused as refused:
+        return refused
+    return None
+
+
+def _refusal(action: str, user: policy.Actor, row: Any, conn: sa.Connection) -> Exception | None:
     """Why `user` may not do `action` on the question in `row` now; None when allowed."""
-    if user is None:
-        return PermissionDenied(t("vb_login_required"))
-    steward = user.has_role(STEWARD)
     if action == EDIT:
-        if steward:
-            return None if row.status not in (MERGED, DECLINED, ANSWERED) else WorkflowError(
-                t("vb_not_editable", id=row.id, status=status_label(row.status)), current=row.status)
-        if user.name != row.asker:
-            return PermissionDenied(t("vb_not_asker", id=row.id, actor=user.name))
-        if row.status != SUBMITTED:
-            return WorkflowError(t("vb_not_editable", id=row.id, status=status_label(row.status)),
-                                 current=row.status)
-        return None
+        refused = _permission(user, "question.edit", _target(row))
+        if refused is not None:
+            return refused
+        editable = row.status not in (MERGED, DECLINED, ANSWERED) if _moderates(user) else row.status == SUBMITTED
+        return None if editable else WorkflowError(t("vb_not_editable", id=row.id, status=status_label(row.status)),
+                                                   current=row.status)
     if action in (PUBLISH, MERGE, DECLINE):
-        if not steward:
-            return PermissionDenied(t("vb_steward_only", name=user.name))
+        refused = _permission(user, "question.triage", _target(row))
+        if refused is not None:
+            return refused
         wanted = {PUBLISH: PUBLISHED, MERGE: MERGED, DECLINE: DECLINED}[action]
         return None if wanted in TRANSITIONS[row.status] else _illegal(row.id, row.status, wanted)
     if action in (VOTE, UNVOTE):
-        if not user.has_role(MEMBER):
-            return PermissionDenied(t("vb_missing_role", name=user.name, roles=MEMBER))
-        if user.name == row.asker:
-            return PermissionDenied(t("vb_own_question", id=row.id))
+        refused = _permission(user, "question.vote", _target(row))
+        if refused is not None:
+            return refused
         if row.status not in OPEN_FOR_VOTES:
             return WorkflowError(t("vb_votes_closed", id=row.id, status=status_label(row.status)),
                                  current=row.status)
@@ -507,13 +493,17 @@ def _refusal(action: str, user: User | None, row: Any, conn: sa.Connection) -> E
             return ValidationError(t("vb_not_voted", name=user.name, id=row.id))
         return None
     if action == COMMENT:
+        refused = _permission(user, "question.comment", _target(row))
+        if refused is not None:
+            return refused
         if row.status in (MERGED, DECLINED):
             return WorkflowError(t("vb_comments_closed", id=row.id, status=status_label(row.status)),
                                  current=row.status)
-        return None  # anyone logged in who can see the question
+        return None
     if action == PICK_UP:
-        if not (user.has_role(RESEARCHER) or user.has_role(STUDENT)):
-            return PermissionDenied(t("vb_missing_role", name=user.name, roles=f"{RESEARCHER} / {STUDENT}"))
+        refused = _permission(user, "question.pick_up", _target(row))
+        if refused is not None:
+            return refused
         if PICKED_UP not in TRANSITIONS[row.status] and row.status != PICKED_UP:
             return WorkflowError(t("vb_pickup_closed", id=row.id, status=status_label(row.status)),
                                  current=row.status, wanted=PICKED_UP)
@@ -521,17 +511,16 @@ def _refusal(action: str, user: User | None, row: Any, conn: sa.Connection) -> E
             return ValidationError(t("vb_already_picked_up", name=user.name, id=row.id))
         return None
     if action == ANSWER:
-        if ANSWERED not in TRANSITIONS[row.status]:
-            return _illegal(row.id, row.status, ANSWERED)
-        if steward:
-            return None
-        if row.status == PICKED_UP and _active_pickup(conn, row.id, user.name) is not None:
-            return None
-        return PermissionDenied(t("vb_answer_not_allowed", id=row.id, actor=user.name))
+        pickers = frozenset(conn.execute(sa.select(question_pickups.c.picked_by).where(
+            question_pickups.c.question_id == row.id, question_pickups.c.withdrawn_at.is_(None))).scalars())
+        refused = _permission(user, "question.answer", policy.Target(members=pickers, public=False))
+        if refused is not None:
+            return refused
+        return None if ANSWERED in TRANSITIONS[row.status] else _illegal(row.id, row.status, ANSWERED)
     raise ValueError(f"unknown action {action!r}")
 
 
-def _check(action: str, user: User | None, row: Any, conn: sa.Connection) -> None:
+def _check(action: str, user: policy.Actor, row: Any, conn: sa.Connection) -> None:
     refusal = _refusal(action, user, row, conn)
     if refusal is not None:
         raise refusal
@@ -548,8 +537,8 @@ def _active_pickup(conn: sa.Connection, question_id: int, user_name: str) -> Any
         question_pickups.c.withdrawn_at.is_(None))).first()
 
 
-def _actions(conn: sa.Connection, user: User | None, row: Any) -> frozenset[str]:
-    if user is None:
+def _actions(conn: sa.Connection, user: policy.Actor, row: Any) -> frozenset[str]:
+    if user.anonymous:
         return frozenset()
     return frozenset(a for a in ACTIONS if _refusal(a, user, row, conn) is None)
 
@@ -564,8 +553,8 @@ def post(engine: sa.Engine, actor: str, title: str, body: str, category: str,
     "age_group": ["12-17"]}; instrument and intervention aliases ("CBCL", "MST") are accepted.
     """
     with engine.begin() as conn:
-        user = _actor(conn, actor)
-        _need_role(user, MEMBER)
+        user = policy.actor_of(conn, actor)
+        policy.check(user, "question.post")
         values = dict(title=_check_title(title), body=_check_body(body), category=_check_category(category))
         cleaned_tags = _check_tags(tags, catalog_dir)
         now = _now()
@@ -585,7 +574,7 @@ def update_question(engine: sa.Engine, actor: str, question_id: int, *, title: s
                     catalog_dir: Path | None = None) -> Question:
     """The asker edits while the question waits for triage; a steward edits until it is final."""
     with engine.begin() as conn:
-        user = _actor(conn, actor)
+        user = policy.actor_of(conn, actor)
         row = _visible_row(conn, user, question_id, lock=True)
         _check(EDIT, user, row, conn)
         values: dict[str, Any] = {}
@@ -607,7 +596,8 @@ def update_question(engine: sa.Engine, actor: str, question_id: int, *, title: s
 def publish(engine: sa.Engine, actor: str, question_id: int, note: str | None = None) -> Question:
     """A steward publishes a submitted question: visible to all, open for votes and pick-ups."""
     with engine.begin() as conn:
-        user = _steward(conn, actor)
+        user = policy.actor_of(conn, actor)
+        policy.check(user, "question.triage")
         row = _visible_row(conn, user, question_id, lock=True)
         _check(PUBLISH, user, row, conn)
         _transition(conn, row, PUBLISHED, user.name, note, published_at=_now())
@@ -617,7 +607,8 @@ def publish(engine: sa.Engine, actor: str, question_id: int, note: str | None = 
 def decline(engine: sa.Engine, actor: str, question_id: int, reason: str) -> Question:
     """A steward declines a question with a reason the asker reads on their page."""
     with engine.begin() as conn:
-        user = _steward(conn, actor)
+        user = policy.actor_of(conn, actor)
+        policy.check(user, "question.triage")
         row = _visible_row(conn, user, question_id, lock=True)
         _check(DECLINE, user, row, conn)
         reason = _text(reason)
@@ -634,7 +625,8 @@ def merge_duplicate(engine: sa.Engine, actor: str, question_id: int, into: int) 
     asker becomes a voter on the target (unless they asked the target too). Returns the target.
     """
     with engine.begin() as conn:
-        user = _steward(conn, actor)
+        user = policy.actor_of(conn, actor)
+        policy.check(user, "question.triage")
         row = _visible_row(conn, user, question_id, lock=True)
         _check(MERGE, user, row, conn)
         if into == question_id:
@@ -667,20 +659,20 @@ def vote(engine: sa.Engine, actor: str, question_id: int) -> int:
     """"Ik wil dit ook weten": a member votes once on someone else's open question. Returns the count."""
     try:
         with engine.begin() as conn:
-            user = _actor(conn, actor)
+            user = policy.actor_of(conn, actor)
             row = _visible_row(conn, user, question_id)
             _check(VOTE, user, row, conn)
             conn.execute(sa.insert(question_votes).values(question_id=question_id, user_name=user.name,
                                                           created_at=_now()))
             return _vote_count(conn, question_id)
     except sa.exc.IntegrityError:  # a second vote at the same moment: the unique constraint holds
-        raise ValidationError(t("vb_already_voted", name=actor, id=question_id)) from None
+        raise ValidationError(t("vb_already_voted", name=getattr(actor, "name", actor), id=question_id)) from None
 
 
 def unvote(engine: sa.Engine, actor: str, question_id: int) -> int:
     """Take one's vote back while the question is open. Returns the count."""
     with engine.begin() as conn:
-        user = _actor(conn, actor)
+        user = policy.actor_of(conn, actor)
         row = _visible_row(conn, user, question_id)
         _check(UNVOTE, user, row, conn)
         conn.execute(sa.delete(question_votes).where(question_votes.c.question_id == question_id,
@@ -691,7 +683,7 @@ def unvote(engine: sa.Engine, actor: str, question_id: int) -> int:
 def comment(engine: sa.Engine, actor: str, question_id: int, body: str) -> Comment:
     """Any logged-in user who can see the question comments (Markdown), until it is merged or declined."""
     with engine.begin() as conn:
-        user = _actor(conn, actor)
+        user = policy.actor_of(conn, actor)
         row = _visible_row(conn, user, question_id)
         _check(COMMENT, user, row, conn)
         body = _text(body)
@@ -707,7 +699,8 @@ def comment(engine: sa.Engine, actor: str, question_id: int, body: str) -> Comme
 def hide_comment(engine: sa.Engine, actor: str, comment_id: int) -> None:
     """A steward hides a comment (moderation); it is kept, and shown to stewards only."""
     with engine.begin() as conn:
-        user = _steward(conn, actor)
+        user = policy.actor_of(conn, actor)
+        policy.check(user, "question.comment_hide")
         result = conn.execute(sa.update(question_comments)
                               .where(question_comments.c.id == comment_id, question_comments.c.hidden_at.is_(None))
                               .values(hidden_at=_now(), hidden_by=user.name))
@@ -727,7 +720,7 @@ def pick_up(engine: sa.Engine, actor: str, question_id: int, *, kind: str, insti
     entry ids the project could use; `request_id` links the APO data request (also later: link_request).
     """
     with engine.begin() as conn:
-        user = _actor(conn, actor)
+        user = policy.actor_of(conn, actor)
         row = _visible_row(conn, user, question_id, lock=True)
         _check(PICK_UP, user, row, conn)
         if kind not in PICKUP_KINDS:
@@ -750,7 +743,7 @@ def pick_up(engine: sa.Engine, actor: str, question_id: int, *, kind: str, insti
             question_id=question_id, picked_by=user.name, kind=kind, institution=institution,
             supervisor=supervisor, planned_from=planned_from, planned_until=planned_until, request_id=request_id,
             entries=entries, created_at=now)).inserted_primary_key[0]
-        note = t("vb_note_picked_up", name=user.display_name or user.name, kind=pickup_kind_label(kind),
+        note = t("vb_note_picked_up", name=_display_name(conn, user.name), kind=pickup_kind_label(kind),
                  institution=institution)
         if row.status == PICKED_UP:  # another project on the same question
             _event(conn, question_id, PICKED_UP, PICKED_UP, user.name, note, now)
@@ -771,17 +764,14 @@ def _check_entries(entries: Iterable[str], catalog_dir: Path | None) -> list[str
     return entries
 
 
-def _check_request(conn: sa.Connection, user: User, request_id: int) -> None:
-    """The data request exists and `user` applied for it or works in it (stewards: any request)."""
+def _check_request(conn: sa.Connection, user: policy.Actor, request_id: int) -> None:
+    """The data request exists and `user` may link it (`question.link_request`: its applicant or a member)."""
     row = conn.execute(sa.select(data_requests.c.applicant).where(data_requests.c.id == request_id)).first()
     if row is None:
         raise NotFound(t("gov_unknown_request", id=request_id))
-    if user.has_role(STEWARD) or row.applicant == user.name:
-        return
-    member = conn.execute(sa.select(request_members.c.user_name).where(
-        request_members.c.request_id == request_id, request_members.c.user_name == user.name)).first()
-    if member is None:
-        raise PermissionDenied(t("vb_request_not_yours", id=request_id, name=user.name))
+    members = frozenset(conn.execute(sa.select(request_members.c.user_name)
+                                     .where(request_members.c.request_id == request_id)).scalars())
+    policy.check(user, "question.link_request", policy.Target(owner=row.applicant, members=members))
 
 
 def _pickup_row(conn: sa.Connection, pickup_id: int) -> Any:
@@ -791,10 +781,9 @@ def _pickup_row(conn: sa.Connection, pickup_id: int) -> Any:
     return row
 
 
-def _own_pickup(conn: sa.Connection, user: User, pickup_id: int) -> Any:
+def _own_pickup(conn: sa.Connection, user: policy.Actor, pickup_id: int) -> Any:
     pickup = _pickup_row(conn, pickup_id)
-    if pickup.picked_by != user.name and not user.has_role(STEWARD):
-        raise PermissionDenied(t("vb_pickup_not_yours", id=pickup_id, name=user.name))
+    policy.check(user, "question.pickup_manage", policy.Target(owner=pickup.picked_by))
     if pickup.withdrawn_at is not None:
         raise WorkflowError(t("vb_pickup_withdrawn", id=pickup_id))
     return pickup
@@ -803,7 +792,7 @@ def _own_pickup(conn: sa.Connection, user: User, pickup_id: int) -> Any:
 def link_request(engine: sa.Engine, actor: str, pickup_id: int, request_id: int) -> Pickup:
     """Link a pick-up to its APO data request: by whoever picked up (who must be on the request) or a steward."""
     with engine.begin() as conn:
-        user = _actor(conn, actor)
+        user = policy.actor_of(conn, actor)
         pickup = _own_pickup(conn, user, pickup_id)
         _check_request(conn, user, request_id)
         conn.execute(sa.update(question_pickups).where(question_pickups.c.id == pickup_id)
@@ -817,7 +806,7 @@ def link_request(engine: sa.Engine, actor: str, pickup_id: int, request_id: int)
 def withdraw_pickup(engine: sa.Engine, actor: str, pickup_id: int, note: str | None = None) -> Question:
     """Whoever picked up (or a steward) withdraws; with no project left the question is published again."""
     with engine.begin() as conn:
-        user = _actor(conn, actor)
+        user = policy.actor_of(conn, actor)
         pickup = _own_pickup(conn, user, pickup_id)
         row = _row(conn, pickup.question_id, lock=True)
         if row.status != PICKED_UP:
@@ -842,7 +831,7 @@ def answer(engine: sa.Engine, actor: str, question_id: int, summary: str, report
     The asker and the voters see the answer on their own page (`my_questions`).
     """
     with engine.begin() as conn:
-        user = _actor(conn, actor)
+        user = policy.actor_of(conn, actor)
         row = _visible_row(conn, user, question_id, lock=True)
         _check(ANSWER, user, row, conn)
         summary = _text(summary)
@@ -879,83 +868,156 @@ def _tags(conn: sa.Connection, ids: Sequence[int]) -> dict[int, dict[str, tuple[
     return {i: {k: ranked(k, v) for k, v in kinds.items()} for i, kinds in found.items()}
 
 
-def _display_names(conn: sa.Connection, names: Iterable[str]) -> dict[str, str]:
-    names = set(names)
-    if not names:
-        return {}
-    return {r.name: r.display_name or r.name for r in
-            conn.execute(sa.select(users.c.name, users.c.display_name).where(users.c.name.in_(names)))}
+def _display_name(conn: sa.Connection, name: str) -> str:
+    person = users_by_name(conn, [name]).get(name)
+    return (person.display_name if person else None) or name
 
 
-def _comments(conn: sa.Connection, user: User | None, question_id: int, comment_id: int | None = None
-              ) -> list[Comment]:
+class _Names:
+    """Who on one question `viewer` may see by name (policy `person.see_name`), and what the others look like.
+
+    The question's circle is its asker and whoever picked it up (not withdrawn); they see each other's
+    names, and so do the members of a pick-up's linked project. Others see a role and an institution."""
+
+    def __init__(self, conn: sa.Connection, viewer: policy.Actor, row: Any, pickups: Sequence[Any],
+                 language: str | None = None):
+        self.conn, self.viewer, self.row, self.language = conn, viewer, row, language
+        active = [p for p in pickups if p.withdrawn_at is None]
+        self.circle = frozenset({row.asker, *(p.picked_by for p in active)})
+        self.pickups = {p.picked_by: p for p in [*pickups, *active]}  # a person's active pick-up wins
+        linked = {p.request_id for p in pickups if p.request_id is not None}
+        self.projects = dict(conn.execute(sa.select(data_requests.c.id, data_requests.c.project_id)
+                                          .where(data_requests.c.id.in_(linked))).all()) if linked else {}
+        self.people: dict[str, User] = {}
+
+    def _person(self, name: str) -> User | None:
+        if name not in self.people:
+            self.people.update(users_by_name(self.conn, [name]))
+        return self.people.get(name)
+
+    def project_of(self, pickup: Any) -> int | None:
+        return self.projects.get(pickup.request_id) if pickup.request_id is not None else None
+
+    def of(self, name: str | None) -> tuple[str | None, str | None, str]:
+        """(login name, display name, label): the first two None unless the viewer may see them."""
+        if not name:
+            return None, None, ""
+        person = self._person(name)
+        if name == self.row.asker:
+            role, organisation, project = MEMBER, self.row.asker_organisation, None
+        elif name in self.pickups:
+            pickup = self.pickups[name]
+            role, organisation, project = pickup.kind, pickup.institution, self.project_of(pickup)
+        else:
+            role, organisation, project = None, None, None
+        members = self.circle if name in self.circle else frozenset()
+        login, label = person_label(self.viewer, person, role=role, organisation=organisation, members=members,
+                                    project=project, language=self.language)
+        return login, (label if login else None), label
+
+    def supervisor(self, pickup: Any) -> tuple[str | None, str | None]:
+        """(the supervisor as typed, or None; the label to show): names only within the question's circle."""
+        if not pickup.supervisor:
+            return None, None
+        target = policy.Target(members=self.circle, project=self.project_of(pickup))
+        if policy.allows(self.viewer, "person.see_name", target):
+            return pickup.supervisor, pickup.supervisor
+        return None, role_label("supervisor", pickup.institution, self.language)
+
+
+def _pickup_rows(conn: sa.Connection, question_id: int) -> list[Any]:
+    return conn.execute(sa.select(question_pickups).where(question_pickups.c.question_id == question_id)
+                        .order_by(question_pickups.c.id)).all()
+
+
+def _names(conn: sa.Connection, viewer: policy.Actor, question_id: int) -> _Names:
+    return _Names(conn, viewer, _row(conn, question_id), _pickup_rows(conn, question_id))
+
+
+def _comments(conn: sa.Connection, user: policy.Actor, question_id: int, comment_id: int | None = None,
+              names: _Names | None = None) -> list[Comment]:
+    names = names or _names(conn, user, question_id)
     query = sa.select(question_comments).where(question_comments.c.question_id == question_id)
     if comment_id is not None:
         query = query.where(question_comments.c.id == comment_id)
-    if not _is_steward(user):
+    if not policy.allows(user, "question.comment_hide"):  # moderators see hidden comments
         query = query.where(question_comments.c.hidden_at.is_(None))
-    rows = conn.execute(query.order_by(question_comments.c.id)).all()
-    names = _display_names(conn, (r.author for r in rows)) if user else {}
-    return [Comment(id=r.id, question_id=r.question_id, author=r.author if user else None,
-                    author_name=names.get(r.author) if user else None, body=r.body, created_at=_aware(r.created_at),
-                    hidden=r.hidden_at is not None) for r in rows]
+    found = []
+    for r in conn.execute(query.order_by(question_comments.c.id)).all():
+        login, display, label = names.of(r.author)
+        found.append(Comment(id=r.id, question_id=r.question_id, author=login, author_name=display, body=r.body,
+                             created_at=_aware(r.created_at), hidden=r.hidden_at is not None, author_label=label))
+    return found
 
 
-def _pickups(conn: sa.Connection, user: User | None, question_id: int, pickup_id: int | None = None) -> list[Pickup]:
-    query = sa.select(question_pickups).where(question_pickups.c.question_id == question_id)
-    if pickup_id is not None:
-        query = query.where(question_pickups.c.id == pickup_id)
-    rows = conn.execute(query.order_by(question_pickups.c.id)).all()
-    names = _display_names(conn, (r.picked_by for r in rows)) if user else {}
-    return [Pickup(id=r.id, question_id=r.question_id, picked_by=r.picked_by if user else None,
-                   picked_by_name=names.get(r.picked_by) if user else None, kind=r.kind, institution=r.institution,
-                   supervisor=r.supervisor, planned_from=r.planned_from, planned_until=r.planned_until,
-                   request_id=r.request_id, entries=tuple(r.entries or ()), created_at=_aware(r.created_at),
-                   withdrawn_at=_aware(r.withdrawn_at)) for r in rows]
+def _pickups(conn: sa.Connection, user: policy.Actor, question_id: int, pickup_id: int | None = None,
+             names: _Names | None = None) -> list[Pickup]:
+    names = names or _names(conn, user, question_id)
+    found = []
+    for r in _pickup_rows(conn, question_id):
+        if pickup_id is not None and r.id != pickup_id:
+            continue
+        login, display, label = names.of(r.picked_by)
+        supervisor, supervisor_label = names.supervisor(r)
+        found.append(Pickup(
+            id=r.id, question_id=r.question_id, picked_by=login, picked_by_name=display, kind=r.kind,
+            institution=r.institution, supervisor=supervisor, planned_from=r.planned_from,
+            planned_until=r.planned_until, request_id=r.request_id, entries=tuple(r.entries or ()),
+            created_at=_aware(r.created_at), withdrawn_at=_aware(r.withdrawn_at), picked_by_label=label,
+            supervisor_label=supervisor_label))
+    return found
 
 
-def _events(conn: sa.Connection, user: User | None, question_id: int) -> list[Event]:
+def _events(conn: sa.Connection, names: _Names, question_id: int) -> list[Event]:
     rows = conn.execute(sa.select(question_events).where(question_events.c.question_id == question_id)
                         .order_by(question_events.c.id)).all()
-    return [Event(id=r.id, question_id=r.question_id, from_status=r.from_status, to_status=r.to_status,
-                  actor=r.actor if user else None, at=_aware(r.at), note=r.note if user else None) for r in rows]
+    found = []
+    for r in rows:
+        login, _, label = names.of(r.actor)
+        found.append(Event(id=r.id, question_id=r.question_id, from_status=r.from_status, to_status=r.to_status,
+                           actor=login, at=_aware(r.at), note=r.note if login else None, actor_label=label))
+    return found
 
 
-def _question(conn: sa.Connection, user: User | None, question_id: int) -> Question:
+def _question(conn: sa.Connection, user: policy.Actor, question_id: int, language: str | None = None) -> Question:
     row = _visible_row(conn, user, question_id)
-    names = _display_names(conn, [row.asker]) if user else {}
+    names = _Names(conn, user, row, _pickup_rows(conn, row.id), language)
+    asker, asker_name, asker_label = names.of(row.asker)
+    answered_by, _, answered_by_label = names.of(row.answered_by)
     return Question(
         id=row.id, title=row.title, body=row.body, category=row.category, status=row.status,
-        tags=_tags(conn, [row.id])[row.id], asker=row.asker if user else None, asker_name=names.get(row.asker),
+        tags=_tags(conn, [row.id])[row.id], asker=asker, asker_name=asker_name,
         asker_organisation=row.asker_organisation, created_at=_aware(row.created_at),
         updated_at=_aware(row.updated_at), published_at=_aware(row.published_at), merged_into=row.merged_into,
         decline_reason=row.decline_reason, answer_summary=row.answer_summary, answer_url=row.answer_url,
-        answered_by=row.answered_by if user else None, answered_at=_aware(row.answered_at),
-        votes=_vote_count(conn, row.id), comments=tuple(_comments(conn, user, row.id)),
-        pickups=tuple(_pickups(conn, user, row.id)), events=tuple(_events(conn, user, row.id)),
-        viewer=user.name if user else None, viewer_voted=bool(user) and _has_voted(conn, row.id, user.name),
-        actions=_actions(conn, user, row),
+        answered_by=answered_by, answered_at=_aware(row.answered_at),
+        votes=_vote_count(conn, row.id), comments=tuple(_comments(conn, user, row.id, names=names)),
+        pickups=tuple(_pickups(conn, user, row.id, names=names)), events=tuple(_events(conn, names, row.id)),
+        viewer=user.name, viewer_voted=not user.anonymous and _has_voted(conn, row.id, user.name),
+        actions=_actions(conn, user, row), asker_label=asker_label, answered_by_label=answered_by_label or None,
     )
 
 
-def get_question(engine: sa.Engine, question_id: int, viewer: str | None = None) -> Question:
-    """One question with votes, comments, pick-ups and events, as `viewer` may see it (NotFound otherwise)."""
+def get_question(engine: sa.Engine, question_id: int, viewer: policy.Actor | str | None = None,
+                 language: str | None = None) -> Question:
+    """One question with votes, comments, pick-ups and events, as `viewer` may see it (NotFound otherwise);
+    people's labels in `language` (default: the configured one)."""
     with engine.connect() as conn:
-        return _question(conn, _user(conn, viewer), question_id)
+        return _question(conn, policy.actor_of(conn, viewer), question_id, language)
 
 
-def _summary_query(user: User | None) -> sa.Select:
+def _summary_query(user: policy.Actor) -> sa.Select:
     votes = (sa.select(sa.func.count()).select_from(question_votes)
              .where(question_votes.c.question_id == questions.c.id).scalar_subquery())
     comments = (sa.select(sa.func.count()).select_from(question_comments)
                 .where(question_comments.c.question_id == questions.c.id, question_comments.c.hidden_at.is_(None))
                 .scalar_subquery())
     query = sa.select(questions, votes.label("votes"), comments.label("comment_count"))
-    if user is None:
-        query = query.where(questions.c.status.in_(PUBLIC_STATUSES))
-    elif not user.has_role(STEWARD):
-        query = query.where(sa.or_(questions.c.status.in_(PUBLIC_STATUSES), questions.c.asker == user.name))
-    return query
+    if policy.allows(user, "question.view", policy.Target()):  # neither public nor theirs: sees every question
+        return query
+    if policy.allows(user, "question.view", policy.Target(owner=user.name)):
+        return query.where(sa.or_(questions.c.status.in_(PUBLIC_STATUSES), questions.c.asker == user.name))
+    return query.where(questions.c.status.in_(PUBLIC_STATUSES))
 
 
 def _summaries(conn: sa.Connection, rows: Sequence[Any]) -> list[QuestionSummary]:
@@ -988,7 +1050,7 @@ def list_questions(engine: sa.Engine, viewer: str | None = None, *, status: str 
     if sort not in SORTS:
         raise ValidationError(t("vb_bad_sort", sort=sort, allowed=", ".join(SORTS)))
     with engine.connect() as conn:
-        user = _user(conn, viewer)
+        user = policy.actor_of(conn, viewer)
         query = _summary_query(user)
         statuses = [status] if isinstance(status, str) else list(status) if status is not None else list(PUBLIC_STATUSES)
         unknown = [s for s in statuses if s not in STATUSES]
@@ -1026,7 +1088,8 @@ def list_questions(engine: sa.Engine, viewer: str | None = None, *, status: str 
 def triage_queue(engine: sa.Engine, actor: str) -> list[QuestionSummary]:
     """Submitted questions waiting for a steward, oldest first."""
     with engine.connect() as conn:
-        user = _steward(conn, actor)
+        user = policy.actor_of(conn, actor)
+        policy.check(user, "question.queue")
         rows = conn.execute(_summary_query(user).where(questions.c.status == SUBMITTED)
                             .order_by(questions.c.created_at, questions.c.id)).all()
         return _summaries(conn, rows)
@@ -1036,7 +1099,8 @@ def my_questions(engine: sa.Engine, actor: str) -> MyQuestions:
     """The actor's page: questions asked (any status, with a decline reason or the merge target),
     voted on (including votes carried over by a merge), and picked up; answered ones carry the answer."""
     with engine.connect() as conn:
-        user = _actor(conn, actor)
+        user = policy.actor_of(conn, actor)
+        policy.check(user, "question.mine")
         base = _summary_query(user)
         newest = sa.func.coalesce(questions.c.answered_at, questions.c.published_at, questions.c.created_at)
         asked = conn.execute(base.where(questions.c.asker == user.name)
@@ -1061,7 +1125,7 @@ def atom_feed(engine: sa.Engine, base_url: str, language: str | None = None, lim
     language = language or get_settings().language
     base = base_url.rstrip("/")
     with engine.connect() as conn:
-        query = (_summary_query(None).order_by(questions.c.published_at.desc(), questions.c.id.desc()).limit(limit))
+        query = (_summary_query(policy.VISITOR).order_by(questions.c.published_at.desc(), questions.c.id.desc()).limit(limit))
         rows = conn.execute(query).all()
         tags = _tags(conn, [r.id for r in rows])
     feed = FeedGenerator()
@@ -1097,7 +1161,8 @@ CSV_COLUMNS = ("id", "title", "category", "status", "asker", "asker_organisation
 def export_csv(engine: sa.Engine, actor: str, language: str | None = None) -> str:
     """Every question as CSV (semicolon-separated, as Dutch Excel opens it), for stewards only."""
     with engine.connect() as conn:
-        user = _steward(conn, actor)
+        user = policy.actor_of(conn, actor)
+        policy.check(user, "question.export")
         rows = conn.execute(_summary_query(user).order_by(questions.c.id)).all()
         tags = _tags(conn, [r.id for r in rows])
         pickups: dict[int, list[Any]] = {}

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from ldj import governance as gov
+from ldj import policy
 from ldj import store
 
 CATALOGUE = {
@@ -236,18 +237,22 @@ def test_review_only_while_in_review(people):
 def test_only_the_right_people_move_a_request(people):
     engine = people
     rid = new_request(engine)
-    with pytest.raises(gov.PermissionDenied, match="alice"):
+    with pytest.raises(policy.Refused, match="bob") as refused:
         gov.submit(engine, rid, "bob")
+    assert refused.value.action == "request.edit"
     gov.submit(engine, rid, "alice")
-    with pytest.raises(gov.PermissionDenied, match="steward"):
+    with pytest.raises(policy.Refused, match="rev1") as refused:
         gov.start_review(engine, rid, "rev1")
+    assert refused.value.action == "request.start_review"
     gov.start_review(engine, rid, "steve")
-    with pytest.raises(gov.PermissionDenied, match="apo"):
+    with pytest.raises(policy.Refused) as refused:
         vote(engine, rid, "steve", "approve")
+    assert refused.value.action == "request.review"
     vote(engine, rid, "rev1", "approve")
     vote(engine, rid, "rev2", "approve")
-    with pytest.raises(gov.PermissionDenied, match="steward"):
+    with pytest.raises(policy.Refused) as refused:
         gov.decide(engine, rid, "rev1")
+    assert refused.value.action == "request.decide"
     with pytest.raises(gov.WorkflowError, match="in_review"):
         gov.update_request(engine, rid, "alice", title="Changed while in review")
 
@@ -480,7 +485,7 @@ def test_amendment_rules(people):
         gov.create_amendment(engine, project_id, "alice", add_members=["bob"], reason="again")
     with pytest.raises(gov.ValidationError):
         gov.create_amendment(engine, project_id, "alice", extend_until=ends, reason="not later")
-    with pytest.raises(gov.PermissionDenied, match="carol"):
+    with pytest.raises(policy.Refused, match="carol"):
         gov.create_amendment(engine, project_id, "carol", add_members=["carol"], reason="let me in")
     with pytest.raises(gov.ValidationError, match="nope"):
         gov.create_amendment(engine, project_id, "alice", add_entries={"nope": ["x"]}, reason="r",
@@ -501,7 +506,7 @@ def test_revocation_and_expiry_take_effect_at_the_next_read(people):
     assert gov.active_grants(engine, "bob", on=today() - timedelta(days=11)) == []  # not started yet
 
     first = gov.active_grants(engine, "bob")[0]
-    with pytest.raises(gov.PermissionDenied):
+    with pytest.raises(policy.Refused):
         gov.revoke_grant(engine, first.id, "alice")
     assert gov.revoke_grant(engine, first.id, "steve") is True
     assert gov.revoke_grant(engine, first.id, "steve") is False
@@ -528,7 +533,7 @@ def test_closing_needs_a_final_report(people):
             gov.close_project(engine, project_id, "alice", report)
     assert gov.get_project(engine, project_id).status == "active"
     assert len(gov.active_grants(engine, "bob")) == 2
-    with pytest.raises(gov.PermissionDenied):
+    with pytest.raises(policy.Refused):
         gov.close_project(engine, project_id, "rev1", REPORT)
 
     project = gov.close_project(engine, project_id, "alice", REPORT)
@@ -595,9 +600,9 @@ def test_who_may_see_a_request(people):
     assert [r.id for r in gov.requests_for(people, "rev1")] == [submitted]  # the APO sees what was submitted
     assert [r.id for r in gov.requests_for(people, "steve")] == [draft, submitted]
     assert gov.requests_for(people, "carol") == []
-    with pytest.raises(gov.PermissionDenied):
+    with pytest.raises(policy.Refused):
         gov.request_for(people, draft, "carol")
-    with pytest.raises(gov.PermissionDenied):
+    with pytest.raises(policy.Refused):
         gov.request_for(people, draft, "rev1")
     assert gov.request_for(people, submitted, "rev2").id == submitted
 
@@ -608,3 +613,34 @@ def test_projects_for_members_and_stewards(people):
     assert [p.id for p in gov.projects_for(people, "bob")] == [project]
     assert [p.id for p in gov.projects_for(people, "steve")] == [project]
     assert gov.projects_for(people, "carol") == []
+
+
+# --- names: a person's own choice ------------------------------------------------------------------
+
+def test_show_name_is_off_by_default_and_set_from_the_command_line(settings, monkeypatch):
+    from click.testing import CliRunner
+
+    from ldj.cli import main
+    from ldj.settings import get_settings
+
+    monkeypatch.setenv("LDJ_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("LDJ_DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        added = runner.invoke(main, ["users", "add", "femke", "--display-name", "Femke de Vries", "--organisation",
+                                     "ORG03", "--role", "member"])
+        assert added.exit_code == 0, added.output
+        shown = runner.invoke(main, ["users", "add", "joost", "--display-name", "Joost", "--organisation", "ORG07",
+                                     "--role", "member", "--show-name"])
+        assert shown.exit_code == 0, shown.output
+        engine = store.get_engine(settings)
+        assert (gov.get_user(engine, "femke").show_name, gov.get_user(engine, "joost").show_name) == (False, True)
+        result = runner.invoke(main, ["users", "set-show-name", "femke", "yes"])
+        assert result.exit_code == 0 and "naam zichtbaar" in result.output
+        assert gov.get_user(engine, "femke").show_name is True
+        assert runner.invoke(main, ["users", "set-show-name", "femke", "misschien"]).exit_code == 2
+        unknown = runner.invoke(main, ["users", "set-show-name", "niemand", "no"])
+        assert unknown.exit_code == 1 and "niemand" in unknown.output and "Traceback" not in unknown.output
+    finally:
+        get_settings.cache_clear()

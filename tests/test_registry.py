@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import pytest
 
 from ldj import governance as gov
-from ldj import registry, store
+from ldj import policy, registry, store
 from ldj import vraagbank as vb
 from projects import add_committee, approve
 
@@ -43,12 +43,14 @@ def test_a_member_registers_and_finishes_research_the_public_reads_it(engine):
 def test_only_the_registrant_or_a_steward_finishes_or_removes(engine):
     sid = registry.register(engine, "sam", title="Ouderbetrokkenheid bij IAG", organisation="Hogeschool Utrecht",
                             summary=SUMMARY, starts=date(2026, 2, 1))
-    with pytest.raises(gov.PermissionDenied, match="niet aangemeld"):
+    with pytest.raises(policy.Refused, match="pia") as refused:
         registry.finish(engine, "pia", sid, REPORT)
-    with pytest.raises(gov.PermissionDenied, match="geen medewerker"):
+    assert refused.value.action == "study.edit"
+    with pytest.raises(policy.Refused, match="apo3") as refused:
         registry.register(engine, "apo3", title="Een APO-studie", organisation="VU", summary=SUMMARY,
                           starts=date(2026, 1, 1))
-    with pytest.raises(gov.PermissionDenied, match="log in"):
+    assert refused.value.action == "study.register"
+    with pytest.raises(policy.Refused, match="Log in"):
         registry.register(engine, None, title="Anoniem", organisation="ORG01", summary=SUMMARY, starts=date.today())
     registry.remove(engine, "steward", sid)
     assert registry.studies(engine) == []
@@ -95,6 +97,17 @@ def test_ldj_projects_are_listed_with_their_question_and_final_report(engine):
     assert (closed.status, closed.result) == (registry.FINISHED, REPORT)
     assert [s.kind for s in registry.studies(engine)] == [registry.MEMBER, registry.LDJ]  # running ones first
     assert [s.kind for s in registry.studies(engine, text="pleegzorg matching")] == [registry.MEMBER]
+
+
+def test_the_public_registry_and_its_lineage_name_no_people(engine):
+    """Issue 12 point 7: organisations, never people (the registrant, the applicant)."""
+    project = approve(engine, "anna", {"trajectories": ["trajectory", "intervention"]}, CATALOGUE)
+    request = gov.get_project(engine, project).request_id
+    registry.register(engine, "pia", title="Matching in de pleegzorg", organisation="ORG01", summary=SUMMARY,
+                      starts=date(2020, 1, 1))
+    public = registry.studies(engine) + [registry.study_of_request(engine, request)]
+    text = repr(public)
+    assert "ORG01" in text and not [n for n in ("anna", "Anna", "pia", "Pia", "sam", "Sam") if f"'{n}'" in text]
 
 
 def test_markdown_is_sanitised(engine):

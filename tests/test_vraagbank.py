@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,9 +16,10 @@ import pytest
 import sqlalchemy as sa
 
 from ldj import governance as gov
+from ldj import policy
 from ldj import store
 from ldj import vraagbank as vb
-from ldj.governance import NotFound, PermissionDenied, ValidationError, WorkflowError
+from ldj.governance import NotFound, ValidationError, WorkflowError
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 TAGS = {"instrument": ["cbcl_6_18"], "intervention": ["mst"], "age_group": ["12-17"]}
@@ -94,7 +96,7 @@ def test_the_full_loop_by_three_users(people):
     request_id = data_request(engine)
     assert vb.link_request(engine, "sam", pickup.id, request_id).request_id == request_id
 
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(policy.Refused):
         vb.answer(engine, "rita", qid, "Ik weet het.", "https://uu.nl/x")  # did not pick it up
     done = vb.answer(engine, "sam", qid, "Even goed: **geen verschil** in T-score.", "https://hu.nl/scriptie/42")
     assert (done.status, done.answered_by, done.answer_url) == (vb.ANSWERED, "sam", "https://hu.nl/scriptie/42")
@@ -184,48 +186,56 @@ def test_decline_needs_a_reason_that_the_asker_reads(people):
 
 # --- rules ------------------------------------------------------------------------------------
 
+@contextmanager
+def refused(action: str, match: str | None = None):
+    """A `policy.Refused` for `action` (and a message matching `match`)."""
+    with pytest.raises(policy.Refused, match=match) as info:
+        yield
+    assert info.value.action == action
+
+
 def test_role_violations_are_refused(people):
     engine = people
-    with pytest.raises(PermissionDenied, match="log in"):
+    with refused("question.post", match="Log in"):
         vb.post(engine, None, "Een vraag zonder login", BODY, "approach")
-    with pytest.raises(PermissionDenied):
+    with refused("question.post"):
         vb.post(engine, "rita", "Een onderzoeker post", BODY, "approach")  # practitioners post
     qid = vb.post(engine, "pia", "Werkt MST even goed bij een LVB?", BODY, "approach", TAGS)
     with pytest.raises(NotFound):
         vb.vote(engine, "mo", qid)  # not published yet: others cannot even see it
     for actor in ("pia", "mo", "sam", "apo1"):
-        with pytest.raises(PermissionDenied, match="datasteward"):
+        with refused("question.triage", match=actor):
             vb.publish(engine, actor, qid)
     vb.publish(engine, "steve", qid)
-    with pytest.raises(PermissionDenied, match="log in"):
+    with refused("question.vote", match="Log in"):
         vb.vote(engine, None, qid)
-    with pytest.raises(PermissionDenied, match="log in"):
+    with refused("question.comment", match="Log in"):
         vb.comment(engine, None, qid, "anoniem")
-    with pytest.raises(PermissionDenied, match="eigen vraag"):
-        vb.vote(engine, "pia", qid)
-    with pytest.raises(PermissionDenied, match="member"):
+    with refused("question.vote", match="pia"):
+        vb.vote(engine, "pia", qid)  # not on one's own question
+    with refused("question.vote", match="rita"):
         vb.vote(engine, "rita", qid)
-    with pytest.raises(PermissionDenied, match="onbekende gebruiker"):
-        vb.vote(engine, "nobody", qid)
-    with pytest.raises(PermissionDenied):
+    with refused("question.vote", match="niet actief"):
+        vb.vote(engine, "nobody", qid)  # an unknown account is not an active one
+    with refused("question.pick_up"):
         pick(engine, "mo", qid)  # members do not pick up
-    with pytest.raises(PermissionDenied):
+    with refused("question.answer"):
         vb.answer(engine, "sam", qid, "Antwoord", "https://x.nl")  # not picked up by sam
     pickup = pick(engine, "sam", qid)
-    with pytest.raises(PermissionDenied):
+    with refused("question.answer"):
         vb.answer(engine, "mo", qid, "Antwoord", "https://x.nl")  # a member cannot answer someone else's pick-up
-    with pytest.raises(PermissionDenied):
+    with refused("question.pickup_manage"):
         vb.link_request(engine, "rita", pickup.id, data_request(engine, "rita"))  # not her pick-up
-    with pytest.raises(PermissionDenied, match="aanvrager"):
+    with refused("question.link_request", match="sam"):
         vb.link_request(engine, "sam", pickup.id, data_request(engine, "rita"))  # not his request
-    with pytest.raises(PermissionDenied):
+    with refused("question.triage"):
         vb.merge_duplicate(engine, "sam", qid, qid)
-    with pytest.raises(PermissionDenied):
+    with refused("question.export"):
         vb.export_csv(engine, "pia")
-    with pytest.raises(PermissionDenied):
+    with refused("question.comment_hide"):
         vb.hide_comment(engine, "pia", 1)
     gov.deactivate(engine, "noor")
-    with pytest.raises(PermissionDenied, match="gedeactiveerd"):
+    with refused("question.vote", match="niet actief"):
         vb.vote(engine, "noor", qid)
 
 
@@ -345,9 +355,12 @@ def test_visibility_for_visitors_askers_and_stewards(people):
     assert [(c.author, c.author_name, c.body) for c in visitor.comments] == [(None, None, "Mee eens")]
     assert [(p.picked_by, p.institution) for p in visitor.pickups] == [(None, "Hogeschool Utrecht")]
     assert all(e.actor is None and e.note is None for e in visitor.events)  # notes may name people
-    assert "Sam Student" in vb.get_question(engine, public, "noor").events[-1].note
-    member = vb.get_question(engine, public, "noor")
-    assert (member.asker_name, member.comments[0].author_name) == ("Pia Praktijk", "Mo")
+    outside = vb.get_question(engine, public, "noor")  # a member outside the question: no names either
+    assert (outside.asker, outside.asker_name, outside.comments[0].author_name) == (None, None, None)
+    assert outside.events[-1].note is None
+    asker = vb.get_question(engine, public, "pia")  # the asker and whoever picked it up see each other
+    assert "Sam Student" in asker.events[-1].note and asker.pickups[0].picked_by_name == "Sam Student"
+    assert vb.get_question(engine, public, "sam").asker_name == "Pia Praktijk"
     for hidden in (waiting, declined):
         with pytest.raises(NotFound):
             vb.get_question(engine, hidden)
@@ -361,6 +374,66 @@ def test_visibility_for_visitors_askers_and_stewards(people):
     assert [s.id for s in vb.list_questions(engine, None, status=every)] == [public]
     with pytest.raises(NotFound):
         vb.get_question(engine, 999, "steve")
+
+
+def test_names_only_for_the_question_s_people_and_stewards_labels_for_everyone_else(people):
+    """Issue 12 point 7: a visitor, or a member outside the question, sees "een student van Hogeschool
+    Utrecht", not the picker's, supervisor's, asker's or commenter's name, unless that person shows it."""
+    engine = people
+    qid = published(engine, "pia", "Een vraag met mensen erbij")
+    vb.comment(engine, "mo", qid, "Mee eens")
+    pick(engine, "sam", qid)
+    vb.answer(engine, "sam", qid, "Ja, even goed.", "https://hu.nl/verslag")
+    names = ("Pia Praktijk", "Sam Student", "Dr. Bakker", "'pia'", "'sam'", "'mo'", "'steve'")
+
+    for viewer in (None, "noor", "rita"):  # the public, a member and a researcher outside the question
+        q = vb.get_question(engine, qid, viewer)
+        assert (q.asker, q.asker_name, q.asker_label) == (None, None, "een medewerker van ORG01")
+        [p] = q.pickups
+        assert (p.picked_by, p.picked_by_name, p.picked_by_label) == (None, None, "een student van Hogeschool Utrecht")
+        assert (p.supervisor, p.supervisor_label) == (None, "een begeleider van Hogeschool Utrecht")
+        assert (q.comments[0].author, q.comments[0].author_label) == (None, "een medewerker van ORG02")
+        assert (q.answered_by, q.answered_by_label) == (None, "een student van Hogeschool Utrecht")
+        assert all(e.actor is None and e.note is None and e.actor_label for e in q.events)
+        assert [e.actor_label for e in q.events][:2] == ["een medewerker van ORG01", "een databeheerder van SEJN"]
+        assert not [n for n in names if n in repr(q)], viewer
+
+    asker = vb.get_question(engine, qid, "pia")  # the asker and whoever picked it up see each other
+    assert (asker.pickups[0].picked_by_name, asker.pickups[0].supervisor) == ("Sam Student", "Dr. Bakker")
+    assert asker.answered_by_label == "Sam Student" and asker.comments[0].author_name is None  # mo is not on it
+    assert vb.get_question(engine, qid, "sam").asker_label == "Pia Praktijk"
+    assert vb.get_question(engine, qid, "mo").comments[0].author_label == "Mo"  # one's own name
+    steward = vb.get_question(engine, qid, "steve")
+    assert (steward.asker, steward.pickups[0].picked_by, steward.comments[0].author) == ("pia", "sam", "mo")
+
+    english = vb.get_question(engine, qid, None, language="en")
+    assert (english.asker_label, english.pickups[0].picked_by_label) == ("a practitioner at ORG01",
+                                                                        "a student at Hogeschool Utrecht")
+    gov.set_show_name(engine, "sam", True, by="sam")  # sam chooses to show the name
+    q = vb.get_question(engine, qid)
+    assert (q.pickups[0].picked_by_label, q.answered_by_label) == ("Sam Student", "Sam Student")
+    assert q.pickups[0].supervisor is None and q.asker_label == "een medewerker van ORG01"  # only sam's own name
+    with pytest.raises(policy.Refused):
+        gov.set_show_name(engine, "pia", True, by="sam")  # nobody chooses for someone else
+
+
+def test_a_linked_project_s_members_see_the_picker_s_name(people):
+    engine = people
+    gov.add_user(engine, "rev1", display_name="R1", organisation="RUG", roles=["apo"])
+    gov.add_user(engine, "rev2", display_name="R2", organisation="VU", roles=["apo"])
+    qid = published(engine)
+    request_id = data_request(engine, "rita")
+    gov.update_request(engine, request_id, "rita", members=["sam"])
+    gov.submit(engine, request_id, "rita")
+    gov.start_review(engine, request_id, "steve")
+    for reviewer in ("rev1", "rev2"):
+        gov.review(engine, request_id, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
+    gov.decide(engine, request_id, "steve")
+    pick(engine, "sam", qid, request_id=request_id)
+    assert vb.get_question(engine, qid, "rita").pickups[0].picked_by_name == "Sam Student"  # on sam's project
+    assert vb.get_question(engine, qid, "noor").pickups[0].picked_by_name is None
+    lineage = vb.list_questions(engine, None, request_id=request_id)  # the public lineage names nobody
+    assert [q.id for q in lineage] == [qid] and "Sam" not in repr(lineage) and "Rita" not in repr(lineage)
 
 
 def test_search_filters_and_sorting(people):
@@ -442,7 +515,7 @@ def test_csv_export_is_for_stewards_only(people):
     declined = vb.post(engine, "mo", "Een afgewezen vraag", BODY, "outcome")
     vb.decline(engine, "steve", declined, "-geen onderzoeksvraag; zie de richtlijnen.")
     for actor in ("pia", "sam", "apo1", None):
-        with pytest.raises(PermissionDenied):
+        with pytest.raises(policy.Refused):
             vb.export_csv(engine, actor)
     rows = list(csv.DictReader(io.StringIO(vb.export_csv(engine, "steve")), delimiter=";"))
     assert [r["nummer"] for r in rows] == [str(first), str(declined)]
@@ -523,7 +596,7 @@ def test_the_command_line(sqlite_settings, tmp_path):
     queue = ldj("vraagbank", "queue", "--as", "steward", data_dir=data).stdout.split()
     waiting = int(queue[0])
     refused = ldj("vraagbank", "publish", str(waiting), "--as", "praktijk", data_dir=data, check=False)
-    assert refused.returncode == 1 and "datasteward" in refused.stderr and "Traceback" not in refused.stderr
+    assert refused.returncode == 1 and "geen toegang" in refused.stderr and "Traceback" not in refused.stderr
     assert "gepubliceerd" in ldj("vraagbank", "publish", str(waiting), "--as", "steward", data_dir=data).stdout
     assert f"vraag {waiting}:" in ldj("vraagbank", "show", str(waiting), data_dir=data).stdout
     other = vb.post(engine, "praktijk", "Nog een vraag over dagbehandeling", BODY, "outcome")

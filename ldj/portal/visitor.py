@@ -1,8 +1,10 @@
-"""Who is looking at a portal page: name, roles and organisation, and the language they read.
+"""Who is looking at a portal page: the policy's actor (name, roles, organisation, projects) and the
+language they read.
 
-The name comes from the hub (OAuth single sign-on); roles and organisation from the hub's groups
-(`role-*`, `org-*`, synced from the LDJ accounts at every hub login). Anonymous visitors have no name.
-The domain layer checks permissions again on every action against the governance store.
+The name comes from the hub (OAuth single sign-on); roles, organisation and projects from the hub's
+groups (`role-*`, `org-*`, `project-*`, synced from the LDJ accounts at every hub login), turned into a
+`policy.Actor` once per request. Anonymous visitors have no name. Pages ask `visitor.check(action)` /
+`visitor.allows(action)`; the domain checks again on every action against the store.
 """
 
 from __future__ import annotations
@@ -12,26 +14,49 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .. import governance, policy, store
+from .. import policy, store
 from ..i18n import t as _t
 from ..settings import Settings, get_settings
 
 LANGUAGES = ("nl", "en")
 LANGUAGE_COOKIE = "ldj_taal"
 
+# `require(*roles)` of the pages not yet moved to `check(action)`: each role set is the rule of one action
+_REQUIRED_ACTIONS = {
+    frozenset(): "question.mine",
+    frozenset({policy.RESEARCHER, policy.STEWARD}): "page.requests",
+    frozenset({policy.APO, policy.STEWARD}): "page.apo",
+    frozenset({policy.MEMBER, policy.STEWARD}): "page.dashboard",
+    frozenset({policy.MEMBER}): "question.post",
+    frozenset({policy.STEWARD}): "question.queue",
+}
+
 
 @dataclass(frozen=True)
 class Visitor:
-    name: str | None
-    roles: frozenset[str] = frozenset()
-    organisation: str | None = None
-    projects: frozenset[int] = frozenset()
+    actor: policy.Actor = policy.VISITOR
     language: str = "nl"
     settings: Settings = field(default_factory=get_settings, repr=False, compare=False)
 
     @property
+    def name(self) -> str | None:
+        return self.actor.name
+
+    @property
+    def roles(self) -> frozenset[str]:
+        return self.actor.roles
+
+    @property
+    def organisation(self) -> str | None:
+        return self.actor.organisation
+
+    @property
+    def projects(self) -> frozenset[int]:
+        return self.actor.projects
+
+    @property
     def anonymous(self) -> bool:
-        return self.name is None
+        return self.actor.anonymous
 
     @property
     def engine(self) -> sa.Engine:
@@ -41,11 +66,7 @@ class Visitor:
         return _t(key, self.language, **fields)
 
     def has_role(self, *roles: str) -> bool:
-        return bool(self.roles & set(roles))
-
-    @property
-    def actor(self) -> policy.Actor:
-        return policy.Actor(self.name, self.roles, self.organisation, self.projects)
+        return self.actor.has_role(*roles)
 
     def allows(self, action: str, target: policy.Target | None = None) -> bool:
         return policy.allows(self.actor, action, target)
@@ -55,25 +76,17 @@ class Visitor:
         policy.check(self.actor, action, target, self.language)
 
     def require(self, *roles: str) -> None:
-        """Refuse unless logged in with one of `roles` (none given: any login)."""
-        if self.anonymous or (roles and not self.has_role(*roles)):
-            raise governance.PermissionDenied(self.t("portal_forbidden"))
+        """Transitional: pages move to `check(action)`. The role set names the action whose rule it was."""
+        self.check(_REQUIRED_ACTIONS[frozenset(roles)])
 
 
 def from_groups(name: str | None, groups: list[str] | None, language: str = "nl",
                 settings: Settings | None = None) -> Visitor:
-    """A visitor from the hub's user model; without groups, the LDJ account supplies roles."""
+    """A visitor from the hub's user model; without groups, the LDJ account in the store is the actor."""
     settings = settings or get_settings()
     language = language if language in LANGUAGES else "nl"
     if not name:
-        return Visitor(None, language=language, settings=settings)
+        return Visitor(policy.VISITOR, language, settings)
     if groups is None:
-        try:
-            user = governance.get_user(store.get_engine(settings), name)
-        except governance.NotFound:
-            return Visitor(name, language=language, settings=settings)
-        groups = [f"role-{r}" for r in user.roles] + ([f"org-{user.organisation}"] if user.organisation else [])
-    roles = frozenset(g[5:] for g in groups if g.startswith("role-"))
-    orgs = [g[4:] for g in groups if g.startswith("org-")]
-    projects = frozenset(int(g[8:]) for g in groups if g.startswith("project-") and g[8:].isdigit())
-    return Visitor(name, roles, orgs[0] if orgs else None, projects, language, settings)
+        return Visitor(policy.actor_for(store.get_engine(settings), name), language, settings)
+    return Visitor(policy.actor_from_groups(name, groups), language, settings)
