@@ -11,19 +11,27 @@ from __future__ import annotations
 import codecs
 import re
 import unicodedata
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import openpyxl
 import pandas as pd
+import pyreadstat
 import yaml
 
 from .i18n import t
 from .instruments import Instrument, load_instruments, resolve_instrument
 
 TRAJECTORIES = "trajectories"
+EXCEL_MAX_ROWS = 1_048_576  # rows of one sheet, the header included
+XLSX_SMALL_PART_BYTES = 64 * 2**20  # parts other than sheets and shared strings (styles, workbook, theme) are small
+XLSX_FORBIDDEN_PART = re.compile(r"(^|/)(vbaProject[^/]*\.bin|activeX/|embeddings/)|\.(bin|exe|dll)$", re.IGNORECASE)
+XLSX_ALLOWED_BINARY = re.compile(r"^xl/printerSettings/[^/]+\.bin$", re.IGNORECASE)  # Excel saves print settings
 
 
 class DeliveryError(Exception):
@@ -36,6 +44,43 @@ class DeliveryError(Exception):
 
     def __reduce__(self):
         return (DeliveryError, (self.path, self.reason))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How large a delivery may be before it is refused unread (settings `LDJ_DELIVERY_MAX_*`)."""
+
+    max_file_bytes: int
+    max_rows: int
+    max_columns: int
+    max_cell_chars: int
+    max_line_bytes: int
+    max_unpacked_bytes: int
+    max_inflation: int
+
+    @classmethod
+    def from_settings(cls, settings=None) -> Limits:
+        if settings is None:
+            from .settings import get_settings
+
+            settings = get_settings()
+        return cls(**{name: getattr(settings, f"delivery_{name}") for name in cls.__dataclass_fields__})
+
+
+def size_text(n: int) -> str:
+    """A byte count for people: 512 B, 1 MiB, 4.2 GiB."""
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= factor:
+            value = n / factor
+            return f"{value:.0f} {unit}" if value == int(value) or value >= 100 else f"{value:.1f} {unit}"
+    return f"{n} B"
+
+
+def check_file_size(path: Path, size: int, limits: Limits) -> None:
+    """Refuse a file larger than the limit, before anything reads it."""
+    if size > limits.max_file_bytes:
+        raise DeliveryError(path, t("err_file_too_big", size=size_text(size), limit=size_text(limits.max_file_bytes),
+                                    bytes=limits.max_file_bytes))
 
 
 @dataclass(frozen=True)
@@ -188,58 +233,308 @@ def _file_type(path: Path) -> str:
     return "csv"
 
 
-def _read_frames(path: Path, chunk_rows: int) -> tuple[str | None, list[str], Iterator[pd.DataFrame]]:
-    kind = _file_type(path)
-    if kind == "csv":
-        encoding = detect_encoding(path)
-        with open(path, encoding=encoding, newline="") as fh:
-            header = fh.readline()
-        if not header.strip():
-            raise DeliveryError(path, t("err_empty"))
-        sep = _sniff_separator(header)
+def _scan_lines(path: Path, limits: Limits) -> int:
+    """One pass over a text file's bytes: refuse too many lines or a too long one as soon as it shows.
+
+    Returns the length of the longest line in bytes (a cell can be no longer than its line).
+    """
+    lines = 0  # newlines seen
+    line_start = 0  # offset where the current line starts
+    longest = 0
+    offset = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + offset
+            if len(ends):
+                starts = np.concatenate(([line_start], ends[:-1] + 1))
+                lengths = ends - starts
+                if lengths.max() > limits.max_line_bytes:
+                    _line_too_long(path, lines + 1 + int(np.argmax(lengths > limits.max_line_bytes)), limits)
+                longest = max(longest, int(lengths.max()))
+                lines += len(ends)
+                line_start = int(ends[-1]) + 1
+                if lines - 1 > limits.max_rows:  # the header is not a data row
+                    raise DeliveryError(path, t("err_too_many_rows", limit=limits.max_rows))
+            offset += len(block)
+            if offset - line_start > limits.max_line_bytes:  # a line that does not end (yet)
+                _line_too_long(path, lines + 1, limits)
+    longest = max(longest, offset - line_start)
+    if offset > line_start and lines > limits.max_rows:  # a last line without a newline
+        raise DeliveryError(path, t("err_too_many_rows", limit=limits.max_rows))
+    return longest
+
+
+def _line_too_long(path: Path, row: int, limits: Limits):
+    raise DeliveryError(path, t("err_line_too_long", row=row, limit=size_text(limits.max_line_bytes),
+                                bytes=limits.max_line_bytes))
+
+
+def _check_cells(path: Path, frame: pd.DataFrame, limits: Limits, row_offset: int = 2) -> None:
+    """Refuse a chunk with a cell longer than the limit, naming its column and row."""
+    for column in frame.columns:
+        values = frame[column]
+        if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+            continue
+        too_long = (values.str.len() > limits.max_cell_chars).to_numpy(dtype=bool, na_value=False)
+        if too_long.any():
+            row = int(frame.index[too_long.argmax()]) + row_offset
+            raise DeliveryError(path, t("err_cell_too_long", column=column, row=row, limit=limits.max_cell_chars))
+
+
+def _csv_frames(path: Path, chunk_rows: int, limits: Limits) -> tuple[str, list[str], Iterator[pd.DataFrame]]:
+    longest_line = _scan_lines(path, limits)
+    encoding = detect_encoding(path)
+    with open(path, encoding=encoding, newline="") as fh:
+        header = fh.readline()
+    if not header.strip():
+        raise DeliveryError(path, t("err_empty"))
+    sep = _sniff_separator(header)
+    if header.count(sep) + 1 > limits.max_columns:  # before pandas builds a frame that wide
+        raise DeliveryError(path, t("err_too_many_columns", n=header.count(sep) + 1, limit=limits.max_columns))
+    try:
+        reader = pd.read_csv(
+            path, sep=sep, encoding=encoding, dtype=str, keep_default_na=False, na_values=[""],
+            chunksize=chunk_rows, skipinitialspace=True, on_bad_lines="error",
+        )
+        first = next(reader, None)
+    except pd.errors.EmptyDataError:
+        raise DeliveryError(path, t("err_empty")) from None
+    except pd.errors.ParserError as exc:
+        raise DeliveryError(path, t("err_csv_parse", detail=str(exc).strip())) from None
+    if first is None or first.empty:
+        raise DeliveryError(path, t("err_no_rows"))
+    headers = list(first.columns)
+    check_cells = longest_line > limits.max_cell_chars  # no cell is longer than its line
+
+    def chunks() -> Iterator[pd.DataFrame]:
         try:
-            reader = pd.read_csv(
-                path, sep=sep, encoding=encoding, dtype=str, keep_default_na=False, na_values=[""],
-                chunksize=chunk_rows, skipinitialspace=True, on_bad_lines="error",
-            )
-            first = next(reader, None)
-        except pd.errors.EmptyDataError:
-            raise DeliveryError(path, t("err_empty")) from None
+            for frame in _chain(first, reader):
+                if check_cells:
+                    _check_cells(path, frame, limits)
+                yield frame
         except pd.errors.ParserError as exc:
             raise DeliveryError(path, t("err_csv_parse", detail=str(exc).strip())) from None
-        if first is None or first.empty:
-            raise DeliveryError(path, t("err_no_rows"))
-        headers = list(first.columns)
 
-        def chunks() -> Iterator[pd.DataFrame]:
-            yield first
-            try:
-                yield from reader
-            except pd.errors.ParserError as exc:
-                raise DeliveryError(path, t("err_csv_parse", detail=str(exc).strip())) from None
+    if check_cells:
+        _check_cells(path, pd.DataFrame([headers], columns=headers), limits, row_offset=1)
+    return encoding, headers, chunks()
 
-        return encoding, headers, chunks()
-    if kind == "xlsx":
+
+_ROW = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?row\b")
+_CELL = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?c\b")
+_SHARED_STRING = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?si\b")
+
+
+def _scan_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo, patterns: tuple[re.Pattern, ...],
+               stop_at: int, max_run: int) -> tuple[list[int], int]:
+    """Count elements in one XML part of an archive while unpacking it block by block.
+
+    Returns the counts per pattern and the longest run of bytes without a tag (the longest text).
+    Stops as soon as the first pattern's count passes `stop_at` or a run passes `max_run`.
+    """
+    counts = [0] * len(patterns)
+    longest, last_tag, offset = 0, 0, 0
+    carry = b""
+    with archive.open(info) as fh:
+        while block := fh.read(1 << 20):
+            tags = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 60) + offset  # '<'
+            if len(tags):
+                longest = max(longest, int(tags[0]) - last_tag, int(np.diff(tags).max()) if len(tags) > 1 else 0)
+                last_tag = int(tags[-1])
+            offset += len(block)
+            longest = max(longest, offset - last_tag)
+            if longest > max_run:
+                return counts, longest
+            text = carry + block
+            cut = text.rfind(b"<")  # count up to the last tag start; it may continue in the next block
+            cut = len(text) if cut < 0 else cut
+            for i, pattern in enumerate(patterns):
+                counts[i] += len(pattern.findall(text, 0, cut))
+            carry = text[cut:]
+            if counts[0] > stop_at:
+                return counts, longest
+    for i, pattern in enumerate(patterns):
+        counts[i] += len(pattern.findall(carry))
+    return counts, longest
+
+
+def _check_xlsx_archive(path: Path, limits: Limits) -> int:
+    """Look inside an XLSX before a spreadsheet library does: its zip directory (unpacked size,
+    inflation, macros), then its sheets (rows, cells) and shared strings, unpacked as a stream that
+    stops at the first limit. Returns the longest text run in bytes (an upper bound on any cell)."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+        raise DeliveryError(path, t("err_not_spreadsheet_detail", detail=type(exc).__name__)) from None
+    with archive:
+        infos = archive.infolist()
+        if not any(i.filename == "[Content_Types].xml" for i in infos):
+            raise DeliveryError(path, t("err_not_spreadsheet"))
+        for info in infos:
+            if XLSX_FORBIDDEN_PART.search(info.filename) and not XLSX_ALLOWED_BINARY.match(info.filename):
+                raise DeliveryError(path, t("err_xlsx_macros", part=info.filename))
+        unpacked = sum(i.file_size for i in infos)
+        if unpacked > limits.max_unpacked_bytes:
+            raise DeliveryError(path, t("err_unpacked_too_big", size=size_text(unpacked),
+                                        limit=size_text(limits.max_unpacked_bytes), bytes=limits.max_unpacked_bytes))
+        for info in infos:
+            if info.file_size > 2**20 and info.file_size > limits.max_inflation * max(info.compress_size, 1):
+                raise DeliveryError(path, t("err_inflation", part=info.filename, limit=limits.max_inflation,
+                                            ratio=info.file_size // max(info.compress_size, 1)))
+        sheets = [i for i in infos if re.fullmatch(r"xl/worksheets/[^/]+\.xml", i.filename, re.IGNORECASE)]
+        strings = [i for i in infos if i.filename.lower() == "xl/sharedstrings.xml"]
+        for info in infos:
+            if info not in sheets and info not in strings and info.file_size > XLSX_SMALL_PART_BYTES:
+                raise DeliveryError(path, t("err_xlsx_part_too_big", part=info.filename, size=size_text(info.file_size),
+                                            limit=size_text(XLSX_SMALL_PART_BYTES)))
+        row_limit = min(limits.max_rows + 1, EXCEL_MAX_ROWS)  # the header row included
+        max_run = 10 * limits.max_cell_chars + 1024  # a character takes at most 10 bytes (&#1114111;)
+        cells, longest = 0, 0
         try:
-            frame = pd.read_excel(path, dtype=str, engine="openpyxl", keep_default_na=False, na_values=[""])
-        except Exception as exc:  # openpyxl raises many types for broken files
+            for info in sheets:
+                (rows, n_cells), run = _scan_part(archive, info, (_ROW, _CELL), row_limit, max_run)
+                if run > max_run:
+                    raise DeliveryError(path, t("err_xlsx_cell_too_long", part=info.filename, limit=limits.max_cell_chars))
+                if rows > row_limit:
+                    if row_limit < EXCEL_MAX_ROWS:
+                        raise DeliveryError(path, t("err_too_many_rows", limit=limits.max_rows))
+                    raise DeliveryError(path, t("err_xlsx_too_many_rows", part=info.filename, limit=EXCEL_MAX_ROWS))
+                cells += n_cells
+                longest = max(longest, run)
+            for info in strings:
+                most = max(cells, 10_000)  # a writer keeps only strings some cell uses
+                (n_strings,), run = _scan_part(archive, info, (_SHARED_STRING,), most, max_run)
+                if run > max_run:
+                    raise DeliveryError(path, t("err_xlsx_cell_too_long", part=info.filename, limit=limits.max_cell_chars))
+                if n_strings > most:
+                    raise DeliveryError(path, t("err_xlsx_shared_strings", n=f"{n_strings}+", cells=cells))
+                longest = max(longest, run)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
             raise DeliveryError(path, t("err_not_spreadsheet_detail", detail=type(exc).__name__)) from None
-    else:
-        import pyreadstat
+    return longest
 
+
+def _xlsx_text(cell) -> str | None:
+    """A cell value as text, as pandas' read_excel(dtype=str) gives it; None for empty and errors."""
+    value = cell.value
+    if value is None or cell.data_type == "e" or value == "":
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _unique_headers(values: list[str | None]) -> list[str]:
+    """Header texts as pandas names them: `Unnamed: i` for empty ones, `.1`, `.2` after repeats."""
+    seen: dict[str, int] = {}
+    out = []
+    for i, value in enumerate(values):
+        name = f"Unnamed: {i}" if value is None else value
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}.{seen[name]}"
+        seen.setdefault(name, 0)
+        out.append(name)
+    return out
+
+
+def _xlsx_frames(path: Path, chunk_rows: int, limits: Limits) -> tuple[None, list[str], Iterator[pd.DataFrame]]:
+    """The first sheet, streamed row by row in chunks (openpyxl's read-only mode)."""
+    longest_text = _check_xlsx_archive(path, limits)
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True, keep_links=False)
+    except Exception as exc:  # openpyxl raises many types for broken files
+        raise DeliveryError(path, t("err_not_spreadsheet_detail", detail=type(exc).__name__)) from None
+    try:
+        sheet = book.worksheets[0]
+        sheet.reset_dimensions()  # a sheet's declared size can lie; rows are read as they are
+        rows = ([_xlsx_text(c) for c in row] for row in sheet.iter_rows())
+        rows = (row for row in rows if any(v is not None for v in row))  # pandas skips blank rows too
+        header = next(rows, None)
+    except Exception as exc:
+        book.close()
+        raise DeliveryError(path, t("err_not_spreadsheet_detail", detail=type(exc).__name__)) from None
+    if header is None:
+        book.close()
+        raise DeliveryError(path, t("err_empty"))
+    while header and header[-1] is None:
+        header.pop()
+    if len(header) > limits.max_columns:
+        book.close()
+        raise DeliveryError(path, t("err_too_many_columns", n=len(header), limit=limits.max_columns))
+    headers = _unique_headers(header)
+    width = len(headers)
+    check_cells = longest_text > limits.max_cell_chars
+    if check_cells:
+        _check_cells(path, pd.DataFrame([headers], columns=headers), limits, row_offset=1)
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        start, batch = 0, []
         try:
-            frame, meta = pyreadstat.read_sav(str(path), apply_value_formats=True)
-        except Exception as exc:
-            raise DeliveryError(path, t("err_not_sav_detail", detail=str(exc))) from None
-        # SPSS exports carry short variable names; their labels are the Dutch export labels.
-        labels = meta.column_names_to_labels
-        frame.columns = [labels.get(c) or c for c in frame.columns]
-        frame = frame.map(_sav_cell).astype(object)
+            for row in rows:
+                batch.append((row + [None] * (width - len(row)))[:width])
+                if len(batch) == chunk_rows:
+                    yield frame(start, batch)
+                    start, batch = start + len(batch), []
+            if batch:
+                yield frame(start, batch)
+        except DeliveryError:
+            raise
+        except Exception as exc:  # a part that breaks half-way (CRC, XML)
+            raise DeliveryError(path, t("err_not_spreadsheet_detail", detail=type(exc).__name__)) from None
+        finally:
+            book.close()
+
+    def frame(start: int, batch: list) -> pd.DataFrame:
+        if start + len(batch) > limits.max_rows:  # the scan counts rows first; this holds if it could not
+            raise DeliveryError(path, t("err_too_many_rows", limit=limits.max_rows))
+        out = pd.DataFrame(batch, columns=headers, index=pd.RangeIndex(start, start + len(batch)), dtype=object)
+        if check_cells:
+            _check_cells(path, out, limits)
+        return out
+
+    stream = chunks()
+    first = next(stream, None)
+    if first is None:
+        raise DeliveryError(path, t("err_no_rows"))
+    return None, headers, _chain(first, stream)
+
+
+def _sav_frames(path: Path, chunk_rows: int, limits: Limits) -> tuple[None, list[str], Iterator[pd.DataFrame]]:
+    try:
+        _, meta = pyreadstat.read_sav(str(path), metadataonly=True)
+    except Exception as exc:
+        raise DeliveryError(path, t("err_not_sav_detail", detail=str(exc))) from None
+    declared = meta.number_rows  # the header's case count; None or -1 when the writer did not know it
+    if declared is not None and declared > limits.max_rows:
+        raise DeliveryError(path, t("err_sav_declared_rows", n=declared, limit=limits.max_rows))
+    if meta.number_columns > limits.max_columns:
+        raise DeliveryError(path, t("err_too_many_columns", n=meta.number_columns, limit=limits.max_columns))
+    try:
+        frame, meta = pyreadstat.read_sav(str(path), apply_value_formats=True, row_limit=limits.max_rows + 1)
+    except Exception as exc:
+        raise DeliveryError(path, t("err_not_sav_detail", detail=str(exc))) from None
+    if len(frame) > limits.max_rows:
+        raise DeliveryError(path, t("err_too_many_rows", limit=limits.max_rows))
+    # SPSS exports carry short variable names; their labels are the Dutch export labels.
+    labels = meta.column_names_to_labels
+    frame.columns = [str(labels.get(c) or c) for c in frame.columns]
+    frame = frame.map(_sav_cell).astype(object)
     if frame.empty:
         raise DeliveryError(path, t("err_no_rows"))
-    frame.columns = [str(c) for c in frame.columns]
+    _check_cells(path, frame, limits)
     frames = (frame.iloc[i:i + chunk_rows] for i in range(0, len(frame), chunk_rows))
     return None, list(frame.columns), frames
+
+
+def _read_frames(path: Path, chunk_rows: int, limits: Limits) -> tuple[str | None, list[str], Iterator[pd.DataFrame]]:
+    check_file_size(path, path.stat().st_size, limits)
+    kind = _file_type(path)
+    if kind == "csv":
+        return _csv_frames(path, chunk_rows, limits)
+    if kind == "xlsx":
+        return _xlsx_frames(path, chunk_rows, limits)
+    return _sav_frames(path, chunk_rows, limits)
 
 
 def _sav_cell(value):
@@ -252,12 +547,16 @@ def _sav_cell(value):
     return str(value)
 
 
-def open_delivery(path: Path | str, spec: DeliverySpec, chunk_rows: int = 100_000) -> OpenDelivery:
-    """Open a delivery file: detect its kind and instrument, map its columns, check required ones."""
+def open_delivery(path: Path | str, spec: DeliverySpec, chunk_rows: int = 100_000,
+                  limits: Limits | None = None) -> OpenDelivery:
+    """Open a delivery file: detect its kind and instrument, map its columns, check required ones.
+
+    A file beyond `limits` (default: the settings) is refused before it is read whole.
+    """
     path = Path(path)
     if not path.is_file():
         raise DeliveryError(path, t("err_missing_file"))
-    encoding, headers, frames = _read_frames(path, chunk_rows)
+    encoding, headers, frames = _read_frames(path, chunk_rows, limits or Limits.from_settings())
 
     label_map: dict[str, str] = {}
     for col in [*spec.common, *spec.trajectories, *spec.measurements]:
