@@ -19,10 +19,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import openpyxl
 import pandas as pd
 import pyreadstat
 import yaml
+from openpyxl.reader.excel import ExcelReader
+from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
 from .i18n import t
 from .instruments import Instrument, load_instruments, resolve_instrument
@@ -320,42 +321,55 @@ def _csv_frames(path: Path, chunk_rows: int, limits: Limits) -> tuple[str, list[
     return encoding, headers, chunks()
 
 
-_ROW = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?row\b")
-_CELL = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?c\b")
-_SHARED_STRING = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?si\b")
+_PREFIX = re.compile(rb"<([A-Za-z_][\w.-]*:)?(?:worksheet|sst)\b")  # the namespace prefix the part's tags carry
+_TAG_END = np.zeros(256, dtype=bool)  # bytes that can follow a tag's name
+_TAG_END[list(b" />\t\r\n")] = True
 
 
-def _scan_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo, patterns: tuple[re.Pattern, ...],
+def _scan_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo, elements: tuple[bytes, ...],
                stop_at: int, max_run: int) -> tuple[list[int], int]:
-    """Count elements in one XML part of an archive while unpacking it block by block.
+    """Count elements (`row`, `c`, `si`) in one XML part while unpacking it block by block.
 
-    Returns the counts per pattern and the longest run of bytes without a tag (the longest text).
-    Stops as soon as the first pattern's count passes `stop_at` or a run passes `max_run`.
+    Returns the counts per element and the longest run of bytes without a tag (the longest text).
+    Stops as soon as the first element's count passes `stop_at` or a run passes `max_run`.
     """
-    counts = [0] * len(patterns)
-    longest, last_tag, offset = 0, 0, 0
-    carry = b""
+    counts = [0] * len(elements)
+    longest, last_tag, offset = 0, 0, 0  # offsets in the unpacked part
+    carry, names = b"", None
     with archive.open(info) as fh:
-        while block := fh.read(1 << 20):
-            tags = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 60) + offset  # '<'
-            if len(tags):
-                longest = max(longest, int(tags[0]) - last_tag, int(np.diff(tags).max()) if len(tags) > 1 else 0)
-                last_tag = int(tags[-1])
+        while True:
+            block = fh.read(1 << 20)
+            text = carry + block
+            start = offset - len(carry)  # where `text` begins in the part
             offset += len(block)
+            if names is None:
+                found = _PREFIX.search(text)
+                prefix = (found.group(1) or b"") if found else b""
+                names = [np.frombuffer(prefix + name, dtype=np.uint8) for name in elements]
+            data = np.frombuffer(text, dtype=np.uint8)
+            tags = np.flatnonzero(data == 60)  # '<'
+            fresh = tags[tags + start > last_tag]
+            if len(fresh):
+                longest = max(longest, int(fresh[0]) + start - last_tag,
+                              int(np.diff(fresh).max()) if len(fresh) > 1 else 0)
+                last_tag = int(fresh[-1]) + start
             longest = max(longest, offset - last_tag)
             if longest > max_run:
                 return counts, longest
-            text = carry + block
-            cut = text.rfind(b"<")  # count up to the last tag start; it may continue in the next block
-            cut = len(text) if cut < 0 else cut
-            for i, pattern in enumerate(patterns):
-                counts[i] += len(pattern.findall(text, 0, cut))
+            # tags that start in the last bytes are counted with the next block, when their name is whole
+            cut = len(text) if not block else max(0, len(text) - 64)
+            head = tags[tags < cut]
+            for i, name in enumerate(names):
+                match = np.ones(len(head), dtype=bool)
+                for k, char in enumerate(name):
+                    at = np.minimum(head + 1 + k, len(data) - 1)
+                    match &= data[at] == char
+                at = np.minimum(head + 1 + len(name), len(data) - 1)
+                match &= _TAG_END[data[at]]
+                counts[i] += int(match.sum())
             carry = text[cut:]
-            if counts[0] > stop_at:
+            if counts[0] > stop_at or not block:
                 return counts, longest
-    for i, pattern in enumerate(patterns):
-        counts[i] += len(pattern.findall(carry))
-    return counts, longest
 
 
 def _check_xlsx_archive(path: Path, limits: Limits) -> int:
@@ -392,7 +406,7 @@ def _check_xlsx_archive(path: Path, limits: Limits) -> int:
         cells, longest = 0, 0
         try:
             for info in sheets:
-                (rows, n_cells), run = _scan_part(archive, info, (_ROW, _CELL), row_limit, max_run)
+                (rows, n_cells), run = _scan_part(archive, info, (b"row", b"c"), row_limit, max_run)
                 if run > max_run:
                     raise DeliveryError(path, t("err_xlsx_cell_too_long", part=info.filename, limit=limits.max_cell_chars))
                 if rows > row_limit:
@@ -403,11 +417,11 @@ def _check_xlsx_archive(path: Path, limits: Limits) -> int:
                 longest = max(longest, run)
             for info in strings:
                 most = max(cells, 10_000)  # a writer keeps only strings some cell uses
-                (n_strings,), run = _scan_part(archive, info, (_SHARED_STRING,), most, max_run)
+                (n_strings,), run = _scan_part(archive, info, (b"si",), most, max_run)
                 if run > max_run:
                     raise DeliveryError(path, t("err_xlsx_cell_too_long", part=info.filename, limit=limits.max_cell_chars))
                 if n_strings > most:
-                    raise DeliveryError(path, t("err_xlsx_shared_strings", n=f"{n_strings}+", cells=cells))
+                    raise DeliveryError(path, t("err_xlsx_shared_strings", limit=most, cells=cells))
                 longest = max(longest, run)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
             raise DeliveryError(path, t("err_not_spreadsheet_detail", detail=type(exc).__name__)) from None
@@ -438,16 +452,38 @@ def _unique_headers(values: list[str | None]) -> list[str]:
     return out
 
 
+class _StreamedSheet(ReadOnlyWorksheet):
+    """openpyxl's read-only sheet without its size probe, which parses a sheet that declares no size
+    whole just to learn it. Rows are read as they are, without padding to a declared size (which can lie)."""
+
+    def _get_size(self) -> None:
+        pass
+
+
+class _FirstSheetReader(ExcelReader):
+    """openpyxl's reader, read-only, that opens the first worksheet only (as pandas reads it)."""
+
+    def __init__(self, path: Path):
+        super().__init__(path, read_only=True, data_only=True, keep_links=False)
+
+    def read_worksheets(self) -> None:
+        for sheet, rel in self.parser.find_sheets():
+            if rel.target in self.valid_files and "chartsheet" not in rel.Type:
+                self.wb._sheets.append(_StreamedSheet(self.wb, sheet.name, rel.target, self.shared_strings))
+                return
+
+
 def _xlsx_frames(path: Path, chunk_rows: int, limits: Limits) -> tuple[None, list[str], Iterator[pd.DataFrame]]:
     """The first sheet, streamed row by row in chunks (openpyxl's read-only mode)."""
     longest_text = _check_xlsx_archive(path, limits)
     try:
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True, keep_links=False)
+        reader = _FirstSheetReader(path)
+        reader.read()
+        book = reader.wb
     except Exception as exc:  # openpyxl raises many types for broken files
         raise DeliveryError(path, t("err_not_spreadsheet_detail", detail=type(exc).__name__)) from None
     try:
         sheet = book.worksheets[0]
-        sheet.reset_dimensions()  # a sheet's declared size can lie; rows are read as they are
         rows = ([_xlsx_text(c) for c in row] for row in sheet.iter_rows())
         rows = (row for row in rows if any(v is not None for v in row))  # pandas skips blank rows too
         header = next(rows, None)

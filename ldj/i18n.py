@@ -59,8 +59,8 @@ TEXTS: dict[str, tuple[str, str]] = {
                         "macro's en objecten aan",
                         "the Excel file holds macros or embedded objects ({part}); deliver an .xlsx without macros "
                         "or objects"),
-    "err_xlsx_shared_strings": ("het Excel-bestand bevat meer gedeelde teksten ({n}) dan cellen ({cells})",
-                                "the Excel file holds more shared strings ({n}) than cells ({cells})"),
+    "err_xlsx_shared_strings": ("het Excel-bestand bevat meer dan {limit} gedeelde teksten bij maar {cells} cellen",
+                                "the Excel file holds more than {limit} shared strings for only {cells} cells"),
     "err_no_instrument": ("de kolom Vragenlijst is leeg", "the instrument column is empty"),
     "err_many_instruments": ("het bestand bevat meerdere vragenlijsten ({names}); lever één bestand per vragenlijst",
                              "the file holds several instruments ({names}); deliver one file per instrument"),

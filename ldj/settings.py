@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     ingest_workers: int = Field(1, description="Helper processes that read and validate ahead of the loader (0: none).")
     delivery_max_file_bytes: int = Field(4 * 2**30, description="Largest delivery file, in bytes; larger ones are "
                                          "refused before they are read.")
-    delivery_max_rows: int = Field(10_000_000, description="Most data rows in one delivery file (lines of a CSV, "
+    delivery_max_rows: int = Field(20_000_000, description="Most data rows in one delivery file (lines of a CSV, "
                                    "cases of an SPSS file; an XLSX sheet also stops at Excel's 1,048,576).")
     delivery_max_columns: int = Field(2_000, description="Most columns in one delivery file.")
     delivery_max_cell_chars: int = Field(32_767, description="Longest cell, in characters (Excel's own limit).")
