@@ -405,9 +405,12 @@ def _check_xlsx_archive(path: Path, limits: Limits) -> int:
         max_run = 10 * limits.max_cell_chars + 1024  # a character takes at most 10 bytes (&#1114111;)
         cells, longest = 0, 0
         try:
-            for info in sheets:
-                (rows, n_cells), run = _scan_part(archive, info, (b"row", b"c"), row_limit, max_run)
-                if run > max_run:
+            # Rows are counted in every XML part: a workbook may point its sheet anywhere.
+            for info in [i for i in infos if i.filename.lower().endswith(".xml") and i not in strings]:
+                is_sheet = info in sheets
+                (rows, n_cells), run = _scan_part(archive, info, (b"row", b"c"), row_limit,
+                                                  max_run if is_sheet else 2**62)
+                if run > max_run and is_sheet:
                     raise DeliveryError(path, t("err_xlsx_cell_too_long", part=info.filename, limit=limits.max_cell_chars))
                 if rows > row_limit:
                     if row_limit < EXCEL_MAX_ROWS:

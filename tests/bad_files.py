@@ -83,12 +83,14 @@ def _row(number: int, values: list[str]) -> bytes:
 
 
 def write_xlsx(path: Path, sheet_rows: Iterator[bytes], shared_strings: Iterator[bytes] = iter(()),
-               extra_parts: dict[str, bytes] | None = None, level: int = 1) -> Path:
+               extra_parts: dict[str, bytes] | None = None, level: int = 1,
+               sheet_part: str = "xl/worksheets/sheet1.xml") -> Path:
     """A minimal XLSX whose sheet XML and shared strings come from iterators of XML bytes."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
         for name, data in _XLSX_FRAME.items():
-            zf.writestr(name, data)
-        with zf.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as fh:
+            data = data.replace(b"/xl/worksheets/sheet1.xml", b"/" + sheet_part.encode())
+            zf.writestr(name, data.replace(b"worksheets/sheet1.xml", sheet_part.removeprefix("xl/").encode()))
+        with zf.open(sheet_part, "w", force_zip64=True) as fh:
             fh.write(_XML + b'<worksheet xmlns="' + _MAIN + b'"><sheetData>')
             for block in sheet_rows:
                 fh.write(block)
@@ -120,6 +122,12 @@ def tiny_rows(n: int, first: int = 2, block: int = 200_000) -> Iterator[bytes]:
 def xlsx_many_rows(folder: Path, rows: int = 1_100_000) -> Path:
     """An XLSX that unpacks to more rows than a sheet can hold (8 million in the issue)."""
     return write_xlsx(folder / "veel_rijen.xlsx", iter([_row(1, TRAJECTORY_HEADER), *tiny_rows(rows)]))
+
+
+def xlsx_sheet_elsewhere(folder: Path, rows: int = 1_100_000) -> Path:
+    """Too many rows again, in a sheet the workbook keeps outside xl/worksheets/."""
+    return write_xlsx(folder / "elders.xlsx", iter([_row(1, TRAJECTORY_HEADER), *tiny_rows(rows)]),
+                      sheet_part="xl/data/blad.xml")
 
 
 def xlsx_compression_bomb(folder: Path, megabytes: int = 64) -> Path:

@@ -174,6 +174,8 @@ LINE_LIMIT = "de grens is 1 MiB (LDJ_DELIVERY_MAX_LINE_BYTES = 1048576)"
 HOSTILE = {  # maker -> the Dutch message at the default limits (`…`: a part that varies)
     "xlsx_many_rows": (bad_files.xlsx_many_rows,
                        "werkblad xl/worksheets/sheet1.xml heeft meer dan 1048576 rijen, meer dan Excel zelf toelaat"),
+    "xlsx_sheet_elsewhere": (bad_files.xlsx_sheet_elsewhere,
+                             "werkblad xl/data/blad.xml heeft meer dan 1048576 rijen, meer dan Excel zelf toelaat"),
     "xlsx_compression_bomb": (bad_files.xlsx_compression_bomb,
                               "onderdeel xl/worksheets/sheet1.xml pakt … keer zo groot uit als het ingepakt is; "
                               "de grens is 200 keer (LDJ_DELIVERY_MAX_INFLATION)"),
