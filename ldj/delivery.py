@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
@@ -265,7 +266,7 @@ def _scan_lines(path: Path, limits: Limits) -> int:
     return longest
 
 
-def _line_too_long(path: Path, row: int, limits: Limits):
+def _line_too_long(path: Path, row: int, limits: Limits) -> NoReturn:
     raise DeliveryError(path, t("err_line_too_long", row=row, limit=size_text(limits.max_line_bytes),
                                 bytes=limits.max_line_bytes))
 
@@ -307,17 +308,20 @@ def _csv_frames(path: Path, chunk_rows: int, limits: Limits) -> tuple[str, list[
     headers = list(first.columns)
     check_cells = longest_line > limits.max_cell_chars  # no cell is longer than its line
 
+    if check_cells:
+        _check_cells(path, pd.DataFrame([headers], columns=headers), limits, row_offset=1)
+        _check_cells(path, first, limits)
+
     def chunks() -> Iterator[pd.DataFrame]:
+        yield first
         try:
-            for frame in _chain(first, reader):
+            for frame in reader:
                 if check_cells:
                     _check_cells(path, frame, limits)
                 yield frame
         except pd.errors.ParserError as exc:
             raise DeliveryError(path, t("err_csv_parse", detail=str(exc).strip())) from None
 
-    if check_cells:
-        _check_cells(path, pd.DataFrame([headers], columns=headers), limits, row_offset=1)
     return encoding, headers, chunks()
 
 
@@ -342,10 +346,8 @@ def _scan_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo, elements: tuple[
             text = carry + block
             start = offset - len(carry)  # where `text` begins in the part
             offset += len(block)
-            if names is None:
-                found = _PREFIX.search(text)
-                prefix = (found.group(1) or b"") if found else b""
-                names = [np.frombuffer(prefix + name, dtype=np.uint8) for name in elements]
+            if names is None and (found := _PREFIX.search(text)):  # the root tag: its prefix is the part's
+                names = [np.frombuffer((found.group(1) or b"") + name, dtype=np.uint8) for name in elements]
             data = np.frombuffer(text, dtype=np.uint8)
             tags = np.flatnonzero(data == 60)  # '<'
             fresh = tags[tags + start > last_tag]
@@ -358,6 +360,14 @@ def _scan_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo, elements: tuple[
                 return counts, longest
             # tags that start in the last bytes are counted with the next block, when their name is whole
             cut = len(text) if not block else max(0, len(text) - 64)
+            if names is None:  # no root tag yet (another part, or a long prologue): any prefix
+                for i, name in enumerate(elements):
+                    pattern = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?" + name + rb"[\s/>]")
+                    counts[i] += sum(1 for m in pattern.finditer(text) if m.start() < cut)
+                carry = text[cut:]
+                if counts[0] > stop_at or not block:
+                    return counts, longest
+                continue
             head = tags[tags < cut]
             for i, name in enumerate(names):
                 match = np.ones(len(head), dtype=bool)
