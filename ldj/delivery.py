@@ -31,6 +31,7 @@ from .instruments import Instrument, load_instruments, resolve_instrument
 
 TRAJECTORIES = "trajectories"
 EXCEL_MAX_ROWS = 1_048_576  # rows of one sheet, the header included
+XLSX_MAX_PARTS = 10_000  # a workbook has tens of parts; a zip of millions costs memory just to list
 XLSX_SMALL_PART_BYTES = 64 * 2**20  # parts other than sheets and shared strings (styles, workbook, theme) are small
 XLSX_FORBIDDEN_PART = re.compile(r"(^|/)(vbaProject[^/]*\.bin|activeX/|embeddings/)|\.(bin|exe|dll)$", re.IGNORECASE)
 XLSX_ALLOWED_BINARY = re.compile(r"^xl/printerSettings/[^/]+\.bin$", re.IGNORECASE)  # Excel saves print settings
@@ -387,6 +388,10 @@ def _check_xlsx_archive(path: Path, limits: Limits) -> int:
     inflation, macros), then its sheets (rows, cells) and shared strings, unpacked as a stream that
     stops at the first limit. Returns the longest text run in bytes (an upper bound on any cell)."""
     try:
+        with open(path, "rb") as fh:
+            end = zipfile._EndRecData(fh)  # the directory's end record: how many entries it lists
+        if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > XLSX_MAX_PARTS:
+            raise DeliveryError(path, t("err_xlsx_parts", n=end[zipfile._ECD_ENTRIES_TOTAL], limit=XLSX_MAX_PARTS))
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
         raise DeliveryError(path, t("err_not_spreadsheet_detail", detail=type(exc).__name__)) from None

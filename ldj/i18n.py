@@ -53,6 +53,8 @@ TEXTS: dict[str, tuple[str, str]] = {
                       "(LDJ_DELIVERY_MAX_INFLATION)",
                       "part {part} unpacks to {ratio} times its packed size; the limit is {limit} times "
                       "(LDJ_DELIVERY_MAX_INFLATION)"),
+    "err_xlsx_parts": ("het Excel-bestand bestaat uit {n} onderdelen; een werkmap heeft er hoogstens {limit}",
+                       "the Excel file consists of {n} parts; a workbook has at most {limit}"),
     "err_xlsx_part_too_big": ("onderdeel {part} is uitgepakt {size} groot; zo'n onderdeel mag hoogstens {limit} zijn",
                               "part {part} unpacks to {size}; such a part may be at most {limit}"),
     "err_xlsx_macros": ("het Excel-bestand bevat macro's of ingesloten objecten ({part}); lever een .xlsx zonder "

@@ -185,6 +185,12 @@ def xlsx_long_cell(folder: Path, chars: int = 40_000) -> Path:
                                                        _row(3, [*TRAJECTORY_ROW[:-1], text])]))
 
 
+def xlsx_many_parts(folder: Path, parts: int = 20_000) -> Path:
+    """A good trajectory XLSX that also holds twenty thousand empty parts."""
+    return write_xlsx(folder / "onderdelen.xlsx", iter([_row(1, TRAJECTORY_HEADER), _row(2, TRAJECTORY_ROW)]),
+                      extra_parts={f"xl/leeg/{i}.xml": b"" for i in range(parts)})
+
+
 def xlsx_wide(folder: Path, columns: int = 3_000) -> Path:
     """An XLSX with thousands of header columns."""
     header = TRAJECTORY_HEADER + [f"Extra {i}" for i in range(columns - len(TRAJECTORY_HEADER))]

@@ -188,6 +188,8 @@ HOSTILE = {  # maker -> the Dutch message at the default limits (`…`: a part t
                        f"xl/worksheets/sheet1.xml bevat een cel van meer dan 32767 tekens; {CELL_LIMIT}"),
     "xlsx_long_cell": (bad_files.xlsx_long_cell,
                        f"de cel in kolom Toelichting op regel 3 is langer dan 32767 tekens; {CELL_LIMIT}"),
+    "xlsx_many_parts": (bad_files.xlsx_many_parts,
+                        "het Excel-bestand bestaat uit 20006 onderdelen; een werkmap heeft er hoogstens 10000"),
     "xlsx_wide": (bad_files.xlsx_wide, "het bestand heeft 3000 kolommen; de grens is 2000 (LDJ_DELIVERY_MAX_COLUMNS)"),
     "xlsx_with_macros": (bad_files.xlsx_with_macros,
                          "het Excel-bestand bevat macro's of ingesloten objecten (xl/vbaProject.bin); "
