@@ -85,12 +85,14 @@ def main() -> None:
         entry = result["files"][path.name]
         times[name] = entry["seconds"]
         print(f"{name:18} {sizes[name] / 2**20:9.1f} MB  refused in {entry['seconds']:6.2f} s  {entry['error']}")
-    print(f"peak RSS of the refusing process: {result['peak_rss_mb']:.0f} MB")
+    print(f"peak RSS of the refusing process: {result['peak_rss_mb']:.0f} MB "
+          f"({result['peak_rss_mb'] - result['after_import_rss_mb']:.0f} MB more than with its libraries loaded)")
     print("RESULT " + " ".join([f"xlsx_bomb_s={times['xlsx_bomb']:.2f}", f"wide_csv_s={times['wide_csv']:.2f}",
                                 f"compression_bomb_s={times['compression_bomb']:.2f}",
                                 f"huge_cell_s={times['huge_cell_csv']:.2f}",
                                 f"many_lines_s={times['many_lines_csv']:.2f}",
-                                f"peak_rss_mb={result['peak_rss_mb']:.0f}"]))
+                                f"peak_rss_mb={result['peak_rss_mb']:.0f}",
+                                f"refusals_extra_rss_mb={result['peak_rss_mb'] - result['after_import_rss_mb']:.0f}"]))
 
 
 if __name__ == "__main__":
