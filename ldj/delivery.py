@@ -11,19 +11,30 @@ from __future__ import annotations
 import codecs
 import re
 import unicodedata
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
+import pyreadstat
 import yaml
+from openpyxl.reader.excel import ExcelReader
+from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
 from .i18n import t
 from .instruments import Instrument, load_instruments, resolve_instrument
 
 TRAJECTORIES = "trajectories"
+EXCEL_MAX_ROWS = 1_048_576  # rows of one sheet, the header included
+XLSX_MAX_PARTS = 10_000  # a workbook has tens of parts; a zip of millions costs memory just to list
+XLSX_SMALL_PART_BYTES = 64 * 2**20  # parts other than sheets and shared strings (styles, workbook, theme) are small
+XLSX_FORBIDDEN_PART = re.compile(r"(^|/)(vbaProject[^/]*\.bin|activeX/|embeddings/)|\.(bin|exe|dll)$", re.IGNORECASE)
+XLSX_ALLOWED_BINARY = re.compile(r"^xl/printerSettings/[^/]+\.bin$", re.IGNORECASE)  # Excel saves print settings
 
 
 class DeliveryError(Exception):
@@ -36,6 +47,43 @@ class DeliveryError(Exception):
 
     def __reduce__(self):
         return (DeliveryError, (self.path, self.reason))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How large a delivery may be before it is refused unread (settings `LDJ_DELIVERY_MAX_*`)."""
+
+    max_file_bytes: int
+    max_rows: int
+    max_columns: int
+    max_cell_chars: int
+    max_line_bytes: int
+    max_unpacked_bytes: int
+    max_inflation: int
+
+    @classmethod
+    def from_settings(cls, settings=None) -> Limits:
+        if settings is None:
+            from .settings import get_settings
+
+            settings = get_settings()
+        return cls(**{name: getattr(settings, f"delivery_{name}") for name in cls.__dataclass_fields__})
+
+
+def size_text(n: int) -> str:
+    """A byte count for people: 512 B, 1 MiB, 4.2 GiB."""
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= factor:
+            value = n / factor
+            return f"{value:.0f} {unit}" if value == int(value) or value >= 100 else f"{value:.1f} {unit}"
+    return f"{n} B"
+
+
+def check_file_size(path: Path, size: int, limits: Limits) -> None:
+    """Refuse a file larger than the limit, before anything reads it."""
+    if size > limits.max_file_bytes:
+        raise DeliveryError(path, t("err_file_too_big", size=size_text(size), limit=size_text(limits.max_file_bytes),
+                                    bytes=limits.max_file_bytes))
 
 
 @dataclass(frozen=True)
@@ -188,58 +236,359 @@ def _file_type(path: Path) -> str:
     return "csv"
 
 
-def _read_frames(path: Path, chunk_rows: int) -> tuple[str | None, list[str], Iterator[pd.DataFrame]]:
-    kind = _file_type(path)
-    if kind == "csv":
-        encoding = detect_encoding(path)
-        with open(path, encoding=encoding, newline="") as fh:
-            header = fh.readline()
-        if not header.strip():
-            raise DeliveryError(path, t("err_empty"))
-        sep = _sniff_separator(header)
+def _scan_lines(path: Path, limits: Limits) -> int:
+    """One pass over a text file's bytes: refuse too many lines or a too long one as soon as it shows.
+
+    Returns the length of the longest line in bytes (a cell can be no longer than its line).
+    """
+    lines = 0  # newlines seen
+    line_start = 0  # offset where the current line starts
+    longest = 0
+    offset = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10) + offset
+            if len(ends):
+                starts = np.concatenate(([line_start], ends[:-1] + 1))
+                lengths = ends - starts
+                if lengths.max() > limits.max_line_bytes:
+                    _line_too_long(path, lines + 1 + int(np.argmax(lengths > limits.max_line_bytes)), limits)
+                longest = max(longest, int(lengths.max()))
+                lines += len(ends)
+                line_start = int(ends[-1]) + 1
+                if lines - 1 > limits.max_rows:  # the header is not a data row
+                    raise DeliveryError(path, t("err_too_many_rows", limit=limits.max_rows))
+            offset += len(block)
+            if offset - line_start > limits.max_line_bytes:  # a line that does not end (yet)
+                _line_too_long(path, lines + 1, limits)
+    longest = max(longest, offset - line_start)
+    if offset > line_start and lines > limits.max_rows:  # a last line without a newline
+        raise DeliveryError(path, t("err_too_many_rows", limit=limits.max_rows))
+    return longest
+
+
+def _line_too_long(path: Path, row: int, limits: Limits) -> NoReturn:
+    raise DeliveryError(path, t("err_line_too_long", row=row, limit=size_text(limits.max_line_bytes),
+                                bytes=limits.max_line_bytes))
+
+
+def _check_cells(path: Path, frame: pd.DataFrame, limits: Limits, row_offset: int = 2) -> None:
+    """Refuse a chunk with a cell longer than the limit, naming its column and row."""
+    for column in frame.columns:
+        values = frame[column]
+        if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+            continue
+        too_long = (values.str.len() > limits.max_cell_chars).to_numpy(dtype=bool, na_value=False)
+        if too_long.any():
+            row = int(frame.index[too_long.argmax()]) + row_offset
+            raise DeliveryError(path, t("err_cell_too_long", column=column, row=row, limit=limits.max_cell_chars))
+
+
+def _csv_frames(path: Path, chunk_rows: int, limits: Limits) -> tuple[str, list[str], Iterator[pd.DataFrame]]:
+    longest_line = _scan_lines(path, limits)
+    encoding = detect_encoding(path)
+    with open(path, encoding=encoding, newline="") as fh:
+        header = fh.readline()
+    if not header.strip():
+        raise DeliveryError(path, t("err_empty"))
+    sep = _sniff_separator(header)
+    if header.count(sep) + 1 > limits.max_columns:  # before pandas builds a frame that wide
+        raise DeliveryError(path, t("err_too_many_columns", n=header.count(sep) + 1, limit=limits.max_columns))
+    try:
+        reader = pd.read_csv(
+            path, sep=sep, encoding=encoding, dtype=str, keep_default_na=False, na_values=[""],
+            chunksize=chunk_rows, skipinitialspace=True, on_bad_lines="error",
+        )
+        first = next(reader, None)
+    except pd.errors.EmptyDataError:
+        raise DeliveryError(path, t("err_empty")) from None
+    except pd.errors.ParserError as exc:
+        raise DeliveryError(path, t("err_csv_parse", detail=str(exc).strip())) from None
+    if first is None or first.empty:
+        raise DeliveryError(path, t("err_no_rows"))
+    headers = list(first.columns)
+    check_cells = longest_line > limits.max_cell_chars  # no cell is longer than its line
+
+    if check_cells:
+        _check_cells(path, pd.DataFrame([headers], columns=headers), limits, row_offset=1)
+        _check_cells(path, first, limits)
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        yield first
         try:
-            reader = pd.read_csv(
-                path, sep=sep, encoding=encoding, dtype=str, keep_default_na=False, na_values=[""],
-                chunksize=chunk_rows, skipinitialspace=True, on_bad_lines="error",
-            )
-            first = next(reader, None)
-        except pd.errors.EmptyDataError:
-            raise DeliveryError(path, t("err_empty")) from None
+            for frame in reader:
+                if check_cells:
+                    _check_cells(path, frame, limits)
+                yield frame
         except pd.errors.ParserError as exc:
             raise DeliveryError(path, t("err_csv_parse", detail=str(exc).strip())) from None
-        if first is None or first.empty:
-            raise DeliveryError(path, t("err_no_rows"))
-        headers = list(first.columns)
 
-        def chunks() -> Iterator[pd.DataFrame]:
-            yield first
-            try:
-                yield from reader
-            except pd.errors.ParserError as exc:
-                raise DeliveryError(path, t("err_csv_parse", detail=str(exc).strip())) from None
+    return encoding, headers, chunks()
 
-        return encoding, headers, chunks()
-    if kind == "xlsx":
+
+_PREFIX = re.compile(rb"<([A-Za-z_][\w.-]*:)?(?:worksheet|sst)\b")  # the namespace prefix the part's tags carry
+_TAG_END = np.zeros(256, dtype=bool)  # bytes that can follow a tag's name
+_TAG_END[list(b" />\t\r\n")] = True
+
+
+def _scan_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo, elements: tuple[bytes, ...],
+               stop_at: int, max_run: int) -> tuple[list[int], int]:
+    """Count elements (`row`, `c`, `si`) in one XML part while unpacking it block by block.
+
+    Returns the counts per element and the longest run of bytes without a tag (the longest text).
+    Stops as soon as the first element's count passes `stop_at` or a run passes `max_run`.
+    """
+    counts = [0] * len(elements)
+    longest, last_tag, offset = 0, 0, 0  # offsets in the unpacked part
+    carry, names = b"", None
+    with archive.open(info) as fh:
+        while True:
+            block = fh.read(1 << 20)
+            text = carry + block
+            start = offset - len(carry)  # where `text` begins in the part
+            offset += len(block)
+            if names is None and (found := _PREFIX.search(text)):  # the root tag: its prefix is the part's
+                names = [np.frombuffer((found.group(1) or b"") + name, dtype=np.uint8) for name in elements]
+            data = np.frombuffer(text, dtype=np.uint8)
+            tags = np.flatnonzero(data == 60)  # '<'
+            fresh = tags[tags + start > last_tag]
+            if len(fresh):
+                longest = max(longest, int(fresh[0]) + start - last_tag,
+                              int(np.diff(fresh).max()) if len(fresh) > 1 else 0)
+                last_tag = int(fresh[-1]) + start
+            longest = max(longest, offset - last_tag)
+            if longest > max_run:
+                return counts, longest
+            # tags that start in the last bytes are counted with the next block, when their name is whole
+            cut = len(text) if not block else max(0, len(text) - 64)
+            if names is None:  # no root tag yet (another part, or a long prologue): any prefix
+                for i, name in enumerate(elements):
+                    pattern = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?" + name + rb"[\s/>]")
+                    counts[i] += sum(1 for m in pattern.finditer(text) if m.start() < cut)
+                carry = text[cut:]
+                if counts[0] > stop_at or not block:
+                    return counts, longest
+                continue
+            head = tags[tags < cut]
+            for i, name in enumerate(names):
+                match = np.ones(len(head), dtype=bool)
+                for k, char in enumerate(name):
+                    at = np.minimum(head + 1 + k, len(data) - 1)
+                    match &= data[at] == char
+                at = np.minimum(head + 1 + len(name), len(data) - 1)
+                match &= _TAG_END[data[at]]
+                counts[i] += int(match.sum())
+            carry = text[cut:]
+            if counts[0] > stop_at or not block:
+                return counts, longest
+
+
+def _check_xlsx_archive(path: Path, limits: Limits) -> int:
+    """Look inside an XLSX before a spreadsheet library does: its zip directory (unpacked size,
+    inflation, macros), then its sheets (rows, cells) and shared strings, unpacked as a stream that
+    stops at the first limit. Returns the longest text run in bytes (an upper bound on any cell)."""
+    try:
+        with open(path, "rb") as fh:
+            end = zipfile._EndRecData(fh)  # the directory's end record: how many entries it lists
+        if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > XLSX_MAX_PARTS:
+            raise DeliveryError(path, t("err_xlsx_parts", n=end[zipfile._ECD_ENTRIES_TOTAL], limit=XLSX_MAX_PARTS))
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+        raise DeliveryError(path, t("err_not_spreadsheet_detail", detail=type(exc).__name__)) from None
+    with archive:
+        infos = archive.infolist()
+        if not any(i.filename == "[Content_Types].xml" for i in infos):
+            raise DeliveryError(path, t("err_not_spreadsheet"))
+        for info in infos:
+            if XLSX_FORBIDDEN_PART.search(info.filename) and not XLSX_ALLOWED_BINARY.match(info.filename):
+                raise DeliveryError(path, t("err_xlsx_macros", part=info.filename))
+        unpacked = sum(i.file_size for i in infos)
+        if unpacked > limits.max_unpacked_bytes:
+            raise DeliveryError(path, t("err_unpacked_too_big", size=size_text(unpacked),
+                                        limit=size_text(limits.max_unpacked_bytes), bytes=limits.max_unpacked_bytes))
+        for info in infos:
+            if info.file_size > 2**20 and info.file_size > limits.max_inflation * max(info.compress_size, 1):
+                raise DeliveryError(path, t("err_inflation", part=info.filename, limit=limits.max_inflation,
+                                            ratio=info.file_size // max(info.compress_size, 1)))
+        sheets = [i for i in infos if re.fullmatch(r"xl/worksheets/[^/]+\.xml", i.filename, re.IGNORECASE)]
+        strings = [i for i in infos if i.filename.lower() == "xl/sharedstrings.xml"]
+        for info in infos:
+            if info not in sheets and info not in strings and info.file_size > XLSX_SMALL_PART_BYTES:
+                raise DeliveryError(path, t("err_xlsx_part_too_big", part=info.filename, size=size_text(info.file_size),
+                                            limit=size_text(XLSX_SMALL_PART_BYTES)))
+        row_limit = min(limits.max_rows + 1, EXCEL_MAX_ROWS)  # the header row included
+        max_run = 10 * limits.max_cell_chars + 1024  # a character takes at most 10 bytes (&#1114111;)
+        cells, longest = 0, 0
         try:
-            frame = pd.read_excel(path, dtype=str, engine="openpyxl", keep_default_na=False, na_values=[""])
-        except Exception as exc:  # openpyxl raises many types for broken files
+            # Rows are counted in every XML part: a workbook may point its sheet anywhere.
+            for info in [i for i in infos if i.filename.lower().endswith(".xml") and i not in strings]:
+                is_sheet = info in sheets
+                (rows, n_cells), run = _scan_part(archive, info, (b"row", b"c"), row_limit,
+                                                  max_run if is_sheet else 2**62)
+                if run > max_run and is_sheet:
+                    raise DeliveryError(path, t("err_xlsx_cell_too_long", part=info.filename, limit=limits.max_cell_chars))
+                if rows > row_limit:
+                    if row_limit < EXCEL_MAX_ROWS:
+                        raise DeliveryError(path, t("err_too_many_rows", limit=limits.max_rows))
+                    raise DeliveryError(path, t("err_xlsx_too_many_rows", part=info.filename, limit=EXCEL_MAX_ROWS))
+                cells += n_cells
+                longest = max(longest, run)
+            for info in strings:
+                most = max(cells, 10_000)  # a writer keeps only strings some cell uses
+                (n_strings,), run = _scan_part(archive, info, (b"si",), most, max_run)
+                if run > max_run:
+                    raise DeliveryError(path, t("err_xlsx_cell_too_long", part=info.filename, limit=limits.max_cell_chars))
+                if n_strings > most:
+                    raise DeliveryError(path, t("err_xlsx_shared_strings", limit=most, cells=cells))
+                longest = max(longest, run)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
             raise DeliveryError(path, t("err_not_spreadsheet_detail", detail=type(exc).__name__)) from None
-    else:
-        import pyreadstat
+    return longest
 
+
+def _xlsx_text(cell) -> str | None:
+    """A cell value as text, as pandas' read_excel(dtype=str) gives it; None for empty and errors."""
+    value = cell.value
+    if value is None or cell.data_type == "e" or value == "":
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _unique_headers(values: list[str | None]) -> list[str]:
+    """Header texts as pandas names them: `Unnamed: i` for empty ones, `.1`, `.2` after repeats."""
+    seen: dict[str, int] = {}
+    out = []
+    for i, value in enumerate(values):
+        name = f"Unnamed: {i}" if value is None else value
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}.{seen[name]}"
+        seen.setdefault(name, 0)
+        out.append(name)
+    return out
+
+
+class _StreamedSheet(ReadOnlyWorksheet):
+    """openpyxl's read-only sheet without its size probe, which parses a sheet that declares no size
+    whole just to learn it. Rows are read as they are, without padding to a declared size (which can lie)."""
+
+    def _get_size(self) -> None:
+        pass
+
+
+class _FirstSheetReader(ExcelReader):
+    """openpyxl's reader, read-only, that opens the first worksheet only (as pandas reads it)."""
+
+    def __init__(self, path: Path):
+        super().__init__(path, read_only=True, data_only=True, keep_links=False)
+
+    def read_worksheets(self) -> None:
+        for sheet, rel in self.parser.find_sheets():
+            if rel.target in self.valid_files and "chartsheet" not in rel.Type:
+                self.wb._sheets.append(_StreamedSheet(self.wb, sheet.name, rel.target, self.shared_strings))
+                return
+
+
+def _xlsx_frames(path: Path, chunk_rows: int, limits: Limits) -> tuple[None, list[str], Iterator[pd.DataFrame]]:
+    """The first sheet, streamed row by row in chunks (openpyxl's read-only mode)."""
+    longest_text = _check_xlsx_archive(path, limits)
+    try:
+        reader = _FirstSheetReader(path)
+        reader.read()
+        book = reader.wb
+    except Exception as exc:  # openpyxl raises many types for broken files
+        raise DeliveryError(path, t("err_not_spreadsheet_detail", detail=type(exc).__name__)) from None
+    try:
+        sheet = book.worksheets[0]
+        rows = ([_xlsx_text(c) for c in row] for row in sheet.iter_rows())
+        rows = (row for row in rows if any(v is not None for v in row))  # pandas skips blank rows too
+        header = next(rows, None)
+    except Exception as exc:
+        book.close()
+        raise DeliveryError(path, t("err_not_spreadsheet_detail", detail=type(exc).__name__)) from None
+    if header is None:
+        book.close()
+        raise DeliveryError(path, t("err_empty"))
+    while header and header[-1] is None:
+        header.pop()
+    if len(header) > limits.max_columns:
+        book.close()
+        raise DeliveryError(path, t("err_too_many_columns", n=len(header), limit=limits.max_columns))
+    headers = _unique_headers(header)
+    width = len(headers)
+    check_cells = longest_text > limits.max_cell_chars
+    if check_cells:
+        _check_cells(path, pd.DataFrame([headers], columns=headers), limits, row_offset=1)
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        start, batch = 0, []
         try:
-            frame, meta = pyreadstat.read_sav(str(path), apply_value_formats=True)
-        except Exception as exc:
-            raise DeliveryError(path, t("err_not_sav_detail", detail=str(exc))) from None
-        # SPSS exports carry short variable names; their labels are the Dutch export labels.
-        labels = meta.column_names_to_labels
-        frame.columns = [labels.get(c) or c for c in frame.columns]
-        frame = frame.map(_sav_cell).astype(object)
+            for row in rows:
+                batch.append((row + [None] * (width - len(row)))[:width])
+                if len(batch) == chunk_rows:
+                    yield frame(start, batch)
+                    start, batch = start + len(batch), []
+            if batch:
+                yield frame(start, batch)
+        except DeliveryError:
+            raise
+        except Exception as exc:  # a part that breaks half-way (CRC, XML)
+            raise DeliveryError(path, t("err_not_spreadsheet_detail", detail=type(exc).__name__)) from None
+        finally:
+            book.close()
+
+    def frame(start: int, batch: list) -> pd.DataFrame:
+        if start + len(batch) > limits.max_rows:  # the scan counts rows first; this holds if it could not
+            raise DeliveryError(path, t("err_too_many_rows", limit=limits.max_rows))
+        out = pd.DataFrame(batch, columns=headers, index=pd.RangeIndex(start, start + len(batch)), dtype=object)
+        if check_cells:
+            _check_cells(path, out, limits)
+        return out
+
+    stream = chunks()
+    first = next(stream, None)
+    if first is None:
+        raise DeliveryError(path, t("err_no_rows"))
+    return None, headers, _chain(first, stream)
+
+
+def _sav_frames(path: Path, chunk_rows: int, limits: Limits) -> tuple[None, list[str], Iterator[pd.DataFrame]]:
+    try:
+        _, meta = pyreadstat.read_sav(str(path), metadataonly=True)
+    except Exception as exc:
+        raise DeliveryError(path, t("err_not_sav_detail", detail=str(exc))) from None
+    declared = meta.number_rows  # the header's case count; None or -1 when the writer did not know it
+    if declared is not None and declared > limits.max_rows:
+        raise DeliveryError(path, t("err_sav_declared_rows", n=declared, limit=limits.max_rows))
+    if meta.number_columns > limits.max_columns:
+        raise DeliveryError(path, t("err_too_many_columns", n=meta.number_columns, limit=limits.max_columns))
+    try:
+        frame, meta = pyreadstat.read_sav(str(path), apply_value_formats=True, row_limit=limits.max_rows + 1)
+    except Exception as exc:
+        raise DeliveryError(path, t("err_not_sav_detail", detail=str(exc))) from None
+    if len(frame) > limits.max_rows:
+        raise DeliveryError(path, t("err_too_many_rows", limit=limits.max_rows))
+    # SPSS exports carry short variable names; their labels are the Dutch export labels.
+    labels = meta.column_names_to_labels
+    frame.columns = [str(labels.get(c) or c) for c in frame.columns]
+    frame = frame.map(_sav_cell).astype(object)
     if frame.empty:
         raise DeliveryError(path, t("err_no_rows"))
-    frame.columns = [str(c) for c in frame.columns]
+    _check_cells(path, frame, limits)
     frames = (frame.iloc[i:i + chunk_rows] for i in range(0, len(frame), chunk_rows))
     return None, list(frame.columns), frames
+
+
+def _read_frames(path: Path, chunk_rows: int, limits: Limits) -> tuple[str | None, list[str], Iterator[pd.DataFrame]]:
+    check_file_size(path, path.stat().st_size, limits)
+    kind = _file_type(path)
+    if kind == "csv":
+        return _csv_frames(path, chunk_rows, limits)
+    if kind == "xlsx":
+        return _xlsx_frames(path, chunk_rows, limits)
+    return _sav_frames(path, chunk_rows, limits)
 
 
 def _sav_cell(value):
@@ -252,12 +601,16 @@ def _sav_cell(value):
     return str(value)
 
 
-def open_delivery(path: Path | str, spec: DeliverySpec, chunk_rows: int = 100_000) -> OpenDelivery:
-    """Open a delivery file: detect its kind and instrument, map its columns, check required ones."""
+def open_delivery(path: Path | str, spec: DeliverySpec, chunk_rows: int = 100_000,
+                  limits: Limits | None = None) -> OpenDelivery:
+    """Open a delivery file: detect its kind and instrument, map its columns, check required ones.
+
+    A file beyond `limits` (default: the settings) is refused before it is read whole.
+    """
     path = Path(path)
     if not path.is_file():
         raise DeliveryError(path, t("err_missing_file"))
-    encoding, headers, frames = _read_frames(path, chunk_rows)
+    encoding, headers, frames = _read_frames(path, chunk_rows, limits or Limits.from_settings())
 
     label_map: dict[str, str] = {}
     for col in [*spec.common, *spec.trajectories, *spec.measurements]:

@@ -25,6 +25,44 @@ TEXTS: dict[str, tuple[str, str]] = {
     "err_not_sav": ("dit is geen SPSS-bestand (.sav)", "this is not an SPSS file (.sav)"),
     "err_not_sav_detail": ("dit SPSS-bestand is niet leesbaar: {detail}", "this SPSS file cannot be read: {detail}"),
     "err_csv_parse": ("de CSV-opmaak klopt niet: {detail}", "the CSV layout is broken: {detail}"),
+    # hostile files: limits (settings LDJ_DELIVERY_MAX_*)
+    "err_file_too_big": ("het bestand is {size} groot; de grens is {limit} (LDJ_DELIVERY_MAX_FILE_BYTES = {bytes})",
+                         "the file is {size}; the limit is {limit} (LDJ_DELIVERY_MAX_FILE_BYTES = {bytes})"),
+    "err_too_many_rows": ("het bestand heeft meer dan {limit} gegevensregels; de grens is {limit} (LDJ_DELIVERY_MAX_ROWS)",
+                          "the file has more than {limit} data rows; the limit is {limit} (LDJ_DELIVERY_MAX_ROWS)"),
+    "err_xlsx_too_many_rows": ("werkblad {part} heeft meer dan {limit} rijen, meer dan Excel zelf toelaat",
+                               "sheet {part} has more than {limit} rows, more than Excel itself allows"),
+    "err_sav_declared_rows": ("het SPSS-bestand zegt {n} gevallen te bevatten; de grens is {limit} (LDJ_DELIVERY_MAX_ROWS)",
+                              "the SPSS file declares {n} cases; the limit is {limit} (LDJ_DELIVERY_MAX_ROWS)"),
+    "err_too_many_columns": ("het bestand heeft {n} kolommen; de grens is {limit} (LDJ_DELIVERY_MAX_COLUMNS)",
+                             "the file has {n} columns; the limit is {limit} (LDJ_DELIVERY_MAX_COLUMNS)"),
+    "err_cell_too_long": ("de cel in kolom {column} op regel {row} is langer dan {limit} tekens; de grens is {limit} "
+                          "(LDJ_DELIVERY_MAX_CELL_CHARS)",
+                          "the cell in column {column} on row {row} is longer than {limit} characters; the limit is "
+                          "{limit} (LDJ_DELIVERY_MAX_CELL_CHARS)"),
+    "err_xlsx_cell_too_long": ("{part} bevat een cel van meer dan {limit} tekens; de grens is {limit} "
+                               "(LDJ_DELIVERY_MAX_CELL_CHARS)",
+                               "{part} holds a cell of more than {limit} characters; the limit is {limit} "
+                               "(LDJ_DELIVERY_MAX_CELL_CHARS)"),
+    "err_line_too_long": ("regel {row} is langer dan {limit}; de grens is {limit} (LDJ_DELIVERY_MAX_LINE_BYTES = {bytes})",
+                          "line {row} is longer than {limit}; the limit is {limit} (LDJ_DELIVERY_MAX_LINE_BYTES = {bytes})"),
+    "err_unpacked_too_big": ("uitgepakt is het Excel-bestand {size} groot; de grens is {limit} "
+                             "(LDJ_DELIVERY_MAX_UNPACKED_BYTES = {bytes})",
+                             "the Excel file unpacks to {size}; the limit is {limit} (LDJ_DELIVERY_MAX_UNPACKED_BYTES = {bytes})"),
+    "err_inflation": ("onderdeel {part} pakt {ratio} keer zo groot uit als het ingepakt is; de grens is {limit} keer "
+                      "(LDJ_DELIVERY_MAX_INFLATION)",
+                      "part {part} unpacks to {ratio} times its packed size; the limit is {limit} times "
+                      "(LDJ_DELIVERY_MAX_INFLATION)"),
+    "err_xlsx_parts": ("het Excel-bestand bestaat uit {n} onderdelen; een werkmap heeft er hoogstens {limit}",
+                       "the Excel file consists of {n} parts; a workbook has at most {limit}"),
+    "err_xlsx_part_too_big": ("onderdeel {part} is uitgepakt {size} groot; zo'n onderdeel mag hoogstens {limit} zijn",
+                              "part {part} unpacks to {size}; such a part may be at most {limit}"),
+    "err_xlsx_macros": ("het Excel-bestand bevat macro's of ingesloten objecten ({part}); lever een .xlsx zonder "
+                        "macro's en objecten aan",
+                        "the Excel file holds macros or embedded objects ({part}); deliver an .xlsx without macros "
+                        "or objects"),
+    "err_xlsx_shared_strings": ("het Excel-bestand bevat meer dan {limit} gedeelde teksten bij maar {cells} cellen",
+                                "the Excel file holds more than {limit} shared strings for only {cells} cells"),
     "err_no_instrument": ("de kolom Vragenlijst is leeg", "the instrument column is empty"),
     "err_many_instruments": ("het bestand bevat meerdere vragenlijsten ({names}); lever één bestand per vragenlijst",
                              "the file holds several instruments ({names}); deliver one file per instrument"),

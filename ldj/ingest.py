@@ -32,7 +32,17 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from . import store
-from .delivery import TRAJECTORIES, DeliveryError, DeliverySpec, OpenDelivery, RowError, coerce, load_spec, open_delivery
+from .delivery import (
+    TRAJECTORIES,
+    DeliveryError,
+    DeliverySpec,
+    Limits,
+    OpenDelivery,
+    RowError,
+    coerce,
+    load_spec,
+    open_delivery,
+)
 from .expectations import SuiteValidator, load_suite
 from .i18n import t
 from .instruments import Instrument
@@ -189,6 +199,7 @@ class Ingestor:
         self.settings = settings or get_settings()
         self.engine = engine or store.get_engine(self.settings)
         self.spec: DeliverySpec = load_spec(self.settings.catalog_dir)
+        self.limits = Limits.from_settings(self.settings)
         self.pseudonymiser = Pseudonymiser(load_or_create_key(self.settings.resolved_key_file))
         if progress is None:
             progress = {"always": True, "never": False}.get(self.settings.progress, sys.stderr.isatty())
@@ -216,12 +227,14 @@ class Ingestor:
         for path in paths:
             report = IngestReport(file=str(path), status="loaded")
             try:
-                sums[path] = file_checksum(path)
+                size = path.stat().st_size
+                # A file over the size limit is refused unread (open_delivery says why): no checksum.
+                sums[path] = file_checksum(path) if size <= self.limits.max_file_bytes else ("", size)
             except OSError as exc:
                 report.status, report.error = "rejected", t("err_missing_file") if not path.exists() else str(exc)
                 known[path] = report
                 continue
-            if self._duplicate(report, sums[path][0]) is not None:
+            if sums[path][0] and self._duplicate(report, sums[path][0]) is not None:
                 known[path] = report
         items = self._transformed(paths, delivered_by, known, sums)
         if self.settings.ingest_workers > 0 and len(paths) - len(known) > 0 and hasattr(os, "fork"):
@@ -299,14 +312,19 @@ class Ingestor:
                          started=_now(), delivered_by=delivered_by, path=path)
         try:
             delivery = self._open(staged)
-            if (_estimate_rows(path) or 0) <= self.settings.ingest_chunk_rows:
-                staged.chunks = [_Chunk(raw) for raw in delivery.chunks]  # typed with its window
+            if path.suffix.lower() == ".csv":
+                if (_estimate_rows(path) or 0) <= self.settings.ingest_chunk_rows:
+                    staged.chunks = [_Chunk(raw) for raw in delivery.chunks]  # typed with its window
+            else:  # a spreadsheet or SPSS file is small if it fits in one chunk; else it streams
+                first, more = next(delivery.chunks), next(delivery.chunks, None)
+                if more is None:
+                    staged.chunks = [_Chunk(first)]
         except DeliveryError as exc:
             staged.error = exc
         return staged
 
     def _open(self, staged: _Staged) -> OpenDelivery:
-        delivery = open_delivery(staged.path, self.spec, self.settings.ingest_chunk_rows)
+        delivery = open_delivery(staged.path, self.spec, self.settings.ingest_chunk_rows, self.limits)
         self._validator(delivery.kind, staged.path)
         staged.kind, staged.organisation, staged.period = delivery.kind, delivery.organisation, delivery.period
         staged.ignored_columns = delivery.ignored_columns

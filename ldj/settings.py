@@ -32,6 +32,18 @@ class Settings(BaseSettings):
     language: str = Field("nl", description="Language of messages and reports: nl or en.")
     ingest_chunk_rows: int = Field(50_000, description="Rows read, validated and loaded per chunk; bounds import memory.")
     ingest_workers: int = Field(1, description="Helper processes that read and validate ahead of the loader (0: none).")
+    delivery_max_file_bytes: int = Field(4 * 2**30, description="Largest delivery file, in bytes; larger ones are "
+                                         "refused before they are read.")
+    delivery_max_rows: int = Field(20_000_000, description="Most data rows in one delivery file (lines of a CSV, "
+                                   "cases of an SPSS file; an XLSX sheet also stops at Excel's 1,048,576).")
+    delivery_max_columns: int = Field(2_000, description="Most columns in one delivery file.")
+    delivery_max_cell_chars: int = Field(32_767, description="Longest cell, in characters (Excel's own limit).")
+    delivery_max_line_bytes: int = Field(2**20, description="Longest line of a CSV delivery (one row with all its "
+                                         "cells), in bytes.")
+    delivery_max_unpacked_bytes: int = Field(4 * 2**30, description="Largest size an XLSX delivery may unpack to, "
+                                             "in bytes (all its parts together).")
+    delivery_max_inflation: int = Field(200, description="Most times larger a part of an XLSX delivery may unpack "
+                                        "than it is packed (compression bombs unpack about 1,000 times).")
     disclosure_threshold: int = Field(10, description="Smallest number of clients behind a published count or statistic.")
     disclosure_rounding: int = Field(5, description="Published counts are rounded to a multiple of this (1: no rounding).")
     outcome_start_window_days: int = Field(90, description="A start measurement counts for pre-post pairs and response when taken within this many days of the trajectory's start.")

@@ -9,9 +9,11 @@ bad files are checked in under tests/data/bad/ with a README.md listing the expe
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import re
 import string
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +21,22 @@ import pandas as pd
 import pyreadstat
 import pytest
 
+import bad_files
 from bad_files import BAD, BAD_FILES, message_regex
-from ldj.delivery import TRAJECTORIES, DeliveryError, RowError, coerce, load_spec, open_delivery, parse_dates
+from ldj.delivery import (
+    EXCEL_MAX_ROWS,
+    TRAJECTORIES,
+    DeliveryError,
+    Limits,
+    RowError,
+    coerce,
+    load_spec,
+    open_delivery,
+    parse_dates,
+)
 from ldj.i18n import TEXTS
-from ldj.settings import REPO_ROOT
+from ldj.settings import REPO_ROOT, Settings
+from ldj.synth import generate
 
 
 
@@ -579,6 +593,75 @@ def test_sav_with_an_empty_date_is_not_a_type_error(tmp_path, spec):
     _, typed, errors, _ = read(_write_sav(tmp_path / "traject.sav"), spec)
     assert errors == []
     assert typed["end_date"].isna().tolist() == [False, True, True]
+
+
+# --- limits against hostile files (the refusals themselves: tests/test_ingest_bad_files.py) ----------
+
+DEFAULTS = Limits.from_settings(Settings())
+
+
+def test_the_hostile_files_writer_makes_a_good_xlsx_too(tmp_path, spec):
+    """Guard: the minimal XLSX writer of tests/bad_files.py is not itself what gets refused."""
+    delivery, typed, errors, _ = read(bad_files.xlsx_good(tmp_path, rows=3), spec)
+    assert (delivery.kind, delivery.organisation, delivery.period) == (TRAJECTORIES, "ORG07", "2023")
+    assert typed["trajectory_id"].tolist() == ["T2", "T3", "T4"]
+    assert errors == []
+
+
+@pytest.mark.parametrize("form", ["csv", "xlsx"])
+def test_the_row_limit_is_exact_across_blocks(form, tmp_path, spec):
+    """Rows are counted while the file streams in 1 MiB blocks: a file of exactly the limit passes,
+    one row more is refused."""
+    n = 40_000  # several blocks in either form
+    if form == "csv":
+        path = bad_files._write_csv(tmp_path / "traject.csv",
+                                    [[*bad_files.TRAJECTORY_ROW[:2], f"C{i}", f"T{i}", *bad_files.TRAJECTORY_ROW[4:]]
+                                     for i in range(n)])
+    else:
+        path = bad_files.write_xlsx(tmp_path / "traject.xlsx",
+                                    iter([bad_files._row(1, bad_files.TRAJECTORY_HEADER), *bad_files.delivery_rows(n)]))
+    assert path.stat().st_size > 2**20 or form == "xlsx"
+    open_delivery(path, spec, chunk_rows=10, limits=dataclasses.replace(DEFAULTS, max_rows=n))
+    with pytest.raises(DeliveryError) as exc:
+        open_delivery(path, spec, chunk_rows=10, limits=dataclasses.replace(DEFAULTS, max_rows=n - 1))
+    assert exc.value.reason == dutch("err_too_many_rows").format(limit=n - 1)
+
+
+def test_the_defaults_never_refuse_a_realistic_delivery(tmp_path):
+    """Measure a synthetic BergOp delivery per row and scale it up: the whole archive of 112,000 CBCLs
+    in one file, in CSV or XLSX, and 10 million questionnaires in CSV pieces stay within every
+    default limit, with room to spare."""
+    n = 1_000
+    for form in ("csv", "xlsx"):
+        generate(tmp_path / form, questionnaires=n, organisations=1, instruments=["cbcl_6_18"], file_format=form,
+                 catalog_dir=REPO_ROOT / "catalog")
+    [cbcl_csv] = (tmp_path / "csv").glob("*cbcl*")
+    [cbcl_xlsx] = (tmp_path / "xlsx").glob("*cbcl*")
+    rows = len(cbcl_csv.read_bytes().splitlines()) - 1
+    lines = cbcl_csv.read_bytes().splitlines()
+    columns = len(lines[0].split(b";"))
+    assert columns * 10 < DEFAULTS.max_columns
+    assert max(map(len, lines)) * 100 < DEFAULTS.max_line_bytes
+    per_row_csv = cbcl_csv.stat().st_size / rows
+    assert 112_000 * per_row_csv * 10 < DEFAULTS.max_file_bytes
+    assert 10_000_000 < DEFAULTS.max_rows and 10_000_000 * per_row_csv < DEFAULTS.max_file_bytes  # even in one piece
+    with zipfile.ZipFile(cbcl_xlsx) as archive:
+        unpacked = sum(i.file_size for i in archive.infolist())
+        worst_ratio = max(i.file_size / i.compress_size for i in archive.infolist() if i.file_size > 2**16)
+    assert 112_000 / rows * unpacked * 4 < DEFAULTS.max_unpacked_bytes
+    assert 112_000 / rows * cbcl_xlsx.stat().st_size * 10 < DEFAULTS.max_file_bytes
+    assert worst_ratio * 5 < DEFAULTS.max_inflation
+    assert 112_000 < EXCEL_MAX_ROWS - 1 and 112_000 < DEFAULTS.max_rows
+    read_csv = open_delivery(cbcl_csv, load_spec(REPO_ROOT / "catalog"), limits=DEFAULTS)
+    read_xlsx = open_delivery(cbcl_xlsx, load_spec(REPO_ROOT / "catalog"), limits=DEFAULTS)
+    assert sum(map(len, read_csv.chunks)) == sum(map(len, read_xlsx.chunks)) == rows
+
+
+def test_limits_come_from_the_settings():
+    settings = Settings(delivery_max_rows=7, delivery_max_columns=8, delivery_max_cell_chars=9)
+    limits = Limits.from_settings(settings)
+    assert (limits.max_rows, limits.max_columns, limits.max_cell_chars) == (7, 8, 9)
+    assert DEFAULTS.max_cell_chars == 32_767  # Excel's own cell limit
 
 
 @pytest.fixture(autouse=True)

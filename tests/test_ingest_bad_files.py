@@ -2,6 +2,8 @@
 quarantine; the CLI exits 2 with the file name and the reason, without a traceback.
 
 The files and their messages are listed in tests/data/bad/README.md (see tests/test_delivery.py).
+Hostile files (bombs, absurdly wide rows and cells, files that lie about their size) are made at run
+time by tests/bad_files.py and must be refused with a message that names the file and the limit.
 """
 
 from __future__ import annotations
@@ -9,14 +11,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sys
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+import bad_files
 from bad_files import BAD, BAD_FILES, message_regex
 from ldj import store
 from ldj.i18n import TEXTS
@@ -162,3 +165,140 @@ def test_cli_still_imports_the_good_file_next_to_a_bad_one(tmp_path):
     assert [b["status"] for b in batches(engine)] == ["rejected", "loaded"]
     assert counts(engine)["trajectories"] == 1
     engine.dispose()
+
+
+# --- hostile files: refused fast, in bounded memory, naming the file and the limit ----------------
+
+CELL_LIMIT = "de grens is 32767 (LDJ_DELIVERY_MAX_CELL_CHARS)"
+LINE_LIMIT = "de grens is 1 MiB (LDJ_DELIVERY_MAX_LINE_BYTES = 1048576)"
+HOSTILE = {  # maker -> the Dutch message at the default limits (`…`: a part that varies)
+    "xlsx_many_rows": (bad_files.xlsx_many_rows,
+                       "werkblad xl/worksheets/sheet1.xml heeft meer dan 1048576 rijen, meer dan Excel zelf toelaat"),
+    "xlsx_sheet_elsewhere": (bad_files.xlsx_sheet_elsewhere,
+                             "werkblad xl/data/blad.xml heeft meer dan 1048576 rijen, meer dan Excel zelf toelaat"),
+    "xlsx_compression_bomb": (bad_files.xlsx_compression_bomb,
+                              "onderdeel xl/worksheets/sheet1.xml pakt … keer zo groot uit als het ingepakt is; "
+                              "de grens is 200 keer (LDJ_DELIVERY_MAX_INFLATION)"),
+    "xlsx_lying_directory": (bad_files.xlsx_lying_directory,
+                             "uitgepakt is het Excel-bestand 8.0 GiB groot; de grens is 4 GiB "
+                             "(LDJ_DELIVERY_MAX_UNPACKED_BYTES = 4294967296)"),
+    "xlsx_shared_strings": (bad_files.xlsx_shared_strings,
+                            "het Excel-bestand bevat meer dan 10000 gedeelde teksten bij maar 21 cellen"),
+    "xlsx_huge_cell": (bad_files.xlsx_huge_cell,
+                       f"xl/worksheets/sheet1.xml bevat een cel van meer dan 32767 tekens; {CELL_LIMIT}"),
+    "xlsx_long_cell": (bad_files.xlsx_long_cell,
+                       f"de cel in kolom Toelichting op regel 3 is langer dan 32767 tekens; {CELL_LIMIT}"),
+    "xlsx_many_parts": (bad_files.xlsx_many_parts,
+                        "het Excel-bestand bestaat uit 20006 onderdelen; een werkmap heeft er hoogstens 10000"),
+    "xlsx_wide": (bad_files.xlsx_wide, "het bestand heeft 3000 kolommen; de grens is 2000 (LDJ_DELIVERY_MAX_COLUMNS)"),
+    "xlsx_with_macros": (bad_files.xlsx_with_macros,
+                         "het Excel-bestand bevat macro's of ingesloten objecten (xl/vbaProject.bin); "
+                         "lever een .xlsx zonder macro's en objecten aan"),
+    "csv_wide": (bad_files.csv_wide, "het bestand heeft 100000 kolommen; de grens is 2000 (LDJ_DELIVERY_MAX_COLUMNS)"),
+    "csv_huge_cell": (bad_files.csv_huge_cell, f"regel 3 is langer dan 1 MiB; {LINE_LIMIT}"),
+    "csv_long_cell": (bad_files.csv_long_cell,
+                      f"de cel in kolom Toelichting op regel 3 is langer dan 32767 tekens; {CELL_LIMIT}"),
+    "csv_without_newlines": (bad_files.csv_without_newlines, f"regel 1 is langer dan 1 MiB; {LINE_LIMIT}"),
+    "csv_many_rows": (lambda folder: bad_files.csv_many_rows(folder, 20_000_001),
+                      "het bestand heeft meer dan 20000000 gegevensregels; de grens is 20000000 (LDJ_DELIVERY_MAX_ROWS)"),
+    "oversized": (lambda folder: bad_files.oversized(folder, 4 * 2**30 + 1),
+                  "het bestand is 4.0 GiB groot; de grens is 4 GiB (LDJ_DELIVERY_MAX_FILE_BYTES = 4294967296)"),
+    "sav_billion_cases": (bad_files.sav_billion_cases,
+                          "het SPSS-bestand zegt 1000000000 gevallen te bevatten; de grens is 20000000 "
+                          "(LDJ_DELIVERY_MAX_ROWS)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_file_is_refused_naming_the_file_and_the_limit(case, tmp_path, sqlite_settings):
+    make, message = HOSTILE[case]
+    path = make(tmp_path)
+    ingestor = Ingestor(sqlite_settings, progress=False)
+    report = ingestor.ingest(path)
+
+    assert report.status == "rejected" and report.unusable
+    assert re.fullmatch(message_regex(message), report.error), report.error
+    assert report.lines("nl") == [f"{path.name}: AFGEWEZEN — {report.error}"]
+    assert (report.rows_loaded, report.rows_quarantined) == (0, 0)
+    [batch] = batches(ingestor.engine)
+    assert (batch["status"], batch["file_name"], batch["error"]) == ("rejected", path.name, report.error)
+    assert batch["size_bytes"] == path.stat().st_size
+    assert counts(ingestor.engine) == dict.fromkeys(LOADED_TABLES, 0)
+
+
+def test_a_file_over_the_size_limit_is_not_even_read_for_its_checksum(tmp_path, sqlite_settings):
+    path = bad_files.oversized(tmp_path, 4 * 2**30 + 1)  # sparse: reading it would take long, not disk
+    ingestor = Ingestor(sqlite_settings, progress=False)
+    assert ingestor.ingest(path).status == "rejected"
+    [batch] = batches(ingestor.engine)
+    assert batch["checksum"] == ""  # not computed: the file was refused unread
+
+
+@pytest.mark.parametrize("make", [lambda f: bad_files.xlsx_good(f, rows=3),
+                                  lambda f: bad_files._write_csv(f / "drie.csv", [bad_files.TRAJECTORY_ROW] * 3)],
+                         ids=["xlsx", "csv"])
+def test_limits_are_settings(make, tmp_path, sqlite_settings):
+    settings = sqlite_settings.model_copy(update={"delivery_max_rows": 2})
+    ingestor = Ingestor(settings, progress=False)
+    report = ingestor.ingest(make(tmp_path))
+    assert report.status == "rejected"
+    assert report.error == "het bestand heeft meer dan 2 gegevensregels; de grens is 2 (LDJ_DELIVERY_MAX_ROWS)"
+    assert counts(ingestor.engine) == dict.fromkeys(LOADED_TABLES, 0)
+
+
+def test_a_too_long_cell_in_a_later_chunk_rolls_back_the_rows_already_loaded(tmp_path, settings):
+    settings = settings.model_copy(update={"ingest_chunk_rows": 1})
+    ingestor = Ingestor(settings, progress=False)
+    loaded = []
+    real_write = ingestor._write
+
+    def spy(conn, name, rule, rows, batch_id):
+        real_write(conn, name, rule, rows, batch_id)
+        if name == "trajectories":
+            loaded.append(rows.num_rows)
+
+    ingestor._write = spy
+    report = ingestor.ingest(bad_files.csv_long_cell(tmp_path))
+    assert loaded == [1]  # row 2 did reach the tables before row 3 was read
+    assert report.status == "rejected"
+    assert report.error.startswith("de cel in kolom Toelichting op regel 3 is langer dan 32767 tekens")
+    assert counts(ingestor.engine) == dict.fromkeys(LOADED_TABLES, 0)
+
+
+PEAK_RSS = """
+import resource, subprocess, sys
+result = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stderr.write(result.stderr)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)
+sys.exit(result.returncode)
+"""
+
+
+def _cli_peak_mb(files: list[Path], tmp_path: Path) -> tuple[subprocess.CompletedProcess, int]:
+    """`ldj ingest` in a wrapper process that reports the peak RSS (MB) of ldj and its helper."""
+    tmp_path.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LDJ_")}
+    env.update(LDJ_DATA_DIR=str(tmp_path / "var"), LDJ_PROGRESS="never", LDJ_LANGUAGE="nl")
+    result = subprocess.run([sys.executable, "-c", PEAK_RSS, str(LDJ), "ingest", *map(str, files)], env=env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    return result, int(result.stdout.strip().splitlines()[-1])
+
+
+def test_cli_refuses_hostile_files_in_bounded_memory(tmp_path):
+    """Refusing them costs no more memory than refusing an empty file, give or take a margin far below
+    what reading any of them would take (a 50 MB cell, a million rows, 100,000 columns)."""
+    folder = tmp_path / "levering"
+    folder.mkdir()
+    baseline, baseline_mb = _cli_peak_mb([BAD / "empty.csv"], tmp_path / "a")
+    assert baseline.returncode == 2, baseline.stderr
+
+    names = ["xlsx_many_rows", "xlsx_compression_bomb", "xlsx_huge_cell", "csv_wide", "csv_huge_cell"]
+    files = [HOSTILE[name][0](folder) for name in names]
+    result, peak_mb = _cli_peak_mb(files, tmp_path / "b")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(": AFGEWEZEN — ")[0] for line in lines] == [f.name for f in files]
+    for line, name in zip(lines, names):
+        assert re.fullmatch(message_regex(HOSTILE[name][1]), line.split(": AFGEWEZEN — ")[1]), line
+    assert peak_mb < baseline_mb + 40, (peak_mb, baseline_mb)
