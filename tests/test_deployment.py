@@ -17,7 +17,7 @@ from pathlib import Path
 import panel as pn
 import pytest
 
-from ldj import deployment
+from ldj import deployment, policy
 from ldj.deployment import DeploymentError
 from ldj.portal import home
 from ldj.portal.visitor import Visitor
@@ -77,7 +77,7 @@ def test_shared_accounts_only_for_a_local_hub_that_is_not_root_and_then_only_whe
 
 def test_the_steward_sees_a_warning_on_the_start_page_when_accounts_are_shared(sqlite_settings, monkeypatch):
     def alerts(name: str, roles: set[str]) -> list[str]:
-        page = home.view(Visitor(name, roles=frozenset(roles), settings=sqlite_settings))
+        page = home.view(Visitor(policy.Actor(name, frozenset(roles)), settings=sqlite_settings))
         return [p.object for p in page.select(pn.pane.Alert)]
 
     assert alerts("stew", {"steward"}) == []  # as root: every workspace its own account
