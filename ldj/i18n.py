@@ -472,8 +472,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "cat_feasibility": ("Haalbaarheid: hoeveel gegevens zijn er?", "Feasibility: how much data is there?"),
     "cat_feasibility_help": ("Kies filters en tel. Leeg laten betekent: alles.", "Choose filters and count. Empty means: all."),
     "cat_count_button": ("Tel", "Count"),
-    "cat_count": ("Ongeveer **{rows}** rijen van ongeveer **{clients}** cliënten.",
-                  "About **{rows}** rows from about **{clients}** clients."),
+    "cat_count": ("Ongeveer {rows} rijen van ongeveer {clients} cliënten.",
+                  "About {rows} rows from about {clients} clients."),
     "cat_suppressed_small": ("Te weinig gegevens: minder dan de drempel aan cliënten.",
                              "Too little data: fewer clients than the threshold."),
     "cat_suppressed_differencing": ("Te weinig gegevens: met een andere keuze zou een kleine groep herleidbaar "
@@ -538,6 +538,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "policy_inactive": ("Het account '{name}' is niet actief.", "The account '{name}' is not active."),
     "portal_forbidden": ("U heeft geen toegang tot deze pagina of handeling.",
                          "You do not have access to this page or action."),
+    "param_bad": ("Ongeldige waarde voor '{name}': '{value}'.", "Invalid value for '{name}': '{value}'."),
+    "portal_session_ended": ("Uw sessie is beëindigd: log opnieuw in.", "Your session has ended: please log in again."),
     "nav_home": ("Start", "Home"),
     "nav_factsheet": ("Factsheet", "Factsheet"),
     # the factsheet (ldj/factsheet.py, factsheet/templates)

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     portal_allowed_origins: list[str] = Field(
         [], description="Host:port values browsers may open the portal from (websocket origin check); "
         "default: the hub's address and port, and localhost.")
+    portal_session_check_seconds: int = Field(
+        30, description="How long the portal trusts a check of a visitor's hub login (their OAuth token against the "
+        "hub's API) before asking the hub again: after a hub logout the portal session ends within this time.")
     spawner: str = Field("local", description="Workspace spawner: local (demo), docker or kubernetes (docker/).")
     workspace_check_seconds: int = Field(60, description="How often running workspaces are checked against the grants.")
     idle_timeout_seconds: int = Field(3600, description="A workspace idle this long is stopped by the idle culler.")
