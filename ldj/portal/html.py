@@ -40,7 +40,7 @@ def _web_url(value: str | None) -> str:
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([TEMPLATES, SHARED]), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+                             trim_blocks=True, lstrip_blocks=True)
     env.filters["markdown"] = lambda text: Markup(render_markdown(text))
     env.filters["day"] = _day
     env.filters["web_url"] = _web_url
@@ -52,9 +52,15 @@ def render(template_name: str, **values) -> Markup:
     return Markup(environment().get_template(template_name).render(**values))
 
 
+def html_of(template_name: str, **values) -> str:
+    """`render` as a plain string, for a Panel pane's object: Panel escapes a pane's HTML for transport itself,
+    and a `Markup` would have that escaping escaped once more (Markup.replace escapes its arguments)."""
+    return str(render(template_name, **values))
+
+
 def pane(template_name: str, stylesheets: list[str] | None = None, **values) -> pn.pane.HTML:
     """A Panel HTML pane of a rendered template (full width)."""
-    return pn.pane.HTML(render(template_name, **values), stylesheets=stylesheets or [],
+    return pn.pane.HTML(html_of(template_name, **values), stylesheets=stylesheets or [],
                         sizing_mode="stretch_width")
 
 
@@ -77,5 +83,5 @@ def markdown_html(text_of: Callable[..., str], key: str, **fields) -> Markup:
 
 def markdown(text_of: Callable[..., str], key: str, stylesheets: list[str] | None = None, **fields) -> pn.pane.HTML:
     """`markdown_html` as a Panel pane."""
-    return pn.pane.HTML(markdown_html(text_of, key, **fields), stylesheets=stylesheets or [],
+    return pn.pane.HTML(str(markdown_html(text_of, key, **fields)), stylesheets=stylesheets or [],
                         sizing_mode="stretch_width")

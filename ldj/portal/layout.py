@@ -64,12 +64,13 @@ class Page:
     handler: type[web.RequestHandler] | None = None
 
 
-def nav(visitor: Visitor, pages: list[Page], active: str) -> Markup:
+def nav(visitor: Visitor, pages: list[Page], active: str) -> dict:
+    """The values of the navigation bar (nav.html.j2)."""
     here = f"{prefix()}/{active}"
     other = "en" if visitor.language == "nl" else "nl"
     links = [{"href": f"{prefix()}/{p.path}", "text": visitor.t(p.nav_key), "active": p.path == active}
              for p in pages if not p.action or visitor.allows(p.action)]
-    return render("nav.html.j2", links=links, name=visitor.name,
+    return dict(links=links, name=visitor.name,
                   language_href=f"{prefix()}/taal?" + urlencode({"lang": other, "next": here}),
                   language_text=other.upper(),
                   login_href=f"{prefix()}/login?" + urlencode({"next": here}), login_text=visitor.t("portal_login"),
@@ -79,8 +80,7 @@ def nav(visitor: Visitor, pages: list[Page], active: str) -> Markup:
 def frame(visitor: Visitor, pages: list[Page], page: Page, content) -> pn.template.BaseTemplate:
     template = pn.template.BootstrapTemplate(
         title=visitor.t("portal_title"), header_background="#1f4e79", favicon=f"{prefix()}/{FAVICON}")
-    template.header.append(pn.pane.HTML(nav(visitor, pages, page.path), sizing_mode="stretch_width",
-                                        stylesheets=[CSS]))
+    template.header.append(pane("nav.html.j2", [CSS], **nav(visitor, pages, page.path)))
     template.main.append(content)
     return template
 
@@ -164,11 +164,11 @@ class PortalHandler(web.RequestHandler):
         except BadParameter as exc:
             raise Refusal(400, str(exc)) from None
 
-    def write_page(self, visitor: Visitor, path: str, heading: str, content: Markup, head: Markup = Markup("")):
+    def write_page(self, visitor: Visitor, path: str, heading: str, content: Markup, head: Markup | str = ""):
         """The page in the portal's frame; `content` and `head` are rendered templates."""
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.write(render("page.html.j2", language=visitor.language, title=visitor.t("portal_title"),
-                          heading=heading, favicon=f"{prefix()}/{FAVICON}", nav=nav(visitor, self.pages, path),
+                          heading=heading, favicon=f"{prefix()}/{FAVICON}", nav=render("nav.html.j2", **nav(visitor, self.pages, path)),
                           head=head, content=content))
 
     def write_error(self, status_code: int, **kwargs) -> None:

@@ -74,7 +74,8 @@ def local_path(raw: str) -> str:
     for candidate in (raw, decoded):
         if not candidate.startswith("/") or candidate.startswith(("//", "/\\")) or "\\" in candidate:
             raise ValueError(raw)
-        if any(unicodedata.category(c)[0] in "CZ" for c in candidate):  # control, format, separators (spaces)
+        refused = "CZ" if candidate is raw else "C"  # control and format characters; raw spaces too
+        if any(unicodedata.category(c)[0] in refused for c in candidate):
             raise ValueError(raw)
         parts = urlsplit(candidate)
         if parts.scheme or parts.netloc:

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, timedelta
 import panel as pn
-from markupsafe import Markup
 
 from .. import registry as reg
-from .html import render, text
+from .html import html_of, text
 from .layout import guarded
 from .visitor import Visitor
 
@@ -39,14 +38,14 @@ def _day(value: date | None) -> str:
     return f"{value:%d-%m-%Y}" if value else "…"
 
 
-def _listing(visitor: Visitor, found: list[reg.Study]) -> Markup:
+def _listing(visitor: Visitor, found: list[reg.Study]) -> dict:
     t = visitor.t
     studies = [{"kind": st.kind, "id": st.id, "title": st.title, "status": st.status,
                 "kind_label": t("reg_kind_" + st.kind), "status_label": t("reg_" + st.status),
                 "organisation": st.organisation, "period": t("reg_period", start=_day(st.starts), end=_day(st.ends)),
                 "summary": st.summary, "questions": list(st.questions), "result": st.result or "", "url": st.url or ""}
                for st in found]
-    return render("registry/studies.html.j2", studies=studies, count=t("reg_count", n=len(found)),
+    return dict(studies=studies, count=t("reg_count", n=len(found)),
                   none=t("reg_none"), questions_label=t("reg_questions"), result_label=t("reg_result"),
                   more_label=t("reg_more"))
 
@@ -59,8 +58,8 @@ def _browse(visitor: Visitor) -> tuple[pn.Column, Callable[[], None]]:
     listing = pn.pane.HTML(stylesheets=[CSS], sizing_mode="stretch_width")  # the count and the list, in place
 
     def refresh(*_):
-        listing.object = _listing(visitor, reg.studies(visitor.engine, visitor.name, kind=kind.value or None,
-                                                       text=search.value))
+        found = reg.studies(visitor.engine, visitor.name, kind=kind.value or None, text=search.value)
+        listing.object = html_of("registry/studies.html.j2", **_listing(visitor, found))
 
     search.param.watch(refresh, "value")
     kind.param.watch(refresh, "value")

@@ -15,7 +15,7 @@ import panel as pn
 from .. import governance as gov
 from .. import vraagbank as vb
 from ..catalogue import load_entries
-from .html import markdown_html, pane, render, text
+from .html import html_of, markdown_html, pane, text
 from .layout import guarded, message
 from .params import arg, flag, identifier, integer
 from .visitor import Visitor
@@ -73,10 +73,10 @@ def _details(visitor: Visitor, request: gov.Request) -> pn.Column:
     return pn.Column(*parts, sizing_mode="stretch_width")
 
 
-def _form(visitor: Visitor, request: gov.Request | None, feedback: pn.Column) -> pn.Column:
-    """Write or change a request (draft or revision requested), then save and submit it."""
+def _form(visitor: Visitor, request: gov.Request | None, feedback: pn.Column, preselect: str | None = None) -> pn.Column:
+    """Write or change a request (draft or revision requested), then save and submit it; `preselect`: the
+    catalogue entry a new request starts with (`?entry=`)."""
     entries = _catalogue(visitor)
-    preselect = arg("entry", identifier, language=visitor.language)
     chosen = dict(request.entries) if request else ({preselect: entries[preselect].variable_names}
                                                    if preselect in entries else {})
     title = pn.widgets.TextInput(name=visitor.t("req_col_title"), value=request.title if request else "",
@@ -200,6 +200,7 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
     feedback = pn.Column(sizing_mode="stretch_width")
     base = "aanvragen"
     request_id = arg("id", integer, language=visitor.language)
+    preselect = arg("entry", identifier, language=visitor.language)
     arg("new", flag, language=visitor.language)  # `?new=1` opens the list with the form: checked, nothing more
     if request_id is not None:
         request = _chosen(visitor, request_id)
@@ -215,7 +216,7 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
     parts = [text(visitor.t("nav_requests"), "h2"),
              _request_table(visitor, gov.requests_for(visitor.engine, visitor.name), base)]
     if visitor.has_role("researcher"):
-        parts += [text(visitor.t("req_new"), "h3"), feedback, _form(visitor, None, feedback)]
+        parts += [text(visitor.t("req_new"), "h3"), feedback, _form(visitor, None, feedback, preselect)]
     return pn.Column(*parts, sizing_mode="stretch_width")
 
 
@@ -230,7 +231,7 @@ def _review_form(visitor: Visitor, request: gov.Request, feedback: pn.Column) ->
             name=visitor.t(text_key), options=[1, 2, 3, 4, 5], value=earlier.scores.get(number, 3) if earlier else 3)
         comments[number] = pn.widgets.TextInput(placeholder=visitor.t("req_comment"), sizing_mode="stretch_width",
                                                 value=earlier.comments.get(number, "") if earlier else "")
-        rows.append(pn.Row(pn.pane.HTML(render("text.html.j2", tag="span", css="", text=visitor.t(text_key)),
+        rows.append(pn.Row(pn.pane.HTML(html_of("text.html.j2", tag="span", css="", text=visitor.t(text_key)),
                                         width=360), scores[number],
                            comments[number], sizing_mode="stretch_width"))
     votes = {visitor.t(f"req_vote_{v}"): v for v in gov.VOTES}

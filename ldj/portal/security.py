@@ -16,6 +16,11 @@ The Content-Security-Policy is as strict as Panel and Bokeh allow:
   templates and reactive models, Bokeh's JS callbacks);
 - `style-src 'unsafe-inline'`: Bokeh and Panel style their components with inline styles and
   constructed stylesheets in shadow DOM;
+- `style-src`/`font-src` `https://cdn.holoviz.org` (styles and fonts only, never script): Panel links its
+  components' and its Bootstrap theme's stylesheets from its CDN even when it serves its JavaScript
+  itself (`PANEL_CDN_ROOT` would move them, but Panel's templates then fail to render);
+- not allowed: `blob:` scripts (Panel's es-module-shims probes for them and logs a refusal; the portal
+  uses no ESM components), and any other host;
 - `img-src data: blob:`: Bokeh's toolbar icons and plot exports;
 - no framing (`frame-ancestors 'none'`), no plugins, forms and <base> only to the portal itself.
 Because inline script is allowed, the CSP is a second line: the first is that no page puts a user's or a
@@ -26,12 +31,13 @@ from __future__ import annotations
 
 from tornado import httputil, web
 
+PANEL_CDN = "https://cdn.holoviz.org"
 CSP = "; ".join([
     "default-src 'self'",
     "script-src 'self' 'unsafe-inline' 'unsafe-eval'",
-    "style-src 'self' 'unsafe-inline'",
+    f"style-src 'self' 'unsafe-inline' {PANEL_CDN}",
     "img-src 'self' data: blob:",
-    "font-src 'self' data:",
+    f"font-src 'self' data: {PANEL_CDN}",
     "connect-src 'self'",
     "object-src 'none'",
     "base-uri 'self'",

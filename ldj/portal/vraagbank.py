@@ -20,7 +20,7 @@ from .. import policy
 from .. import registry
 from .. import vraagbank as vb
 from ..catalogue import load_entries
-from .html import pane, render, text
+from .html import html_of, pane, text
 from .layout import PortalHandler, Refusal, guarded, message
 from .params import arg, flag, integer
 from .visitor import Visitor
@@ -131,7 +131,7 @@ def _browse(visitor: Visitor) -> pn.Column:
                          for code, label in pairs}}, **wide)
     sort = pn.widgets.Select(name=visitor.t("vbp_sort"), options={visitor.t("vbp_sort_votes"): "votes",
                                                                   visitor.t("vbp_sort_newest"): "newest"}, **wide)
-    listing = pn.pane.HTML(stylesheets=[CSS], sizing_mode="stretch_width")  # the count and the table in one pane: they change together, in place
+    listing = pn.pane.HTML(stylesheets=[CSS], sizing_mode="stretch_width")  # count and table change together
 
     def refresh(*_):
         kind, _, code = tag.value.partition(":")
@@ -140,9 +140,9 @@ def _browse(visitor: Visitor) -> pn.Column:
                                       category=category.value or None, tag=code or None, tag_kind=kind or None,
                                       text=text.value, sort=sort.value)
         except gov.GovernanceError as exc:
-            listing.object = render("vraagbank/table.html.j2", **_table_values(visitor, [], error=str(exc)))
+            listing.object = html_of("vraagbank/table.html.j2", **_table_values(visitor, [], error=str(exc)))
             return
-        listing.object = render("vraagbank/table.html.j2", **_table_values(
+        listing.object = html_of("vraagbank/table.html.j2", **_table_values(
             visitor, found, count=visitor.t("vbp_count", n=len(found))))
 
     for widget in (text, status, category, tag, sort):
