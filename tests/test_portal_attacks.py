@@ -214,8 +214,11 @@ def test_cookies_are_httponly_samesite_and_for_the_portal_only(stack, page):
 
 def test_logging_out_of_the_hub_ends_the_portal_session_and_its_token(stack, page):
     export = f"{stack.portal}/vraagbank/export.csv"
+    question = stack.ids["question"]
     login(page, stack, "beheer", "/vraagbank")
     assert page.request.get(export).status == 200
+    still_open = page.context.new_page()  # a page opened before the logout, its websocket still connected
+    browser.open_page(still_open, f"{stack.portal}/vraagbank?vraag={question}")
     stolen = {c["name"]: c["value"] for c in page.context.cookies()}
     secret = (stack.data_dir / "hub" / "portal_cookie_secret").read_text().strip()
     token = decode_signed_value(secret, "access_token", stolen["access_token"].strip('"')).decode()
@@ -233,6 +236,9 @@ def test_logging_out_of_the_hub_ends_the_portal_session_and_its_token(stack, pag
     assert page.request.get(export).status == 403
     replayed = requests.get(export, cookies=stolen, timeout=30)  # a copied cookie stops working too
     assert replayed.status_code == 403
+    still_open.get_by_role("button", name="Verbergen").click()  # an action on the page opened before
+    still_open.wait_for_selector("text=Uw sessie is beëindigd")
+    assert not any(c.hidden for c in vb.get_question(stack.engine, question, "beheer").comments)
 
 
 def test_the_portals_logout_ends_the_hub_login_too(stack, page):

@@ -18,7 +18,7 @@ from .. import indicators, versions
 from ..factsheet import display_labels
 from ..instruments import load_instruments
 from .html import pane, text
-from .layout import message
+from .layout import login_still_stands, message
 from .visitor import Visitor
 
 ALL = "__all__"
@@ -26,6 +26,8 @@ ALL = "__all__"
 
 def _csv_download(frame: pd.DataFrame, name: str, label: str) -> pn.widgets.FileDownload:
     def payload() -> io.BytesIO:
+        if not login_still_stands():  # the hub has ended this login since the page opened: no download
+            raise PermissionError("the hub has ended this login")
         return io.BytesIO(indicators.download_table(frame).to_csv(index=False, sep=";").encode("utf-8-sig"))
 
     return pn.widgets.FileDownload(callback=payload, filename=f"{name}.csv", label=label, button_type="light",

@@ -41,6 +41,7 @@ def _web_url(value: str | None) -> str:
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([TEMPLATES, SHARED]), autoescape=True,
                              trim_blocks=True, lstrip_blocks=True)
+    env.policies["json.dumps_kwargs"] = {"sort_keys": False}  # Bokeh's JSON defines an object before its uses
     env.filters["markdown"] = lambda text: Markup(render_markdown(text))
     env.filters["day"] = _day
     env.filters["web_url"] = _web_url

@@ -100,12 +100,17 @@ def _session_language() -> str:
     return language if language in LANGUAGES else "nl"
 
 
+def login_still_stands() -> bool:
+    """In a callback of an open page: has the hub not ended the login the page was opened with?"""
+    user = pn.state.user if pn.state.curdoc else None
+    return session.still_logged_in(None if user in (None, GUEST) else user, pn.state.access_token)
+
+
 def guarded(action: Callable[[], object], feedback: pn.Column, success: str | None = None) -> bool:
     """Run a domain action from a button; its refusal (wrong role, illegal step, bad input, a login the hub
     has ended since the page opened) is shown."""
     feedback.clear()
-    user = pn.state.user if pn.state.curdoc else None
-    if not session.still_logged_in(None if user in (None, GUEST) else user, pn.state.access_token):
+    if not login_still_stands():
         feedback.append(message(t("portal_session_ended", _session_language())))
         return False
     try:
