@@ -539,6 +539,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "portal_forbidden": ("U heeft geen toegang tot deze pagina of handeling.",
                          "You do not have access to this page or action."),
     "param_bad": ("Ongeldige waarde voor '{name}': '{value}'.", "Invalid value for '{name}': '{value}'."),
+    "portal_error": ("Deze pagina kon niet worden gemaakt; de beheerder kan in het logboek zien waarom.",
+                     "This page could not be made; the administrator can see why in the log."),
     "portal_session_ended": ("Uw sessie is beëindigd: log opnieuw in.", "Your session has ended: please log in again."),
     "nav_home": ("Start", "Home"),
     "nav_factsheet": ("Factsheet", "Factsheet"),

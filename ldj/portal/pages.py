@@ -6,13 +6,17 @@ Page modules never import this module: the frame gets the list of pages as an ar
 
 from __future__ import annotations
 
+import logging
+
 import panel as pn
 
 from .. import governance, policy
-from . import catalogue, dashboards, factsheet, home, registry, requests, vraagbank
+from . import catalogue, dashboards, factsheet, home, registry, requests, session, vraagbank
 from .layout import GUEST, LanguageHandler, LogoutHandler, Page, frame, login_needed, message
 from .params import BadParameter, arg, one_of
 from .visitor import LANGUAGE_COOKIE, LANGUAGES, Visitor, from_groups
+
+log = logging.getLogger(__name__)
 
 PAGES: list[Page] = [
     Page("", "nav_home", home.view, "page.home"),
@@ -28,11 +32,12 @@ PAGES: list[Page] = [
 
 def current_visitor() -> Visitor:
     """The visitor of the current Panel session: the login (checked with the hub by the auth provider,
-    ldj.portal.session: an ended login arrives here as a guest), roles from the hub's groups, language from
-    `?lang=` (one of the offered ones) or the cookie."""
+    ldj.portal.session: an ended login arrives here as a guest), roles from the hub's groups as the hub
+    answered that check (else as at login), language from `?lang=` (one of the offered ones) or the cookie."""
     user = pn.state.user
     name = None if user in (None, GUEST) else user
-    info = pn.state.user_info or {}
+    checked = session.known_login(pn.state.access_token) if name else None
+    info = checked if checked and checked.get("name") == name else (pn.state.user_info or {})
     cookie = pn.state.cookies.get(LANGUAGE_COOKIE)
     language = arg("lang", one_of(LANGUAGES), cookie if cookie in LANGUAGES else "nl")
     return from_groups(name, info.get("groups") if name else None, language)
@@ -53,6 +58,9 @@ def _route(page: Page):
                 content = page.view(visitor)
             except (governance.PermissionDenied, policy.Refused, BadParameter) as exc:
                 content = message(str(exc))  # the page's own checks, before anything is shown
+            except Exception:  # logged with its traceback here; the visitor sees no internals
+                log.exception("page /%s failed", page.path)
+                content = message(visitor.t("portal_error"))
         return frame(visitor, PAGES, page, content)
     return build
 

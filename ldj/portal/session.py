@@ -62,6 +62,14 @@ def _remember(token: str, model: dict | None) -> None:
         _checked[_key(token)] = (time.monotonic() + get_settings().portal_session_check_seconds, model)
 
 
+def known_login(token: str | None) -> dict | None:
+    """The hub's user model of `token` as last checked (within the check interval), or None."""
+    if not token:
+        return None
+    fresh, model = _cached(token)
+    return model if fresh else None
+
+
 def forget(token: str | None) -> None:
     """Drop what is known of `token` (the portal's own logout), so the next request asks the hub."""
     if token:
