@@ -5,12 +5,15 @@ sessions after logging out of the hub. A payload that runs sets `window.__xss`; 
 
 from __future__ import annotations
 
+import re
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 import requests
+from bokeh.util.token import get_token_payload
+from cryptography.fernet import Fernet
 from playwright.sync_api import sync_playwright
 from tornado.web import decode_signed_value
 
@@ -221,9 +224,17 @@ def test_logging_out_of_the_hub_ends_the_portal_session_and_its_token(stack, pag
     browser.open_page(still_open, f"{stack.portal}/vraagbank?vraag={question}")
     stolen = {c["name"]: c["value"] for c in page.context.cookies()}
     secret = (stack.data_dir / "hub" / "portal_cookie_secret").read_text().strip()
-    token = decode_signed_value(secret, "access_token", stolen["access_token"].strip('"')).decode()
+    key = (stack.data_dir / "hub" / "portal_encryption_key").read_text().strip()
+    signed = decode_signed_value(secret, "access_token", stolen["access_token"].strip('"'))
+    token = Fernet(key).decrypt(signed).decode()  # the cookie holds the hub token encrypted, not readable
+    assert token.encode() not in signed
     hub_user = f"{stack.url}/hub/api/user"
     assert requests.get(hub_user, headers={"Authorization": f"token {token}"}, timeout=30).status_code == 200
+    # the page embeds a session token holding the request's cookies (a signed cookie is only base64 inside):
+    # a script there finds the hub token encrypted, not readable
+    embedded = get_token_payload(re.search(r'"token":\s*"([^"]+)"', still_open.content()).group(1))
+    inside = decode_signed_value(secret, "access_token", embedded["cookies"]["access_token"])
+    assert inside and token.encode() not in inside and Fernet(key).decrypt(inside).decode() == token
 
     page.goto(f"{stack.url}/hub/logout")  # the hub's own logout, not the portal's
     page.wait_for_url("**/hub/login**")

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import panel as pn
+from cryptography.fernet import Fernet
 
 from ..settings import Settings, get_settings
 from . import pages, security, session
@@ -40,6 +41,11 @@ def serve(settings: Settings | None = None) -> None:
     if settings.portal_processes > 1:
         _stop_together()
     pn.config.oauth_provider = "generic"  # the login handler Panel uses; the provider is ours (hub check)
+    # The OAuth cookies (access token, id token) encrypted, not only signed: Panel copies a page's cookies
+    # into the session token it embeds in the page, where a script could otherwise read the hub token.
+    key = _secret(state / "portal_encryption_key", lambda: Fernet.generate_key().decode()).encode()
+    pn.config.oauth_encryption_key = key
+    pn.state.encryption = Fernet(key)
     server = pn.serve(
         pages.routes(), address=service_url.hostname, port=service_url.port, prefix=prefix(), show=False,
         title="Lerende Databank Jeugd", websocket_origin=origins, start=False, use_xheaders=True,
