@@ -512,8 +512,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "cat_feasibility": ("Haalbaarheid: hoeveel gegevens zijn er?", "Feasibility: how much data is there?"),
     "cat_feasibility_help": ("Kies filters en tel. Leeg laten betekent: alles.", "Choose filters and count. Empty means: all."),
     "cat_count_button": ("Tel", "Count"),
-    "cat_count": ("Ongeveer **{rows}** rijen van ongeveer **{clients}** cliënten.",
-                  "About **{rows}** rows from about **{clients}** clients."),
+    "cat_count": ("Ongeveer {rows} rijen van ongeveer {clients} cliënten.",
+                  "About {rows} rows from about {clients} clients."),
     "cat_suppressed_small": ("Te weinig gegevens: minder dan de drempel aan cliënten.",
                              "Too little data: fewer clients than the threshold."),
     "cat_suppressed_differencing": ("Te weinig gegevens: met een andere keuze zou een kleine groep herleidbaar "
@@ -587,6 +587,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "person_role_supervisor": ("begeleider", "supervisor"),
     "portal_forbidden": ("U heeft geen toegang tot deze pagina of handeling.",
                          "You do not have access to this page or action."),
+    "param_bad": ("Ongeldige waarde voor '{name}': '{value}'.", "Invalid value for '{name}': '{value}'."),
+    "portal_error": ("Deze pagina kon niet worden gemaakt; de beheerder kan in het logboek zien waarom.",
+                     "This page could not be made; the administrator can see why in the log."),
+    "portal_session_ended": ("Uw sessie is beëindigd: log opnieuw in.", "Your session has ended: please log in again."),
     "nav_home": ("Start", "Home"),
     "nav_factsheet": ("Factsheet", "Factsheet"),
     # the factsheet (ldj/factsheet.py, factsheet/templates)
@@ -674,12 +678,12 @@ TEXTS: dict[str, tuple[str, str]] = {
     "home_apo_queue": ("Er wachten **{n}** aanvragen op uw beoordeling.", "**{n}** requests are waiting for your review."),
     "home_projects": ("Uw actieve projecten: {projects}.", "Your active projects: {projects}."),
     "home_workspace": ("Open mijn werkomgeving", "Open my workspace"),
-    "home_shared_accounts": ("**Let op: werkomgevingen zijn niet van het platform gescheiden.** De hub draait niet als "
+    "home_shared_accounts": ("Let op: werkomgevingen zijn niet van het platform gescheiden. De hub draait niet als "
                              "root en start elke werkomgeving onder zijn eigen account "
                              "(LDJ_ALLOW_SHARED_WORKSPACE_ACCOUNTS): code in een notebook kan de opslag, de "
                              "pseudoniemsleutel en de thuismappen van anderen lezen. Gebruik dit alleen voor een "
                              "demonstratie; start de hub als root of gebruik de docker- of kubernetes-spawner.",
-                             "**Warning: workspaces are not separated from the platform.** The hub does not run as "
+                             "Warning: workspaces are not separated from the platform. The hub does not run as "
                              "root and starts every workspace under its own account "
                              "(LDJ_ALLOW_SHARED_WORKSPACE_ACCOUNTS): code in a notebook can read the store, the "
                              "pseudonym key and other users' homes. Use this only for a demonstration; run the hub "

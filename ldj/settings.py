@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     portal_allowed_origins: list[str] = Field(
         [], description="Host:port values browsers may open the portal from (websocket origin check); "
         "default: the hub's address and port, and localhost.")
+    portal_session_check_seconds: int = Field(
+        30, description="How long the portal trusts a check of a visitor's hub login (their OAuth token against the "
+        "hub's API) before asking the hub again: after a hub logout the portal session ends within this time.")
     spawner: str = Field("local", description="Workspace spawner: local (demo), docker or kubernetes (docker/).")
     homes_dir: Path | None = Field(
         None, description="Folder of the local spawner's workspace homes, one private (0700) folder per workspace "

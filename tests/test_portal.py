@@ -172,12 +172,14 @@ def test_single_sign_on_carries_the_hub_groups_into_the_portal(stack, page):
     import base64
     import json
 
+    from cryptography.fernet import Fernet
     from tornado.web import decode_signed_value
 
     browser.login(page, stack.url, "apo-a", PASSWORD)
     cookie = next(c for c in page.context.cookies() if c["name"] == "id_token")
     secret = (stack.root / "var" / "hub" / "portal_cookie_secret").read_text().strip()
-    token = decode_signed_value(secret, "id_token", cookie["value"].strip('"')).decode()
+    key = (stack.root / "var" / "hub" / "portal_encryption_key").read_text().strip()
+    token = Fernet(key).decrypt(decode_signed_value(secret, "id_token", cookie["value"].strip('"'))).decode()
     payload = token.split(".")[1] if token.count(".") == 2 else token
     model = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert model["name"] == "apo-a"

@@ -1,8 +1,10 @@
 """Serve the portal: `python -m ldj.portal`, started by the hub as the managed service `ldj-portal`.
 
-Single sign-on: the hub is the OAuth provider (Panel's generic OAuth provider, the hub's
-`/hub/api/oauth2/*` endpoints and `/hub/api/user`). Pages are public unless they say otherwise
-(`oauth_optional`); pages and the domain layer check roles for every action.
+Single sign-on: the hub is the OAuth provider (Panel's generic OAuth login, the hub's `/hub/api/oauth2/*`
+endpoints and `/hub/api/user`); every request checks with the hub that the login still stands
+(ldj.portal.session). Pages are public unless their policy row says otherwise; pages and the domain check
+every action through ldj.policy. Every response carries the security headers of ldj.portal.security.
+The pages and routes are registered in ldj.portal.pages.
 """
 
 from __future__ import annotations
@@ -14,79 +16,11 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import panel as pn
-from tornado import web
+from cryptography.fernet import Fernet
 
-from .. import governance, policy
 from ..settings import Settings, get_settings
-from . import catalogue, dashboards, factsheet, home, registry, requests, vraagbank
-from .layout import GUEST, Page, frame, login_needed, message
-from .visitor import LANGUAGE_COOKIE, LANGUAGES, Visitor, from_groups
-
-SERVICE_NAME = "ldj-portal"
-
-PAGES: list[Page] = [
-    Page("", "nav_home", home.view),
-    Page("factsheet", "nav_factsheet", handler=factsheet.FactsheetPage),
-    Page("vraagbank", "nav_vraagbank", vraagbank.view),
-    Page("catalogus", "nav_catalogue", catalogue.view),
-    Page("onderzoek", "nav_registry", registry.view),
-    Page("dashboard", "nav_dashboard", dashboards.view, ("member", "steward")),
-    Page("aanvragen", "nav_requests", requests.view, ("researcher", "steward")),
-    Page("apo", "nav_apo", requests.apo_view, ("apo", "steward")),
-]
-
-
-def prefix() -> str:
-    return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/").rstrip("/")
-
-
-def current_visitor(settings: Settings | None = None) -> Visitor:
-    """The visitor of the current Panel session."""
-    user = pn.state.user
-    name = None if user in (None, GUEST) else user
-    info = pn.state.user_info or {}
-    language = _language(pn.state.cookies.get(LANGUAGE_COOKIE), pn.state.session_args.get("lang"))
-    return from_groups(name, info.get("groups") if name else None, language, settings)
-
-
-def _language(cookie: str | None, arg: list[bytes] | None) -> str:
-    if arg:
-        return arg[0].decode()
-    return cookie if cookie in LANGUAGES else "nl"
-
-
-def _route(page: Page):
-    def build():
-        visitor = current_visitor()
-        if page.nav_roles and visitor.anonymous:
-            content = login_needed(visitor, prefix(), page.path)
-        else:
-            try:
-                content = page.view(visitor)
-            except (governance.PermissionDenied, policy.Refused) as exc:  # the page's own check, before anything is shown
-                content = message(str(exc))
-        return frame(visitor, PAGES, page, prefix(), content)
-    return build
-
-
-class LanguageHandler(web.RequestHandler):
-    """GET {prefix}/taal?lang=en&next=...: remember the language and go back."""
-
-    def get(self):
-        language = self.get_argument("lang", "nl")
-        if language not in LANGUAGES:
-            raise web.HTTPError(400, f"unknown language {language!r}")
-        self.set_cookie(LANGUAGE_COOKIE, language, path="/", expires_days=365, samesite="Lax")
-        target = self.get_argument("next", prefix() + "/")
-        if urlparse(target).netloc or not target.startswith("/"):
-            target = prefix() + "/"  # only local redirects
-        self.redirect(target)
-
-
-def extra_handlers() -> list[tuple]:
-    """Plain HTTP routes beside the Panel sessions: the language switch, plain pages, downloads, feeds."""
-    pages = [(f"/{p.path}", p.handler) for p in PAGES if p.handler]
-    return [(r"/taal", LanguageHandler), *pages, *factsheet.HANDLERS, *vraagbank.HANDLERS]
+from . import pages, security, session
+from .layout import SERVICE_NAME, prefix
 
 
 def _secret(path: Path, factory) -> bytes | str:
@@ -100,25 +34,35 @@ def _secret(path: Path, factory) -> bytes | str:
 def serve(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     state = (settings.data_dir / "hub").resolve()
-    api_url = os.environ.get("JUPYTERHUB_API_URL", f"http://127.0.0.1:{settings.hub_api_port}/hub/api")
+    api_url = session.api_url()
     service_url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{settings.portal_port}"))
     origins = settings.portal_allowed_origins or [f"{settings.hub_ip}:{settings.hub_port}",
                                                    f"localhost:{settings.hub_port}", f"127.0.0.1:{settings.hub_port}"]
-    routes = {f"/{p.path}" if p.path else "/": _route(p) for p in PAGES if p.view}
     if settings.portal_processes > 1:
         _stop_together()
-    pn.serve(
-        routes, address=service_url.hostname, port=service_url.port, prefix=prefix(), show=False,
-        title="Lerende Databank Jeugd", websocket_origin=origins, start=True,
-        oauth_provider="generic", oauth_optional=True,
+    pn.config.oauth_provider = "generic"  # the login handler Panel uses; the provider is ours (hub check)
+    # The OAuth cookies (access token, id token) encrypted, not only signed: Panel copies a page's cookies
+    # into the session token it embeds in the page, where a script could otherwise read the hub token.
+    key = _secret(state / "portal_encryption_key", lambda: Fernet.generate_key().decode()).encode()
+    pn.config.oauth_encryption_key = key
+    pn.state.encryption = Fernet(key)
+    server = pn.serve(
+        pages.routes(), address=service_url.hostname, port=service_url.port, prefix=prefix(), show=False,
+        title="Lerende Databank Jeugd", websocket_origin=origins, start=False, use_xheaders=True,
+        auth_provider=session.HubLoginProvider(login_endpoint="/login", logout_endpoint="/logout"),
+        oauth_optional=True,
         oauth_key=os.environ.get("JUPYTERHUB_CLIENT_ID", f"service-{SERVICE_NAME}"),
         oauth_secret=os.environ.get("JUPYTERHUB_API_TOKEN", ""),
         oauth_redirect_uri=f"{prefix()}/login",  # registered as the service's oauth_redirect_uri
         oauth_extra_params={"AUTHORIZE_URL": "/hub/api/oauth2/authorize", "TOKEN_URL": f"{api_url}/oauth2/token",
                             "USER_URL": f"{api_url}/user", "USER_KEY": "name", "scope": []},
+        cookie_path=f"{prefix()}/",  # the portal's cookies go to the portal only, never to workspaces on this host
         cookie_secret=_secret(state / "portal_cookie_secret", lambda: secrets.token_hex(32)),
-        extra_patterns=extra_handlers(), num_procs=settings.portal_processes,
+        extra_patterns=pages.extra_handlers(), num_procs=settings.portal_processes,
     )
+    security.install(server._tornado)  # every response of this process: headers and cookie flags
+    server.start()
+    server.io_loop.start()
 
 
 def _stop_together() -> None:

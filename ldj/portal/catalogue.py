@@ -3,13 +3,13 @@ count (ldj.feasibility, disclosure-controlled) and "request this data"."""
 
 from __future__ import annotations
 
-from html import escape
-
 import panel as pn
 
 from .. import feasibility
 from ..catalogue import Entry, load_age_groups, load_entries
-from .layout import message, query_arg
+from .html import markdown, pane, text
+from .layout import message
+from .params import arg, identifier
 from .visitor import Visitor
 
 
@@ -24,7 +24,7 @@ def _labels(visitor: Visitor, entry: Entry, dim: str, values: list) -> dict[str,
     return {str(v): v for v in values}
 
 
-def _result_text(visitor: Visitor, result: feasibility.Feasibility) -> pn.pane.Alert:
+def _result_text(visitor: Visitor, result: feasibility.Feasibility) -> pn.pane.HTML:
     if result.suppressed:
         return message(visitor.t(f"cat_suppressed_{result.reason}"), "warning")
     return message(visitor.t("cat_count", rows=result.rows, clients=result.clients), "info")
@@ -33,12 +33,10 @@ def _result_text(visitor: Visitor, result: feasibility.Feasibility) -> pn.pane.A
 def _entry_page(visitor: Visitor, entry: Entry) -> pn.Column:
     engine = visitor.engine
     lang = visitor.language
-    parts = [pn.pane.Markdown(f"## {escape(entry.title.get(lang, entry.id))}\n\n{escape(entry.description.get(lang, ''))}"
-                              f"\n\n`{entry.id}` · {visitor.t('cat_sensitivity')}: {escape(entry.sensitivity)} · "
-                              f"{visitor.t('cat_themes')}: {escape(', '.join(entry.themes))}",
-                              sizing_mode="stretch_width"),
-             pn.pane.HTML(f'<a class="btn btn-primary" href="aanvragen?entry={escape(entry.id)}">'
-                          f'{escape(visitor.t("cat_request"))}</a>')]
+    parts = [pane("catalogue/entry.html.j2", title=entry.title.get(lang, entry.id),
+                  description=entry.description.get(lang, ""), id=entry.id, sensitivity=entry.sensitivity,
+                  sensitivity_label=visitor.t("cat_sensitivity"), themes=", ".join(entry.themes),
+                  themes_label=visitor.t("cat_themes"), request=visitor.t("cat_request"))]
     try:
         options = feasibility.options(engine, entry.id, visitor.settings)
     except (LookupError, ValueError):
@@ -61,13 +59,13 @@ def _entry_page(visitor: Visitor, entry: Entry) -> pn.Column:
             result.append(_result_text(visitor, found))
 
         button.on_click(on_count)
-        parts += [pn.pane.Markdown(f"### {visitor.t('cat_feasibility')}\n\n{visitor.t('cat_feasibility_help')}"),
+        parts += [text(visitor.t("cat_feasibility"), "h3"), text(visitor.t("cat_feasibility_help")),
                   pn.FlexBox(*widgets.values()), button, result]
     dictionary = entry.dictionary(lang).rename(columns={"variable": visitor.t("cat_col_variable"),
                                                         "type": visitor.t("cat_col_type"),
                                                         "label": visitor.t("cat_col_label"),
                                                         "values": visitor.t("cat_col_values")})
-    parts += [pn.pane.Markdown(f"### {visitor.t('cat_dictionary')}"),
+    parts += [text(visitor.t("cat_dictionary"), "h3"),
               pn.widgets.Tabulator(dictionary, disabled=True, show_index=False, sizing_mode="stretch_width",
                                    layout="fit_data_stretch")]
     return pn.Column(*parts, sizing_mode="stretch_width")
@@ -76,8 +74,8 @@ def _entry_page(visitor: Visitor, entry: Entry) -> pn.Column:
 def view(visitor: Visitor) -> pn.viewable.Viewable:
     """/catalogus: every entry with its size; `?entry=ID` one entry with dictionary and feasibility count."""
     entries = load_entries(visitor.settings.catalog_dir)
-    chosen = query_arg("entry")
-    if chosen:
+    chosen = arg("entry", identifier, language=visitor.language)
+    if chosen is not None:
         if chosen not in entries:
             return message(visitor.t("cat_unknown", entry=chosen))
         return _entry_page(visitor, entries[chosen])
@@ -88,11 +86,9 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
             count = visitor.t("ind_too_little_data") if size.suppressed else f"{size.rows:,}".replace(",", ".")
         except (LookupError, ValueError):
             count = "–"
-        rows.append(f'<tr><td><a href="catalogus?entry={escape(entry.id)}">{escape(entry.title.get(visitor.language, entry.id))}'
-                    f'</a><br><small>{escape(entry.description.get(visitor.language, ""))}</small></td>'
-                    f"<td>{escape(', '.join(entry.themes))}</td><td style='text-align:right'>{count}</td></tr>")
-    head = "".join(f"<th>{escape(visitor.t(k))}</th>" for k in ("cat_col_entry", "cat_themes", "cat_col_rows"))
-    return pn.Column(pn.pane.Markdown(f"## {visitor.t('nav_catalogue')}\n\n{visitor.t('cat_intro')}"),
-                     pn.pane.HTML(f'<table class="table table-sm"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}'
-                                  "</tbody></table>", sizing_mode="stretch_width"),
-                     sizing_mode="stretch_width")
+        rows.append({"id": entry.id, "title": entry.title.get(visitor.language, entry.id),
+                     "description": entry.description.get(visitor.language, ""), "themes": ", ".join(entry.themes),
+                     "count": count})
+    heads = [visitor.t(k) for k in ("cat_col_entry", "cat_themes", "cat_col_rows")]
+    return pn.Column(text(visitor.t("nav_catalogue"), "h2"), markdown(visitor.t, "cat_intro"),
+                     pane("catalogue/list.html.j2", heads=heads, rows=rows), sizing_mode="stretch_width")

@@ -17,16 +17,17 @@ import panel as pn
 from .. import indicators, versions
 from ..factsheet import display_labels
 from ..instruments import load_instruments
-from .layout import message
+from .html import pane, text
+from .layout import login_still_stands, message
 from .visitor import Visitor
 
 ALL = "__all__"
-TABLE_CSS = ("</table><style>.ldj-suppressed{color:#8a6d3b;font-style:italic} table{border-collapse:collapse}"
-             " th,td{padding:4px 12px;text-align:left;border-bottom:1px solid #ddd}</style>")
 
 
 def _csv_download(frame: pd.DataFrame, name: str, label: str) -> pn.widgets.FileDownload:
     def payload() -> io.BytesIO:
+        if not login_still_stands():  # the hub has ended this login since the page opened: no download
+            raise PermissionError("the hub has ended this login")
         return io.BytesIO(indicators.download_table(frame).to_csv(index=False, sep=";").encode("utf-8-sig"))
 
     return pn.widgets.FileDownload(callback=payload, filename=f"{name}.csv", label=label, button_type="light",
@@ -37,21 +38,21 @@ def _number(value, digits: int = 1) -> str:
     return "–" if value is None or pd.isna(value) else f"{value:.{digits}f}".replace(".", ",")
 
 
+def _table(visitor: Visitor, head_keys: tuple[str, ...], rows: list[dict]) -> pn.pane.HTML:
+    return pane("dashboards/table.html.j2", heads=[visitor.t(k) for k in head_keys], rows=rows,
+                width=len(head_keys) - 1)
+
+
 def _change_table(visitor: Visitor, frame: pd.DataFrame) -> pn.pane.HTML:
-    head = "".join(f"<th>{visitor.t(k)}</th>" for k in ("dash_col_scope", "dash_col_n", "dash_col_start",
-                                                         "dash_col_end", "dash_col_change", "dash_col_es"))
     rows = []
     for _, r in frame.iterrows():
-        if not r["published"]:
-            cells = f'<td colspan="5" class="ldj-suppressed">{r["message"]}</td>'
-        else:
-            cells = (f"<td>{r['n']}</td><td>{_number(r['mean_start'])}</td><td>{_number(r['mean_end'])}</td>"
-                     f"<td><b>{_number(r['mean_change'])}</b> [{_number(r['ci_low'])}; {_number(r['ci_high'])}]</td>"
-                     f"<td>{_number(r['effect_size'], 2)}</td>")
-        rows.append(f"<tr><td>{r['label']}</td>{cells}</tr>")
-    return pn.pane.HTML(f'<table class="table table-sm"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
-                        + TABLE_CSS,
-                        sizing_mode="stretch_width")
+        cells = [] if not r["published"] else [
+            {"text": r["n"]}, {"text": _number(r["mean_start"])}, {"text": _number(r["mean_end"])},
+            {"text": f"{_number(r['mean_change'])} [{_number(r['ci_low'])}; {_number(r['ci_high'])}]", "bold": True},
+            {"text": _number(r["effect_size"], 2)}]
+        rows.append({"label": r["label"], "hidden": "" if r["published"] else r["message"], "cells": cells})
+    return _table(visitor, ("dash_col_scope", "dash_col_n", "dash_col_start", "dash_col_end", "dash_col_change",
+                            "dash_col_es"), rows)
 
 
 def _shares_plot(visitor: Visitor, frame: pd.DataFrame, part: str, title: str):
@@ -63,8 +64,8 @@ def _shares_plot(visitor: Visitor, frame: pd.DataFrame, part: str, title: str):
     plot = shown.hvplot.barh(x="label", y="percentage", by=part, stacked=True, height=260, responsive=True,
                              title=title, ylabel="%", xlabel="", legend="bottom", hover_cols=["n", "total"])
     hidden = frame[~frame["published"]]
-    note = [] if hidden.empty else [pn.pane.Markdown(
-        visitor.t("dash_hidden", what=", ".join(sorted(set(hidden["label"])))), styles={"font-style": "italic"})]
+    note = [] if hidden.empty else [text(visitor.t("dash_hidden", what=", ".join(sorted(set(hidden["label"])))),
+                                         css="ldj-suppressed", stylesheets=[".ldj-suppressed{font-style:italic}"])]
     return pn.Column(pn.pane.HoloViews(plot, sizing_mode="stretch_width"), *note, sizing_mode="stretch_width")
 
 
@@ -102,17 +103,10 @@ def _funnel_plot(visitor: Visitor, points: pd.DataFrame, limits: pd.DataFrame, i
 
 
 def _scope_table(visitor: Visitor, frame: pd.DataFrame, columns: dict[str, str]) -> pn.pane.HTML:
-    head = "".join(f"<th>{visitor.t(k)}</th>" for k in ("dash_col_scope", *columns.values()))
-    rows = []
-    for _, r in frame.iterrows():
-        if not r["published"]:
-            cells = f'<td colspan="{len(columns)}" class="ldj-suppressed">{r["message"]}</td>'
-        else:
-            cells = "".join(f"<td>{r[c] if c == 'n' else _number(r[c])}</td>" for c in columns)
-        rows.append(f"<tr><td>{r['label']}</td>{cells}</tr>")
-    return pn.pane.HTML(f'<table class="table table-sm"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody>'
-                        + TABLE_CSS,
-                        sizing_mode="stretch_width")
+    rows = [{"label": r["label"], "hidden": "" if r["published"] else r["message"],
+             "cells": [{"text": r[c] if c == "n" else _number(r[c])} for c in columns] if r["published"] else []}
+            for _, r in frame.iterrows()]
+    return _table(visitor, ("dash_col_scope", *columns.values()), rows)
 
 
 def _figure(title: str, body, frame: pd.DataFrame, name: str, visitor: Visitor) -> pn.Card:
@@ -219,7 +213,7 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
         controls.insert(0, organisation)
     who = opts["organisation"] or visitor.t("ind_sejn")
     pending = versions.behind(engine, indicators.get_cube(engine, settings).version)
-    return pn.Column(pn.pane.Markdown(f"## {visitor.t('nav_dashboard')}: {who}\n\n{visitor.t('dash_intro')}"),
+    return pn.Column(text(f"{visitor.t('nav_dashboard')}: {who}", "h2"), text(visitor.t("dash_intro")),
                      *([message(visitor.t("portal_pending"), "warning")] if pending else []),
                      pn.FlexBox(*[pn.Column(w, width=230) for w in controls], show), results,
                      sizing_mode="stretch_width")

@@ -15,7 +15,6 @@ import json
 import shutil
 import tempfile
 import threading
-from html import escape
 from pathlib import Path
 
 import bokeh
@@ -24,13 +23,15 @@ import hvplot.pandas  # noqa: F401  (registers .hvplot on DataFrames)
 import pandas as pd
 import sqlalchemy as sa
 from bokeh.embed import json_item
-from tornado import web
+from markupsafe import Markup
 from tornado.ioloop import IOLoop
 
 from .. import factsheet as fs
 from .. import versions
 from ..settings import Settings
-from .layout import PortalHandler
+from .html import render
+from .layout import PortalHandler, prefix
+from .params import one_of
 from .visitor import LANGUAGES, Visitor
 
 PAGE = "factsheet"
@@ -49,40 +50,33 @@ class FactsheetPage(PortalHandler):
         self.set_header("Cache-Control", "no-cache")  # revalidate: the ETag changes with the data version
         self.set_header("X-LDJ-Data-Version", sheet.data_version)
         pending = versions.behind(visitor.engine, sheet.data_version)
-        notice = f'<p class="fsp-pending">{escape(visitor.t("portal_pending"))}</p>' if pending else ""
-        self.write_page(visitor, PAGE, visitor.t("fs_title"), notice + _content(sheet, visitor), head=_head())
+        content = render("factsheet/content.html.j2", content=_content(sheet, visitor),
+                         pending=visitor.t("portal_pending") if pending else "")
+        self.write_page(visitor, PAGE, visitor.t("fs_title"), content, head=_head())
 
 
-_content_cache: dict[tuple, str] = {}
+_content_cache: dict[tuple, Markup] = {}
 
 
-def _content(sheet: fs.Factsheet, visitor: Visitor) -> str:
+def _content(sheet: fs.Factsheet, visitor: Visitor) -> Markup:
     """The page's HTML (the domain's `render_content`, as in the PDF), made once per factsheet and language."""
     key = (sheet.data_version, sheet.computed_at, visitor.language)
     if key not in _content_cache:
-        item = json.dumps(json_item(hv.render(growth_chart(sheet, visitor), backend="bokeh")))
-        item = item.replace("</", "<\\/")  # inside <script>: no "</script>" from a label
-        chart = (f'<div id="fsp-growth" style="height: {CHART_HEIGHT}px"></div>'
-                 f'<script type="application/json" id="fsp-growth-item">{item}</script>'
-                 "<script>Bokeh.embed.embed_item(JSON.parse(document.getElementById('fsp-growth-item').textContent),"
-                 " 'fsp-growth')</script>")
+        chart = render("factsheet/chart.html.j2", height=CHART_HEIGHT,
+                       item=json_item(hv.render(growth_chart(sheet, visitor), backend="bokeh")))
         downloads = [(f"factsheet.pdf?lang={visitor.language}", visitor.t("fsp_download_pdf")),
                      ("factsheet.json", visitor.t("fsp_download_json"))]
         if len(_content_cache) >= 8:
             _content_cache.clear()
-        _content_cache[key] = fs.render_content(
+        _content_cache[key] = Markup(fs.render_content(
             sheet, visitor.settings, visitor.language, chart=chart, downloads=downloads,
-            growth_heading=visitor.t("fsp_growth_heading"), growth_help=visitor.t("fsp_growth_help"))
+            growth_heading=visitor.t("fsp_growth_heading"), growth_help=visitor.t("fsp_growth_help")))
     return _content_cache[key]
 
 
-def _head() -> str:
+def _head() -> Markup:
     """BokehJS from the portal's own static files (versioned URL: browsers keep it), and the content's CSS."""
-    from .app import prefix
-
-    return (f'<script src="{prefix()}/static/js/bokeh.min.js?v={bokeh.__version__}"></script>'
-            f"<style>{fs.page_css()}</style>"
-            "<style>.fsp-pending { background: #fcf8e3; color: #8a6d3b; padding: 6px 10px; border-radius: 4px; }</style>")
+    return render("factsheet/head.html.j2", prefix=prefix(), bokeh_version=bokeh.__version__)
 
 
 def growth_chart(sheet: fs.Factsheet, visitor: Visitor):
@@ -162,9 +156,7 @@ class PdfHandler(PortalHandler):
 
     async def get(self):
         visitor = self.visitor()
-        language = self.get_argument("lang", visitor.language)
-        if language not in LANGUAGES:
-            raise web.HTTPError(400, f"unknown language {language!r}")
+        language = self.arg("lang", one_of(LANGUAGES), visitor.language)
         # weasyprint takes a few seconds the first time per version: not on the server's event loop
         name, pdf = await IOLoop.current().run_in_executor(None, pdf_bytes, visitor.engine, visitor.settings, language)
         self.set_header("Content-Type", "application/pdf")

@@ -5,23 +5,23 @@ from __future__ import annotations
 import panel as pn
 
 from .. import deployment, governance
+from .html import pane
+from .layout import message
 from .visitor import Visitor
 
 
 def view(visitor: Visitor) -> pn.viewable.Viewable:
-    parts: list = [pn.pane.Markdown(visitor.t("home_intro"), sizing_mode="stretch_width")]
+    intro = pn.pane.Markdown(visitor.t("home_intro"), sizing_mode="stretch_width")
     if visitor.anonymous:
-        return pn.Column(*parts, sizing_mode="stretch_width")
-    parts.append(pn.pane.Markdown(f"### {visitor.t('home_welcome', name=visitor.name)}"))
+        return pn.Column(intro, sizing_mode="stretch_width")
+    warnings = []
     if visitor.allows("deployment.warnings") and deployment.shared_workspace_accounts(visitor.settings):
-        parts.append(pn.pane.Alert(visitor.t("home_shared_accounts"), alert_type="warning"))
+        warnings.append(message(visitor.t("home_shared_accounts"), "warning"))
     engine = visitor.engine
-    if visitor.has_role("apo"):
-        queue = governance.queue_for_reviewer(engine, visitor.name)
-        parts.append(pn.pane.Markdown(visitor.t("home_apo_queue", n=len(queue))))
-    grants = governance.active_grants(engine, visitor.name)
-    if grants:
-        projects = sorted({g.project_id for g in grants})
-        parts.append(pn.pane.Markdown(visitor.t("home_projects", projects=", ".join(map(str, projects)))))
-        parts.append(pn.pane.HTML(f'<a href="/hub/spawn">{visitor.t("home_workspace")}</a>'))
-    return pn.Column(*parts, sizing_mode="stretch_width")
+    queue = governance.queue_for_reviewer(engine, visitor.name) if visitor.has_role("apo") else None
+    projects = sorted({g.project_id for g in governance.active_grants(engine, visitor.name)})
+    return pn.Column(intro, *warnings, pane(
+        "home.html.j2", welcome=visitor.t("home_welcome", name=visitor.name),
+        apo_queue=visitor.t("home_apo_queue", n=len(queue)) if queue is not None else None,
+        projects=visitor.t("home_projects", projects=", ".join(map(str, projects))) if projects else "",
+        workspace=visitor.t("home_workspace")), sizing_mode="stretch_width")

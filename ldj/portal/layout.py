@@ -2,26 +2,31 @@
 
 Most pages are Panel sessions (`frame`). A page that is the same for every visitor and read by many
 (the factsheet) is served as plain HTML by a `PortalHandler` in the same frame
-(`portal/templates/page.html.j2`): no Bokeh document or websocket per view.
+(`portal/templates/page.html.j2`): no Bokeh document or websocket per view. Both get their HTML from
+templates (ldj.portal.html). The pages themselves are registered in ldj.portal.pages; this module and
+the pages never import it: the list of pages reaches the frame as an argument.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from html import escape
 from typing import Callable
+from urllib.parse import urlencode
 
-import jinja2
 import panel as pn
 from markupsafe import Markup
 from tornado import web
 
 from .. import governance, policy
-from ..settings import REPO_ROOT
-from .visitor import LANGUAGE_COOKIE, Visitor, from_groups
+from ..i18n import t
+from . import session
+from .html import pane, render
+from .params import BadParameter, handler_arg, local_path, one_of
+from .visitor import LANGUAGE_COOKIE, LANGUAGES, Visitor, from_groups
 
-TEMPLATES = REPO_ROOT / "portal" / "templates"
-GUEST = "guest"  # Panel's name for a visitor without login (oauth_optional)
+SERVICE_NAME = "ldj-portal"
+GUEST = session.GUEST
 FAVICON = "static/extensions/panel/images/favicon.ico"  # served by the portal (Panel's static files)
 
 CSS = """
@@ -31,65 +36,83 @@ CSS = """
 .ldj-nav .ldj-right > * { margin-left: 1em; margin-right: 0; font-weight: 400; }
 .ldj-suppressed { color: #8a6d3b; font-style: italic; }
 """
+ALERT_CSS = """
+.ldj-alert { padding: .75rem 1.25rem; margin-bottom: .5rem; border: 1px solid transparent; border-radius: .25rem; }
+.ldj-alert-danger { color: #721c24; background: #f8d7da; border-color: #f5c6cb; }
+.ldj-alert-warning { color: #856404; background: #fff3cd; border-color: #ffeeba; }
+.ldj-alert-info { color: #0c5460; background: #d1ecf1; border-color: #bee5eb; }
+.ldj-alert-success { color: #155724; background: #d4edda; border-color: #c3e6cb; }
+"""
+ALERT_KINDS = ("danger", "warning", "info", "success")
+
+
+def prefix() -> str:
+    """The portal's path under the hub (`/services/ldj-portal`), without a trailing slash."""
+    return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/").rstrip("/")
 
 
 @dataclass(frozen=True)
 class Page:
     """One route of the portal: its path under the prefix, nav text key, builder and who sees it in the nav.
-    `view` builds a Panel session's content; a page with a `handler` (a PortalHandler) is plain HTML instead."""
+    `view` builds a Panel session's content; a page with a `handler` (a PortalHandler) is plain HTML instead.
+    `action` is the page's row in ldj.policy.RULES (`page.*`): who may open it."""
 
     path: str
     nav_key: str
     view: Callable[[Visitor], pn.viewable.Viewable] | None = None
-    nav_roles: tuple[str, ...] = ()  # empty: everyone; roles are checked again by the page and the domain
+    action: str = ""
     handler: type[web.RequestHandler] | None = None
 
 
-def nav_html(visitor: Visitor, pages: list[Page], active: str, prefix: str) -> str:
-    links = []
-    for page in pages:
-        if page.nav_roles and not visitor.has_role(*page.nav_roles):
-            continue
-        css = ' class="active"' if page.path == active else ""
-        links.append(f'<a href="{prefix}/{page.path}"{css}>{escape(visitor.t(page.nav_key))}</a>')
-    here = f"{prefix}/{active}"
+def nav(visitor: Visitor, pages: list[Page], active: str) -> dict:
+    """The values of the navigation bar (nav.html.j2)."""
+    here = f"{prefix()}/{active}"
     other = "en" if visitor.language == "nl" else "nl"
-    right = [f'<a href="{prefix}/taal?lang={other}&next={here}">{other.upper()}</a>']
-    if visitor.anonymous:
-        right.append(f'<a href="{prefix}/login?next={here}">{escape(visitor.t("portal_login"))}</a>')
-    else:
-        right.append(f'<span>{escape(visitor.name)}</span>')
-        right.append(f'<a href="/hub/logout">{escape(visitor.t("portal_logout"))}</a>')
-    return f'<div class="ldj-nav">{"".join(links)}<span class="ldj-right">{"".join(right)}</span></div>'
+    links = [{"href": f"{prefix()}/{p.path}", "text": visitor.t(p.nav_key), "active": p.path == active}
+             for p in pages if not p.action or visitor.allows(p.action)]
+    return dict(links=links, name=visitor.name,
+                  language_href=f"{prefix()}/taal?" + urlencode({"lang": other, "next": here}),
+                  language_text=other.upper(),
+                  login_href=f"{prefix()}/login?" + urlencode({"next": here}), login_text=visitor.t("portal_login"),
+                  logout_href=f"{prefix()}/uitloggen", logout_text=visitor.t("portal_logout"))
 
 
-def frame(visitor: Visitor, pages: list[Page], page: Page, prefix: str, content) -> pn.template.BaseTemplate:
+def frame(visitor: Visitor, pages: list[Page], page: Page, content) -> pn.template.BaseTemplate:
     template = pn.template.BootstrapTemplate(
-        title=visitor.t("portal_title"), header_background="#1f4e79", favicon=f"{prefix}/{FAVICON}")
-    template.header.append(pn.pane.HTML(nav_html(visitor, pages, page.path, prefix), sizing_mode="stretch_width",
-                                        stylesheets=[CSS]))
+        title=visitor.t("portal_title"), header_background="#1f4e79", favicon=f"{prefix()}/{FAVICON}")
+    template.header.append(pane("nav.html.j2", [CSS], **nav(visitor, pages, page.path)))
     template.main.append(content)
     return template
 
 
-def query_arg(name: str) -> str | None:
-    """A query parameter of the page's URL (`?id=3` → "3"), or None."""
-    values = pn.state.session_args.get(name) if pn.state.curdoc else None
-    return values[0].decode() if values else None
+def message(text: str, kind: str = "danger") -> pn.pane.HTML:
+    """A message on the page (a refusal, a confirmation): plain text, escaped."""
+    return pane("message.html.j2", [ALERT_CSS], text=text, kind=kind if kind in ALERT_KINDS else "info")
 
 
-def message(text: str, kind: str = "danger") -> pn.pane.Alert:
-    return pn.pane.Alert(text, alert_type=kind)
+def login_needed(visitor: Visitor, path: str) -> pn.viewable.Viewable:
+    return pane("login_needed.html.j2", text=visitor.t("portal_login_needed"), login_text=visitor.t("portal_login"),
+                login_href=f"{prefix()}/login?" + urlencode({"next": f"{prefix()}/{path}"}))
 
 
-def login_needed(visitor: Visitor, prefix: str, path: str) -> pn.viewable.Viewable:
-    return pn.pane.HTML(f'<p>{escape(visitor.t("portal_login_needed"))} '
-                        f'<a href="{prefix}/login?next={prefix}/{path}">{escape(visitor.t("portal_login"))}</a></p>')
+def _session_language() -> str:
+    language = pn.state.cookies.get(LANGUAGE_COOKIE) if pn.state.curdoc else None
+    return language if language in LANGUAGES else "nl"
+
+
+def login_still_stands() -> bool:
+    """In a callback of an open page: has the hub not ended the login the page was opened with?"""
+    user = pn.state.user if pn.state.curdoc else None
+    return session.still_logged_in(None if user in (None, GUEST) else user, pn.state.access_token)
 
 
 def guarded(action: Callable[[], object], feedback: pn.Column, success: str | None = None) -> bool:
-    """Run a domain action from a button; its refusal (wrong role, illegal step, bad input) is shown."""
+    """Run a domain action from a button; its refusal (wrong role, illegal step, bad input, a login the hub
+    has ended since the page opened) is shown."""
     feedback.clear()
+    if not login_still_stands():
+        feedback.append(message(t("portal_session_ended", _session_language())))
+        return False
     try:
         action()
     except (governance.GovernanceError, policy.Refused) as exc:
@@ -103,32 +126,80 @@ def guarded(action: Callable[[], object], feedback: pn.Column, success: str | No
     return True
 
 
+class Refusal(web.HTTPError):
+    """A plain handler's refusal with a message for the visitor (400 bad argument, 403, 404)."""
+
+    def __init__(self, status: int, text: str):
+        super().__init__(status)
+        self.text = text
+
+
 class PortalHandler(web.RequestHandler):
-    """Base for plain HTTP pages and endpoints (the factsheet, feeds, downloads): the same login (Panel's
-    secure `user` cookie, set by the hub's OAuth) and language (`?lang=`, else the cookie) as the Panel pages."""
+    """Base for plain HTTP pages and endpoints (the factsheet, feeds, downloads): the same login as the Panel
+    pages (Panel's signed `user` and `access_token` cookies, set by the hub's OAuth, and the login checked
+    with the hub: ldj.portal.session) and language (`?lang=`, else the cookie). `pages` (the registered
+    pages, for the navigation) is given by ldj.portal.pages."""
+
+    def initialize(self, pages: tuple[Page, ...] = ()) -> None:
+        self.pages = list(pages)
+        self._visitor: Visitor | None = None
+
+    async def prepare(self) -> None:
+        cookie = self.get_cookie(LANGUAGE_COOKIE)
+        language = self.arg("lang", one_of(LANGUAGES), cookie if cookie in LANGUAGES else "nl")
+        raw = self.get_secure_cookie("user", max_age_days=1)
+        name = raw.decode("utf-8", "replace") if raw else None
+        model = None
+        if name and name != GUEST:
+            model = await session.login_of(session.cookie_token(self))
+            if model is None or model.get("name") != name:
+                session.clear_login(self)  # the hub has ended this login: so does the portal
+                model = None
+        self._visitor = from_groups(model["name"] if model else None, model.get("groups") if model else None,
+                                    language)
 
     def visitor(self) -> Visitor:
-        raw = self.get_secure_cookie("user", max_age_days=1)
-        name = raw.decode() if raw else None
-        language = self.get_argument("lang", None) or self.get_cookie(LANGUAGE_COOKIE) or "nl"
-        return from_groups(None if name == GUEST else name, None, language)
+        assert self._visitor is not None, "prepare() makes the visitor"
+        return self._visitor
 
-    def write_page(self, visitor: Visitor, path: str, heading: str, content: str, head: str = "") -> None:
-        """The page in the portal's frame; `content` and `head` are HTML the page made (escaped there)."""
-        from .app import PAGES, prefix  # app imports the pages, so not at module level
+    def arg(self, name: str, parser, default=None):
+        """A query argument parsed (ldj.portal.params); a malformed one is answered with 400 and its message."""
+        try:
+            return handler_arg(self, name, parser, default)
+        except BadParameter as exc:
+            raise Refusal(400, str(exc)) from None
 
+    def write_page(self, visitor: Visitor, path: str, heading: str, content: Markup, head: Markup | str = ""):
+        """The page in the portal's frame; `content` and `head` are rendered templates."""
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.write(_templates().get_template("page.html.j2").render(
-            language=visitor.language, title=visitor.t("portal_title"), heading=heading,
-            favicon=f"{prefix()}/{FAVICON}",
-            nav=Markup(nav_html(visitor, PAGES, path, prefix())), head=Markup(head), content=Markup(content)))
+        self.write(render("page.html.j2", language=visitor.language, title=visitor.t("portal_title"),
+                          heading=heading, favicon=f"{prefix()}/{FAVICON}", nav=render("nav.html.j2", **nav(visitor, self.pages, path)),
+                          head=head, content=content))
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        language = self._visitor.language if self._visitor else "nl"
+        text = error.text if isinstance(error, Refusal) else self._reason
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(render("error.html.j2", language=language, status=status_code, text=text,
+                           title=t("portal_title", language), home=f"{prefix()}/"))
 
 
-_environment: jinja2.Environment | None = None
+class LanguageHandler(PortalHandler):
+    """GET {prefix}/taal?lang=en&next=...: remember the language and go back (a path on this site only)."""
+
+    def get(self):
+        language = self.arg("lang", one_of(LANGUAGES), "nl")
+        target = self.arg("next", local_path, prefix() + "/")
+        self.set_cookie(LANGUAGE_COOKIE, language, path=f"{prefix()}/", expires_days=365, httponly=True, samesite="Lax")
+        self.redirect(target)
 
 
-def _templates() -> jinja2.Environment:
-    global _environment
-    if _environment is None:
-        _environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
-    return _environment
+class LogoutHandler(PortalHandler):
+    """GET {prefix}/uitloggen: end the portal's login (its cookies, what it knew of the token), then the hub's
+    (which deletes the tokens of that login and ends the login's other services)."""
+
+    def get(self):
+        session.forget(session.cookie_token(self))
+        session.clear_login(self)
+        self.redirect("/hub/logout")

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, timedelta
-from html import escape
-
 import panel as pn
 
 from .. import registry as reg
+from .html import html_of, text
 from .layout import guarded
 from .visitor import Visitor
 
@@ -31,48 +30,41 @@ CSS = """
 """
 
 
-def _html(text: str) -> pn.pane.HTML:
-    return pn.pane.HTML(text, stylesheets=[CSS], sizing_mode="stretch_width")
+def _text(value: str, tag: str = "p", css: str = "") -> pn.pane.HTML:
+    return text(value, tag, css, [CSS])
 
 
 def _day(value: date | None) -> str:
     return f"{value:%d-%m-%Y}" if value else "…"
 
 
-def _study_html(visitor: Visitor, st: reg.Study) -> str:
+def _listing(visitor: Visitor, found: list[reg.Study]) -> dict:
     t = visitor.t
-    badges = (f'<span class="reg-badge">{escape(t("reg_kind_" + st.kind))}</span>'
-              f'<span class="reg-badge {st.status}">{escape(t("reg_" + st.status))}</span>')
-    meta = f'{escape(st.organisation)} · {escape(t("reg_period", start=_day(st.starts), end=_day(st.ends)))}'
-    html = f'<div class="reg-study" id="{st.kind}-{st.id}" data-kind="{st.kind}" data-id="{st.id}">' \
-           f'<h4>{escape(st.title)}</h4>' \
-           f'<p>{badges}<span class="reg-meta">{meta}</span></p>{st.summary_html()}'
-    if st.questions:
-        links = ", ".join(f'<a href="vraagbank?vraag={qid}">{escape(title)}</a>' for qid, title in st.questions)
-        html += f'<p><b>{escape(t("reg_questions"))}:</b> {links}</p>'
-    if st.result:
-        html += f'<div class="reg-result"><b>{escape(t("reg_result"))}</b>{st.result_html()}</div>'
-    if st.url:
-        html += f'<p><a href="{escape(st.url)}" rel="nofollow noopener">{escape(t("reg_more"))}</a></p>'
-    return html + "</div>"
+    studies = [{"kind": st.kind, "id": st.id, "title": st.title, "status": st.status,
+                "kind_label": t("reg_kind_" + st.kind), "status_label": t("reg_" + st.status),
+                "organisation": st.organisation, "period": t("reg_period", start=_day(st.starts), end=_day(st.ends)),
+                "summary": st.summary, "questions": list(st.questions), "result": st.result or "", "url": st.url or ""}
+               for st in found]
+    return dict(studies=studies, count=t("reg_count", n=len(found)),
+                  none=t("reg_none"), questions_label=t("reg_questions"), result_label=t("reg_result"),
+                  more_label=t("reg_more"))
 
 
 def _browse(visitor: Visitor) -> tuple[pn.Column, Callable[[], None]]:
     t = visitor.t
-    text = pn.widgets.TextInput(name=t("reg_search"), sizing_mode="stretch_width", min_width=200)
+    search = pn.widgets.TextInput(name=t("reg_search"), sizing_mode="stretch_width", min_width=200)
     kind = pn.widgets.Select(name=t("reg_kind"), options={t("reg_kind_all"): "", t("reg_kind_ldj"): reg.LDJ,
                                                            t("reg_kind_member"): reg.MEMBER}, width=220)
-    listing = _html("")  # the count and the list in one pane, changed in place
+    listing = pn.pane.HTML(stylesheets=[CSS], sizing_mode="stretch_width")  # the count and the list, in place
 
     def refresh(*_):
-        found = reg.studies(visitor.engine, visitor.name, kind=kind.value or None, text=text.value)
-        body = "".join(_study_html(visitor, st) for st in found) or f"<p>{escape(t('reg_none'))}</p>"
-        listing.object = f'<p class="reg-meta">{escape(t("reg_count", n=len(found)))}</p>{body}'
+        found = reg.studies(visitor.engine, visitor.name, kind=kind.value or None, text=search.value)
+        listing.object = html_of("registry/studies.html.j2", **_listing(visitor, found))
 
-    text.param.watch(refresh, "value")
+    search.param.watch(refresh, "value")
     kind.param.watch(refresh, "value")
     refresh()
-    return pn.Column(pn.Row(text, kind, sizing_mode="stretch_width"), listing, sizing_mode="stretch_width"), refresh
+    return pn.Column(pn.Row(search, kind, sizing_mode="stretch_width"), listing, sizing_mode="stretch_width"), refresh
 
 
 def _register_form(visitor: Visitor, on_done) -> pn.Column:
@@ -93,12 +85,12 @@ def _register_form(visitor: Visitor, on_done) -> pn.Column:
                                         organisation=organisation.value, summary=summary.value, starts=starts.value,
                                         ends=ends.value, url=url.value))
         if guarded(action, feedback):
-            feedback.append(_html(f'<p class="reg-registered">{escape(t("reg_registered", id=created[-1]))}</p>'))
+            feedback.append(_text(t("reg_registered", id=created[-1]), css="reg-registered"))
             title.value = summary.value = url.value = ""
             on_done()
 
     send.on_click(register)
-    return pn.Column(_html(f"<h3>{escape(t('reg_register_heading'))}</h3>"), title, organisation, summary,
+    return pn.Column(_text(t("reg_register_heading"), "h3"), title, organisation, summary,
                      pn.Row(starts, ends), url, send, feedback, sizing_mode="stretch_width")
 
 
@@ -125,17 +117,17 @@ def _own(visitor: Visitor, holder: pn.Column, feedback: pn.Column, on_done) -> N
 
         finish.on_click(done)
         remove.on_click(gone)
-        parts.append(pn.Column(_html(f"<h4>{escape(st.title)}</h4>"), result, pn.Row(finish, remove),
+        parts.append(pn.Column(_text(st.title, "h4"), result, pn.Row(finish, remove),
                                sizing_mode="stretch_width"))
     holder.objects = parts
 
 
 def view(visitor: Visitor) -> pn.viewable.Viewable:
     t = visitor.t
-    head = _html(f"<h2>{escape(t('nav_registry'))}</h2><p>{escape(t('reg_intro'))}</p>")
+    head = pn.Column(_text(t("nav_registry"), "h2"), _text(t("reg_intro")), sizing_mode="stretch_width")
     browse, refresh = _browse(visitor)
     if visitor.anonymous or not any(visitor.has_role(r) for r in reg.WRITERS):
-        note = _html(f'<p class="reg-meta">{escape(t("reg_login_to_register"))}</p>') if visitor.anonymous else None
+        note = _text(t("reg_login_to_register"), css="reg-meta") if visitor.anonymous else None
         return pn.Column(head, *([note] if note else []), browse, sizing_mode="stretch_width")
     own, feedback = pn.Column(sizing_mode="stretch_width"), pn.Column(sizing_mode="stretch_width")
 

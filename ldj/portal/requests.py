@@ -1,13 +1,13 @@
 """Data requests (researchers) and the APO review (APO members, the steward): pages over ldj.governance.
 
 Every button calls one governance function with the visitor's name; governance checks the role and
-the workflow step, so these pages hold no rule of their own. `?id=N` opens one request.
+the workflow step, so these pages hold no rule of their own. `?id=N` opens one request. HTML comes from
+the templates in portal/templates/requests/; the applicant's text only through the sanitiser.
 """
 
 from __future__ import annotations
 
 from datetime import date, timedelta
-from html import escape
 
 import pandas as pd
 import panel as pn
@@ -15,7 +15,9 @@ import panel as pn
 from .. import governance as gov
 from .. import vraagbank as vb
 from ..catalogue import load_entries
-from .layout import guarded, message, query_arg
+from .html import html_of, markdown_html, pane, text
+from .layout import guarded, message
+from .params import arg, flag, identifier, integer
 from .visitor import Visitor
 
 CRITERIA_KEYS = {key: f"req_criterion_{i}" for i, key in enumerate(gov.CRITERIA, start=1)}
@@ -30,64 +32,51 @@ def _catalogue(visitor: Visitor):
     return load_entries(visitor.settings.catalog_dir)
 
 
-def _text(value: str | None) -> str:
-    from ..markup import render_markdown
-
-    return render_markdown(value or "")
-
-
 def _request_table(visitor: Visitor, requests: list[gov.Request], base: str) -> pn.pane.HTML:
     if not requests:
         return pn.pane.Markdown(visitor.t("req_none"))
-    rows = "".join(
-        f'<tr><td><a href="{base}?id={r.id}">{r.id}</a></td><td><a href="{base}?id={r.id}">{escape(r.title)}</a></td>'
-        f"<td>{escape(r.applicant)}</td><td>{escape(_status(visitor, r.status))}</td>"
-        f"<td>{r.updated_at:%Y-%m-%d}</td></tr>" for r in requests)
-    head = "".join(f"<th>{escape(visitor.t(k))}</th>" for k in
-                   ("req_col_id", "req_col_title", "req_col_applicant", "req_col_status", "req_col_updated"))
-    return pn.pane.HTML(f'<table class="table table-sm"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>',
-                        sizing_mode="stretch_width")
+    rows = [{"id": r.id, "title": r.title, "applicant": r.applicant, "status": _status(visitor, r.status),
+             "updated": f"{r.updated_at:%Y-%m-%d}"} for r in requests]
+    heads = [visitor.t(k) for k in ("req_col_id", "req_col_title", "req_col_applicant", "req_col_status",
+                                    "req_col_updated")]
+    return pane("requests/table.html.j2", base=base, heads=heads, rows=rows)
 
 
 def _details(visitor: Visitor, request: gov.Request) -> pn.Column:
     entries = _catalogue(visitor)
-    parts = [pn.pane.Markdown(f"## {escape(request.title)} (#{request.id})"),
-             pn.pane.Markdown(visitor.t("req_summary", status=_status(visitor, request.status),
-                                        applicant=request.applicant, organisation=request.applicant_organisation,
-                                        period=f"{request.access_from or '?'} – {request.access_until or '?'}",
-                                        members=", ".join(request.members) or "–"))]
-    if request.kind == gov.AMENDMENT:
-        parts.append(pn.pane.Markdown(visitor.t("req_amendment_of", project=request.project_id)))
-    if request.conditions:
-        parts.append(pn.pane.Markdown(f"**{visitor.t('req_conditions')}:** {escape(request.conditions)}"))
-    html = []
-    for key, text_key in CRITERIA_KEYS.items():
-        html.append(f"<h5>{escape(visitor.t(text_key))}</h5>{_text(request.criteria.get(key))}")
+    sections = [{"heading": visitor.t(text_key), "text": request.criteria.get(key) or ""}
+                for key, text_key in CRITERIA_KEYS.items()]
     if gov.AMENDMENT_REASON in request.criteria:
-        html.append(f"<h5>{escape(visitor.t('req_reason'))}</h5>{_text(request.criteria[gov.AMENDMENT_REASON])}")
-    data = "".join(
-        f"<li><b>{escape(entries[e].title.get(visitor.language, e) if e in entries else e)}</b> ({escape(e)}): "
-        f"{escape(', '.join(v))}</li>" for e, v in request.entries.items())
-    html.append(f"<h5>{escape(visitor.t('req_data'))}</h5><ul>{data}</ul>")
+        sections.append({"heading": visitor.t("req_reason"), "text": request.criteria[gov.AMENDMENT_REASON]})
     questions = vb.list_questions(visitor.engine, visitor.name, request_id=request.id)  # lineage: from practice
-    if questions:
-        links = "".join(f'<li><a href="vraagbank?vraag={q.id}">{escape(q.title)}</a> '
-                        f"({escape(vb.status_label(q.status, visitor.language))})</li>" for q in questions)
-        html.append(f'<h5>{escape(visitor.t("req_questions"))}</h5><ul class="req-questions">{links}</ul>')
-    parts.append(pn.pane.HTML("".join(html), sizing_mode="stretch_width"))
+    summary = markdown_html(visitor.t, "req_summary", status=_status(visitor, request.status),
+                            applicant=request.applicant, organisation=request.applicant_organisation,
+                            period=f"{request.access_from or '?'} – {request.access_until or '?'}",
+                            members=", ".join(request.members) or "–")
+    parts = [pane(
+        "requests/details.html.j2", title=request.title, id=request.id, summary=summary,
+        amendment_of=visitor.t("req_amendment_of", project=request.project_id)
+        if request.kind == gov.AMENDMENT else "",
+        conditions=request.conditions or "", conditions_label=visitor.t("req_conditions"), sections=sections,
+        data_label=visitor.t("req_data"),
+        entries=[{"id": e, "title": entries[e].title.get(visitor.language, e) if e in entries else e,
+                  "variables": list(v)} for e, v in request.entries.items()],
+        questions_label=visitor.t("req_questions"),
+        questions=[{"id": q.id, "title": q.title, "status": vb.status_label(q.status, visitor.language)}
+                   for q in questions])]
     history = gov.request_history(visitor.engine, request.id)
     frame = pd.DataFrame([{visitor.t("req_col_when"): f"{e.at:%Y-%m-%d %H:%M}", visitor.t("req_col_who"): e.actor,
                            visitor.t("req_col_status"): _status(visitor, e.to_status),
                            visitor.t("req_col_note"): e.note or ""} for e in history])
-    parts += [pn.pane.Markdown(f"### {visitor.t('req_history')}"),
+    parts += [text(visitor.t("req_history"), "h3"),
               pn.widgets.Tabulator(frame, disabled=True, show_index=False, sizing_mode="stretch_width")]
     return pn.Column(*parts, sizing_mode="stretch_width")
 
 
-def _form(visitor: Visitor, request: gov.Request | None, feedback: pn.Column) -> pn.Column:
-    """Write or change a request (draft or revision requested), then save and submit it."""
+def _form(visitor: Visitor, request: gov.Request | None, feedback: pn.Column, preselect: str | None = None) -> pn.Column:
+    """Write or change a request (draft or revision requested), then save and submit it; `preselect`: the
+    catalogue entry a new request starts with (`?entry=`)."""
     entries = _catalogue(visitor)
-    preselect = query_arg("entry")
     chosen = dict(request.entries) if request else ({preselect: entries[preselect].variable_names}
                                                    if preselect in entries else {})
     title = pn.widgets.TextInput(name=visitor.t("req_col_title"), value=request.title if request else "",
@@ -162,13 +151,12 @@ def _form(visitor: Visitor, request: gov.Request | None, feedback: pn.Column) ->
 def _project_actions(visitor: Visitor, request: gov.Request, feedback: pn.Column) -> pn.Column:
     """For an approved request: the project, its amendment form and its final report."""
     project = gov.get_project(visitor.engine, request.project_id)
-    parts = [pn.pane.Markdown(visitor.t("req_project", id=project.id, starts=project.starts, ends=project.ends,
-                                        status=project.status))]
+    summary = markdown_html(visitor.t, "req_project", id=project.id, starts=project.starts, ends=project.ends,
+                            status=project.status)
     if project.status != gov.PROJECT_ACTIVE:
-        if project.final_report:
-            parts.append(pn.pane.HTML(f"<h5>{escape(visitor.t('req_final_report'))}</h5>"
-                                      f"{_text(project.final_report)}"))
-        return pn.Column(*parts, sizing_mode="stretch_width")
+        return pn.Column(pane("requests/project.html.j2", summary=summary, final_report=project.final_report or "",
+                              final_report_heading=visitor.t("req_final_report")), sizing_mode="stretch_width")
+    parts = [pane("requests/project.html.j2", summary=summary, final_report="", final_report_heading="")]
     entries = _catalogue(visitor)
     reason = pn.widgets.TextAreaInput(name=visitor.t("req_reason"), height=70, sizing_mode="stretch_width")
     more_entries = pn.widgets.MultiChoice(name=visitor.t("req_more_data"), options=sorted(entries),
@@ -193,17 +181,16 @@ def _project_actions(visitor: Visitor, request: gov.Request, feedback: pn.Column
     close = pn.widgets.Button(name=visitor.t("req_close"), button_type="warning")
     close.on_click(lambda _: guarded(lambda: gov.close_project(visitor.engine, project.id, visitor.name,
                                                                report.value), feedback, visitor.t("req_closed")))
-    parts += [pn.pane.Markdown(f"### {visitor.t('req_amendment')}"), reason, more_entries,
-              pn.Row(more_people, extend), amend, pn.pane.Markdown(f"### {visitor.t('req_final_report')}"), report,
-              close]
+    parts += [text(visitor.t("req_amendment"), "h3"), reason, more_entries,
+              pn.Row(more_people, extend), amend, text(visitor.t("req_final_report"), "h3"), report, close]
     return pn.Column(*parts, sizing_mode="stretch_width")
 
 
-def _chosen(visitor: Visitor) -> gov.Request | pn.pane.Alert:
-    """The request of `?id=N` as the visitor may see it, or the refusal to show."""
+def _chosen(visitor: Visitor, request_id: int) -> gov.Request | pn.pane.HTML:
+    """The request `request_id` as the visitor may see it, or the refusal to show (unknown, not theirs)."""
     try:
-        return gov.request_for(visitor.engine, int(query_arg("id")), visitor.name)
-    except (gov.GovernanceError, ValueError) as exc:
+        return gov.request_for(visitor.engine, request_id, visitor.name)
+    except (gov.GovernanceError, LookupError) as exc:
         return message(str(exc))
 
 
@@ -212,21 +199,24 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
     visitor.require("researcher", "steward")
     feedback = pn.Column(sizing_mode="stretch_width")
     base = "aanvragen"
-    if query_arg("id"):
-        request = _chosen(visitor)
+    request_id = arg("id", integer, language=visitor.language)
+    preselect = arg("entry", identifier, language=visitor.language)
+    arg("new", flag, language=visitor.language)  # `?new=1` opens the list with the form: checked, nothing more
+    if request_id is not None:
+        request = _chosen(visitor, request_id)
         if not isinstance(request, gov.Request):
             return request
         parts = [_details(visitor, request)]
         mine = request.applicant == visitor.name
         if mine and request.status in gov.EDITABLE:
-            parts += [pn.pane.Markdown(f"### {visitor.t('req_edit')}"), _form(visitor, request, feedback)]
+            parts += [text(visitor.t("req_edit"), "h3"), _form(visitor, request, feedback)]
         if request.status in gov.APPROVING and request.project_id and request.kind == gov.NEW:
             parts.append(_project_actions(visitor, request, feedback))
         return pn.Column(feedback, *parts, sizing_mode="stretch_width")
-    parts = [pn.pane.Markdown(f"## {visitor.t('nav_requests')}"),
+    parts = [text(visitor.t("nav_requests"), "h2"),
              _request_table(visitor, gov.requests_for(visitor.engine, visitor.name), base)]
     if visitor.has_role("researcher"):
-        parts += [pn.pane.Markdown(f"### {visitor.t('req_new')}"), feedback, _form(visitor, None, feedback)]
+        parts += [text(visitor.t("req_new"), "h3"), feedback, _form(visitor, None, feedback, preselect)]
     return pn.Column(*parts, sizing_mode="stretch_width")
 
 
@@ -241,7 +231,8 @@ def _review_form(visitor: Visitor, request: gov.Request, feedback: pn.Column) ->
             name=visitor.t(text_key), options=[1, 2, 3, 4, 5], value=earlier.scores.get(number, 3) if earlier else 3)
         comments[number] = pn.widgets.TextInput(placeholder=visitor.t("req_comment"), sizing_mode="stretch_width",
                                                 value=earlier.comments.get(number, "") if earlier else "")
-        rows.append(pn.Row(pn.pane.Markdown(visitor.t(text_key), width=360), scores[number],
+        rows.append(pn.Row(pn.pane.HTML(html_of("text.html.j2", tag="span", css="", text=visitor.t(text_key)),
+                                        width=360), scores[number],
                            comments[number], sizing_mode="stretch_width"))
     votes = {visitor.t(f"req_vote_{v}"): v for v in gov.VOTES}
     votes[visitor.t("req_vote_abstain")] = None
@@ -255,7 +246,7 @@ def _review_form(visitor: Visitor, request: gov.Request, feedback: pn.Column) ->
         visitor.engine, request.id, visitor.name, {n: w.value for n, w in scores.items()},
         {n: w.value for n, w in comments.items() if w.value.strip()}, vote.value, overall.value or None),
         feedback, visitor.t("req_review_saved")))
-    parts = [pn.pane.Markdown(f"### {visitor.t('req_your_review', round=request.round)}")]
+    parts = [text(visitor.t("req_your_review", round=request.round), "h3")]
     if conflict:
         parts.append(message(visitor.t("req_conflict", reason=conflict), "warning"))
     return pn.Column(*parts, *rows, vote, overall, send, sizing_mode="stretch_width")
@@ -281,9 +272,9 @@ def _steward_actions(visitor: Visitor, request: gov.Request, feedback: pn.Column
             "req_decided", status=_status(visitor, gov.decide(visitor.engine, request.id, visitor.name,
                                                               conditions.value or None).status)), "success")),
             feedback))
-        parts += [pn.pane.Markdown(f"### {visitor.t('req_reviews')}"),
+        parts += [text(visitor.t("req_reviews"), "h3"),
                   pn.widgets.Tabulator(tally, disabled=True, show_index=False, sizing_mode="stretch_width")
-                  if len(tally) else pn.pane.Markdown(visitor.t("req_no_reviews")), conditions, decide]
+                  if len(tally) else text(visitor.t("req_no_reviews")), conditions, decide]
     return pn.Column(*parts, sizing_mode="stretch_width")
 
 
@@ -292,8 +283,9 @@ def apo_view(visitor: Visitor) -> pn.viewable.Viewable:
     visitor.require("apo", "steward")
     feedback = pn.Column(sizing_mode="stretch_width")
     base = "apo"
-    if query_arg("id"):
-        request = _chosen(visitor)
+    request_id = arg("id", integer, language=visitor.language)
+    if request_id is not None:
+        request = _chosen(visitor, request_id)
         if not isinstance(request, gov.Request):
             return request
         parts = [feedback, _details(visitor, request)]
@@ -302,10 +294,10 @@ def apo_view(visitor: Visitor) -> pn.viewable.Viewable:
         if visitor.has_role("steward"):
             parts.append(_steward_actions(visitor, request, feedback))
         return pn.Column(*parts, sizing_mode="stretch_width")
-    parts = [pn.pane.Markdown(f"## {visitor.t('nav_apo')}")]
+    parts = [text(visitor.t("nav_apo"), "h2")]
     if visitor.has_role("apo"):
-        parts += [pn.pane.Markdown(f"### {visitor.t('req_queue')}"),
+        parts += [text(visitor.t("req_queue"), "h3"),
                   _request_table(visitor, gov.queue_for_reviewer(visitor.engine, visitor.name), base)]
     visible = [r for r in gov.requests_for(visitor.engine, visitor.name) if r.status != gov.DRAFT]
-    parts += [pn.pane.Markdown(f"### {visitor.t('req_all')}"), _request_table(visitor, visible, base)]
+    parts += [text(visitor.t("req_all"), "h3"), _request_table(visitor, visible, base)]
     return pn.Column(*parts, sizing_mode="stretch_width")

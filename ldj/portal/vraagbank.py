@@ -11,17 +11,18 @@ the page, so they work under any prefix. User text is shown only as `body_html()
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
-from html import escape
 from typing import Callable
 
 import panel as pn
-from tornado import web
 
 from .. import governance as gov
+from .. import policy
 from .. import registry
 from .. import vraagbank as vb
 from ..catalogue import load_entries
-from .layout import PortalHandler, guarded, message, query_arg
+from .html import html_of, pane, text
+from .layout import PortalHandler, Refusal, guarded, message
+from .params import arg, flag, integer
 from .visitor import Visitor
 
 PAGE = "vraagbank"
@@ -49,78 +50,67 @@ h4 { font-size: 1.1em; margin: 0.8em 0 0.3em; }
 """
 
 
-def _html(text: str, **kwargs) -> pn.pane.HTML:
-    return pn.pane.HTML(text, stylesheets=[CSS], sizing_mode="stretch_width", **kwargs)
+def _html(template: str, **values) -> pn.pane.HTML:
+    return pane(f"vraagbank/{template}", [CSS], **values)
+
+
+def _text(value: str, tag: str = "p", css: str = "") -> pn.pane.HTML:
+    return text(value, tag, css, [CSS])
 
 
 def _day(value: datetime | date | None) -> str:
     return f"{value:%d-%m-%Y}" if value else ""
 
 
-def _link(question_id: int, text: str) -> str:
-    return f'<a href="{PAGE}?vraag={question_id}">{escape(text)}</a>'
+def _status(visitor: Visitor, status: str) -> dict:
+    return {"code": status, "label": vb.status_label(status, visitor.language)}
 
 
-def _status(visitor: Visitor, status: str) -> str:
-    return f'<span class="vbp-status {status}">{escape(vb.status_label(status, visitor.language))}</span>'
+def _tags(visitor: Visitor, tags: dict[str, tuple[str, ...]]) -> list[dict]:
+    return [{"kind": vb.tag_kind_label(kind, visitor.language), "label": vb.tag_label(kind, code, visitor.language)}
+            for kind in vb.TAG_KINDS for code in tags.get(kind, ())]
 
 
-def _tags(visitor: Visitor, tags: dict[str, tuple[str, ...]]) -> str:
-    return "".join(f'<span class="vbp-tag" title="{escape(vb.tag_kind_label(kind, visitor.language))}">'
-                   f"{escape(vb.tag_label(kind, code, visitor.language))}</span>"
-                   for kind in vb.TAG_KINDS for code in tags.get(kind, ()))
-
-
-def _outcome(visitor: Visitor, q: vb.QuestionSummary | vb.Question) -> str:
+def _outcome(visitor: Visitor, q: vb.QuestionSummary | vb.Question) -> dict | None:
     """What became of a question: the answer, the merge target or the reason it was declined."""
     if q.status == vb.ANSWERED and q.answer_summary:
-        report = (f'<p><a href="{escape(q.answer_url)}" rel="nofollow noopener">{escape(visitor.t("vbp_report"))}'
-                  f"</a></p>" if q.answer_url else "")
-        return (f'<div class="vbp-answer"><b>{escape(visitor.t("vbp_answer"))}</b> '
-                f'<span class="vbp-meta">({escape(visitor.t("vbp_answered_on", date=_day(q.answered_at)))})</span>'
-                f"{q.answer_html()}{report}</div>")
+        return {"kind": "answered", "heading": visitor.t("vbp_answer"), "summary": q.answer_summary,
+                "answered_on": visitor.t("vbp_answered_on", date=_day(q.answered_at)), "url": q.answer_url or "",
+                "report": visitor.t("vbp_report")}
     if q.status == vb.MERGED and q.merged_into:
-        return f"<p>{visitor.t('vbp_merged_into', link=_link(q.merged_into, f'#{q.merged_into}'))}</p>"
+        before, _, after = visitor.t("vbp_merged_into", link="\0").partition("\0")
+        return {"kind": "merged", "target": q.merged_into, "before": before, "after": after}
     if q.status == vb.DECLINED and q.decline_reason:
-        return f"<p>{escape(visitor.t('vbp_declined', reason=q.decline_reason))}</p>"
-    return ""
+        return {"kind": "declined", "text": visitor.t("vbp_declined", reason=q.decline_reason)}
+    return None
 
 
 def _table(visitor: Visitor, items: list[vb.QuestionSummary], outcomes: bool = False) -> pn.pane.HTML:
-    return _html(_table_html(visitor, items, outcomes))
+    return _html("table.html.j2", **_table_values(visitor, items, outcomes))
 
 
-def _table_html(visitor: Visitor, items: list[vb.QuestionSummary], outcomes: bool = False) -> str:
+def _table_values(visitor: Visitor, items: list[vb.QuestionSummary], outcomes: bool = False, count: str | None = None,
+                  error: str = "") -> dict:
     """Questions as a table; with `outcomes`, each answer (or decline reason, merge) under its question."""
-    if not items:
-        return f"<p>{escape(visitor.t('vbp_none'))}</p>"
-    head = "".join(f"<th>{escape(visitor.t(k))}</th>" for k in
-                   ("vbp_col_id", "vbp_col_title", "vbp_col_category", "vbp_col_status", "vbp_col_votes",
-                    "vbp_col_comments", "vbp_col_tags"))
-    rows = []
-    for q in items:
-        rows.append(f'<tr class="vbp-row" data-id="{q.id}"><td>{q.id}</td><td>{_link(q.id, q.title)}</td>'
-                    f"<td>{escape(vb.category_label(q.category, visitor.language))}</td>"
-                    f"<td>{_status(visitor, q.status)}</td><td class='num'>{q.votes}</td>"
-                    f"<td class='num'>{q.comment_count}</td><td>{_tags(visitor, q.tags)}</td></tr>")
-        extra = _outcome(visitor, q) if outcomes else ""
-        if extra:
-            rows.append(f'<tr><td></td><td colspan="6">{extra}</td></tr>')
-    return f'<table class="vbp-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    heads = [visitor.t(k) for k in ("vbp_col_id", "vbp_col_title", "vbp_col_category", "vbp_col_status",
+                                    "vbp_col_votes", "vbp_col_comments", "vbp_col_tags")]
+    rows = [{"id": q.id, "title": q.title, "category": vb.category_label(q.category, visitor.language),
+             "status": _status(visitor, q.status), "votes": q.votes, "comments": q.comment_count,
+             "tags": _tags(visitor, q.tags), "outcome": _outcome(visitor, q) if outcomes else None} for q in items]
+    return {"heads": heads, "rows": rows, "none": visitor.t("vbp_none"), "count": count, "error": error}
 
 
 def _links(visitor: Visitor) -> pn.pane.HTML:
-    links = [f'<a href="{PAGE}">{escape(visitor.t("vbp_all_link"))}</a>']
+    links = [{"href": PAGE, "text": visitor.t("vbp_all_link")}]
     if visitor.has_role(vb.MEMBER):
-        links.append(f'<a href="{PAGE}?nieuw=1">{escape(visitor.t("vbp_post_link"))}</a>')
+        links.append({"href": f"{PAGE}?nieuw=1", "text": visitor.t("vbp_post_link")})
     if not visitor.anonymous:
-        links.append(f'<a href="{PAGE}?mijn=1">{escape(visitor.t("vbp_mine_link"))}</a>')
+        links.append({"href": f"{PAGE}?mijn=1", "text": visitor.t("vbp_mine_link")})
     if visitor.has_role(vb.STEWARD):
-        links.append(f'<a href="{PAGE}?triage=1">{escape(visitor.t("vbp_triage_link"))}</a>')
-        links.append(f'<a href="{EXPORT}" download>{escape(visitor.t("vbp_export_link"))}</a>')
-    links.append(f'<a href="{FEED}" type="application/atom+xml">{escape(visitor.t("vbp_feed_link"))}</a>')
-    note = f'<p class="vbp-meta">{escape(visitor.t("vbp_login_to_ask"))}</p>' if visitor.anonymous else ""
-    return _html(f'<div class="vbp-links">{"".join(links)}</div>{note}')
+        links.append({"href": f"{PAGE}?triage=1", "text": visitor.t("vbp_triage_link")})
+        links.append({"href": EXPORT, "text": visitor.t("vbp_export_link"), "download": True})
+    links.append({"href": FEED, "text": visitor.t("vbp_feed_link"), "type": "application/atom+xml"})
+    return _html("links.html.j2", links=links, note=visitor.t("vbp_login_to_ask") if visitor.anonymous else "")
 
 
 # --- browsing ----------------------------------------------------------------------------------
@@ -141,7 +131,7 @@ def _browse(visitor: Visitor) -> pn.Column:
                          for code, label in pairs}}, **wide)
     sort = pn.widgets.Select(name=visitor.t("vbp_sort"), options={visitor.t("vbp_sort_votes"): "votes",
                                                                   visitor.t("vbp_sort_newest"): "newest"}, **wide)
-    listing = _html("")  # the count and the table in one pane: they change together, in place
+    listing = pn.pane.HTML(stylesheets=[CSS], sizing_mode="stretch_width")  # count and table change together
 
     def refresh(*_):
         kind, _, code = tag.value.partition(":")
@@ -150,10 +140,10 @@ def _browse(visitor: Visitor) -> pn.Column:
                                       category=category.value or None, tag=code or None, tag_kind=kind or None,
                                       text=text.value, sort=sort.value)
         except gov.GovernanceError as exc:
-            listing.object = f'<p class="vbp-error">{escape(str(exc))}</p>'
+            listing.object = html_of("vraagbank/table.html.j2", **_table_values(visitor, [], error=str(exc)))
             return
-        listing.object = (f'<p class="vbp-meta">{escape(visitor.t("vbp_count", n=len(found)))}</p>'
-                          + _table_html(visitor, found))
+        listing.object = html_of("vraagbank/table.html.j2", **_table_values(
+            visitor, found, count=visitor.t("vbp_count", n=len(found))))
 
     for widget in (text, status, category, tag, sort):
         widget.param.watch(refresh, "value")
@@ -178,7 +168,7 @@ def _question(visitor: Visitor, question_id: int) -> pn.Column:
         content.objects = _question_parts(visitor, q, feedback, render)
 
     render()
-    back = _html(f'<p><a href="{PAGE}">&larr; {escape(visitor.t("vbp_back"))}</a></p>')
+    back = pane("link.html.j2", [CSS], href=PAGE, text="← " + visitor.t("vbp_back"), css="", button=False)
     return pn.Column(back, feedback, content, sizing_mode="stretch_width")
 
 
@@ -198,16 +188,12 @@ def _button(text: str, action: Callable[[], object], feedback: pn.Column, succes
 def _question_parts(visitor: Visitor, q: vb.Question, feedback: pn.Column, render: Callable[[], None]) -> list:
     t, engine, language = visitor.t, visitor.engine, visitor.language
     who = f"{q.asker_name} ({q.asker_organisation})" if q.asker_name else (q.asker_organisation or "")
-    meta = " · ".join(x for x in (escape(vb.category_label(q.category, language)),
-                                  escape(t("vbp_asked_by", name=who)) if who else "",
-                                  escape(_day(q.published_at or q.created_at))) if x)
-    parts: list = [_html(
-        f'<h2 class="vbp-title">{escape(q.title)} <small class="vbp-meta">#{q.id}</small></h2>'
-        f'<p>{_status(visitor, q.status)} <span class="vbp-meta">{meta}</span></p><p>{_tags(visitor, q.tags)}</p>'
-        f'<div class="vbp-body">{q.body_html()}</div>{_outcome(visitor, q)}')]
+    meta = [x for x in (vb.category_label(q.category, language), t("vbp_asked_by", name=who) if who else "",
+                        _day(q.published_at or q.created_at)) if x]
+    parts: list = [_html("question.html.j2", q=q, status=_status(visitor, q.status), meta=meta,
+                         tags=_tags(visitor, q.tags), outcome=_outcome(visitor, q))]
 
-    votes = [_html(f'<p><b class="vbp-votes">{escape(t("vbp_votes", n=q.votes))}</b>'
-                   + (f' <span class="vbp-meta">{escape(t("vbp_voted"))}</span>' if q.viewer_voted else "") + "</p>")]
+    votes = [_html("votes.html.j2", votes=t("vbp_votes", n=q.votes), voted=t("vbp_voted") if q.viewer_voted else "")]
     if vb.VOTE in q.actions:
         votes.append(_button(t("vbp_vote"), lambda: vb.vote(engine, visitor.name, q.id), feedback,
                              t("vbp_vote_saved"), render))
@@ -217,7 +203,7 @@ def _question_parts(visitor: Visitor, q: vb.Question, feedback: pn.Column, rende
     parts.append(pn.Row(*votes, sizing_mode="stretch_width"))
 
     if q.active_pickups:
-        parts.append(_html(f"<h4>{escape(t('vbp_pickups'))}</h4>"))
+        parts.append(_text(t("vbp_pickups"), "h4"))
         for p in q.active_pickups:
             parts.append(_pickup(visitor, p, q.status == vb.PICKED_UP, feedback, render))
     parts += _comments(visitor, q, feedback, render)
@@ -228,10 +214,9 @@ def _question_parts(visitor: Visitor, q: vb.Question, feedback: pn.Column, rende
     if q.actions & {vb.PUBLISH, vb.MERGE, vb.DECLINE}:
         parts.append(_triage_actions(visitor, q, feedback, render))
     if q.events and q.events[0].actor is not None:
-        lines = "".join(f"<li>{_day(e.at)} {escape(e.actor or '')}: "
-                        f"{escape(vb.status_label(e.to_status, language))}"
-                        f"{escape(' – ' + e.note) if e.note else ''}</li>" for e in q.events)
-        parts.append(_html(f'<details><summary>{escape(t("vbp_history"))}</summary><ul>{lines}</ul></details>'))
+        events = [{"at": e.at, "actor": e.actor or "", "status": vb.status_label(e.to_status, language),
+                   "note": e.note or ""} for e in q.events]
+        parts.append(_html("history.html.j2", heading=t("vbp_history"), events=events))
     return parts
 
 
@@ -242,22 +227,22 @@ def _pickup(visitor: Visitor, p: vb.Pickup, withdrawable: bool, feedback: pn.Col
              supervisor=p.supervisor or "–", start=_day(p.planned_from), end=_day(p.planned_until))
     if p.picked_by_name:
         line += " " + t("vbp_by", name=p.picked_by_name)
-    html = f'<p class="vbp-pickup">{escape(line)}'
+    study = None
     if p.request_id is not None:  # lineage: the question's data request, and the project it became
-        html += f' · <a href="aanvragen?id={p.request_id}">{escape(t("vbp_request_link", id=p.request_id))}</a>'
-        study = registry.study_of_request(visitor.engine, p.request_id, visitor.name)
-        if study is not None:
-            html += (f'<br>{escape(t("vbp_project"))}: <a href="onderzoek#ldj-{study.id}">{escape(study.title)}</a> '
-                     f'({escape(t("reg_" + study.status))})')
-    if p.entries:
-        html += f'<br><span class="vbp-meta">{escape(t("vbp_entries"))}: {escape(", ".join(p.entries))}</span>'
-    parts: list = [_html(html + "</p>")]
+        found = registry.study_of_request(visitor.engine, p.request_id, visitor.name)
+        if found is not None:
+            study = {"label": t("vbp_project"), "id": found.id, "title": found.title,
+                     "status": t("reg_" + found.status)}
+    parts: list = [_html("pickup.html.j2", line=line, request_id=p.request_id, study=study,
+                         request_text=t("vbp_request_link", id=p.request_id) if p.request_id is not None else "",
+                         entries=list(p.entries), entries_label=t("vbp_entries"))]
     if visitor.name and p.picked_by == visitor.name:
         row: list = []
         if p.request_id is None:
             mine = _own_requests(visitor)
             if visitor.has_role("researcher"):
-                parts.append(_html(f'<p><a href="aanvragen?new=1">{escape(t("vbp_ask_data"))}</a></p>'))
+                parts.append(pane("link.html.j2", [CSS], href="aanvragen?new=1", text=t("vbp_ask_data"), css="",
+                                  button=False))
             if mine:
                 choice = pn.widgets.Select(name=t("vbp_request"), options=mine)
                 row += [choice, _button(t("vbp_link_request"), lambda: vb.link_request(
@@ -278,19 +263,20 @@ def _own_requests(visitor: Visitor) -> dict[str, int]:
 
 def _comments(visitor: Visitor, q: vb.Question, feedback: pn.Column, render: Callable[[], None]) -> list:
     t = visitor.t
-    parts: list = [_html(f"<h4>{escape(t('vbp_comments'))} ({len(q.comments)})</h4>"
-                         + ("" if q.comments else f"<p class='vbp-meta'>{escape(t('vbp_no_comments'))}</p>"))]
+    parts: list = [_text(f"{t('vbp_comments')} ({len(q.comments)})", "h4")]
+    if not q.comments:
+        parts.append(_text(t("vbp_no_comments"), css="vbp-meta"))
     steward = visitor.has_role(vb.STEWARD)
     for c in q.comments:
         head = " · ".join(x for x in (c.author_name or "", _day(c.created_at),
                                       t("vbp_hidden") if c.hidden else "") if x)
-        pane = _html(f'<div class="vbp-comment"><span class="vbp-meta">{escape(head)}</span>{c.body_html()}</div>')
+        shown = _html("comment.html.j2", head=head, body=c.body)
         if steward and not c.hidden:
             hide = _button(t("vbp_hide"), lambda c=c: vb.hide_comment(visitor.engine, visitor.name, c.id), feedback,
                            t("vbp_comment_hidden"), render, "light")
-            parts.append(pn.Row(pane, hide, sizing_mode="stretch_width"))
+            parts.append(pn.Row(shown, hide, sizing_mode="stretch_width"))
         else:
-            parts.append(pane)
+            parts.append(shown)
     if vb.COMMENT in q.actions:
         text = pn.widgets.TextAreaInput(name=t("vbp_comment"), height=80, sizing_mode="stretch_width")
         parts += [text, _button(t("vbp_comment_send"), lambda: vb.comment(visitor.engine, visitor.name, q.id,
@@ -315,7 +301,7 @@ def _pickup_form(visitor: Visitor, q: vb.Question, feedback: pn.Column, render: 
         visitor.engine, visitor.name, q.id, kind=kind.value, institution=institution.value,
         supervisor=supervisor.value, planned_from=start.value, planned_until=until.value,
         request_id=request.value or None, entries=entries.value), feedback, t("vbp_picked_up"), render)
-    return pn.Column(_html(f"<h4>{escape(t('vbp_pickup_heading'))}</h4>"), pn.Row(kind, institution, supervisor),
+    return pn.Column(_text(t("vbp_pickup_heading"), "h4"), pn.Row(kind, institution, supervisor),
                      pn.Row(start, until, request), entries, send, sizing_mode="stretch_width")
 
 
@@ -325,13 +311,13 @@ def _answer_form(visitor: Visitor, q: vb.Question, feedback: pn.Column, render: 
     url = pn.widgets.TextInput(name=t("vbp_report_url"), placeholder="https://", sizing_mode="stretch_width")
     send = _button(t("vbp_answer_send"), lambda: vb.answer(visitor.engine, visitor.name, q.id, summary.value,
                                                            url.value), feedback, t("vbp_answered"), render)
-    return pn.Column(_html(f"<h4>{escape(t('vbp_answer_heading'))}</h4>"), summary, url, send,
+    return pn.Column(_text(t("vbp_answer_heading"), "h4"), summary, url, send,
                      sizing_mode="stretch_width")
 
 
 def _triage_actions(visitor: Visitor, q: vb.Question, feedback: pn.Column, render: Callable[[], None]) -> pn.Column:
     t, engine = visitor.t, visitor.engine
-    parts: list = [_html(f"<h4>{escape(t('vbp_triage_heading'))}</h4>")]
+    parts: list = [_text(t("vbp_triage_heading"), "h4")]
     if vb.PUBLISH in q.actions:
         parts.append(_button(t("vbp_publish"), lambda: vb.publish(engine, visitor.name, q.id), feedback,
                              t("vbp_published"), render, "success"))
@@ -374,15 +360,15 @@ def _post_form(visitor: Visitor) -> pn.Column:
                                    catalog_dir=visitor.settings.catalog_dir))
 
         if guarded(act, feedback):
-            feedback.append(_html(f'<p class="vbp-posted">{escape(t("vbp_posted", id=created[0]))} '
-                                  f'{_link(created[0], t("vbp_view_posted"))}</p>'))
+            feedback.append(_html("posted.html.j2", text=t("vbp_posted", id=created[0]), id=created[0],
+                                  link=t("vbp_view_posted")))
             title.value, body.value = "", ""
             for widget in tags.values():
                 widget.value = []
 
     send.on_click(post)
-    columns = [pn.Column(_html(f"<b>{escape(w.name)}</b>"), w) for w in tags.values()]
-    return pn.Column(_html(f"<h3>{escape(t('vbp_post_heading'))}</h3><p>{escape(t('vbp_post_intro'))}</p>"),
+    columns = [pn.Column(_text(w.name, "b"), w) for w in tags.values()]
+    return pn.Column(_text(t("vbp_post_heading"), "h3"), _text(t("vbp_post_intro")),
                      feedback, title, body, category, pn.Row(*columns), send, sizing_mode="stretch_width")
 
 
@@ -390,10 +376,10 @@ def _mine(visitor: Visitor) -> pn.Column:
     visitor.require()
     mine = vb.my_questions(visitor.engine, visitor.name)
     t = visitor.t
-    return pn.Column(_html(f"<h3>{escape(t('vbp_mine_heading'))}</h3><h4>{escape(t('vbp_mine_asked'))}</h4>"),
+    return pn.Column(_text(t("vbp_mine_heading"), "h3"), _text(t("vbp_mine_asked"), "h4"),
                      _table(visitor, mine.asked, outcomes=True),
-                     _html(f"<h4>{escape(t('vbp_mine_voted'))}</h4>"), _table(visitor, mine.voted, outcomes=True),
-                     _html(f"<h4>{escape(t('vbp_mine_picked'))}</h4>"),
+                     _text(t("vbp_mine_voted"), "h4"), _table(visitor, mine.voted, outcomes=True),
+                     _text(t("vbp_mine_picked"), "h4"),
                      _table(visitor, mine.picked_up, outcomes=True), sizing_mode="stretch_width")
 
 
@@ -402,32 +388,29 @@ def _triage(visitor: Visitor) -> pn.Column:
     queue = vb.triage_queue(visitor.engine, visitor.name)
     t = visitor.t
     intro = t("vbp_triage_intro", n=len(queue)) if queue else t("vbp_triage_empty")
-    return pn.Column(_html(f"<h3>{escape(t('vbp_triage_heading'))}</h3><p>{escape(intro)}</p>"),
+    return pn.Column(_text(t("vbp_triage_heading"), "h3"), _text(intro),
                      _table(visitor, queue), sizing_mode="stretch_width")
 
 
 def view(visitor: Visitor) -> pn.viewable.Viewable:
     """/vraagbank: browse (public); ?vraag=N, ?nieuw=1, ?mijn=1, ?triage=1."""
-    head = [_html(f"<h2>{escape(visitor.t('nav_vraagbank'))}</h2><p>{escape(visitor.t('vbp_intro'))}</p>"),
-            _links(visitor)]
-    if query_arg("vraag"):
-        try:
-            question_id = int(query_arg("vraag"))
-        except ValueError:
-            return message(visitor.t("vbp_bad_id", value=query_arg("vraag")))
+    head = [_text(visitor.t("nav_vraagbank"), "h2"), _text(visitor.t("vbp_intro")), _links(visitor)]
+    language = visitor.language
+    question_id = arg("vraag", integer, language=language)
+    if question_id is not None:
         return pn.Column(_links(visitor), _question(visitor, question_id), sizing_mode="stretch_width")
-    if query_arg("nieuw"):
+    if arg("nieuw", flag, False, language):
         return pn.Column(*head, _post_form(visitor), sizing_mode="stretch_width")
-    if query_arg("mijn"):
+    if arg("mijn", flag, False, language):
         return pn.Column(*head, _mine(visitor), sizing_mode="stretch_width")
-    if query_arg("triage"):
+    if arg("triage", flag, False, language):
         return pn.Column(*head, _triage(visitor), sizing_mode="stretch_width")
     parts = list(head)
     if visitor.has_role(vb.STEWARD):
         waiting = len(vb.triage_queue(visitor.engine, visitor.name))
         if waiting:
-            parts.append(_html(f'<p><a href="{PAGE}?triage=1">{escape(visitor.t("vbp_triage_intro", n=waiting))}'
-                               "</a></p>"))
+            parts.append(pane("link.html.j2", [CSS], href=f"{PAGE}?triage=1", css="", button=False,
+                              text=visitor.t("vbp_triage_intro", n=waiting)))
     return pn.Column(*parts, _browse(visitor), sizing_mode="stretch_width")
 
 
@@ -450,8 +433,8 @@ class ExportHandler(PortalHandler):
         visitor = self.visitor()
         try:
             text = vb.export_csv(visitor.engine, visitor.name, visitor.language)
-        except gov.PermissionDenied as exc:
-            raise web.HTTPError(403, str(exc)) from None
+        except (gov.PermissionDenied, policy.Refused) as exc:
+            raise Refusal(403, str(exc)) from None
         self.set_header("Content-Type", "text/csv; charset=utf-8")
         self.set_header("Content-Disposition", 'attachment; filename="vraagbank.csv"')
         self.set_header("Cache-Control", "no-store")
