@@ -18,7 +18,7 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
     if visitor.allows("deployment.warnings") and deployment.shared_workspace_accounts(visitor.settings):
         warnings.append(message(visitor.t("home_shared_accounts"), "warning"))
     engine = visitor.engine
-    queue = governance.queue_for_reviewer(engine, visitor.name) if visitor.has_role("apo") else None
+    queue = governance.queue_for_reviewer(engine, visitor.name) if visitor.allows("request.review") else None
     projects = sorted({g.project_id for g in governance.active_grants(engine, visitor.name)})
     return pn.Column(intro, *warnings, pane(
         "home.html.j2", welcome=visitor.t("home_welcome", name=visitor.name),

@@ -126,7 +126,7 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
     t = visitor.t
     head = pn.Column(_text(t("nav_registry"), "h2"), _text(t("reg_intro")), sizing_mode="stretch_width")
     browse, refresh = _browse(visitor)
-    if visitor.anonymous or not any(visitor.has_role(r) for r in reg.WRITERS):
+    if not visitor.allows("study.register"):
         note = _text(t("reg_login_to_register"), css="reg-meta") if visitor.anonymous else None
         return pn.Column(head, *([note] if note else []), browse, sizing_mode="stretch_width")
     own, feedback = pn.Column(sizing_mode="stretch_width"), pn.Column(sizing_mode="stretch_width")

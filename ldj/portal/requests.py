@@ -196,7 +196,7 @@ def _chosen(visitor: Visitor, request_id: int) -> gov.Request | pn.pane.HTML:
 
 def view(visitor: Visitor) -> pn.viewable.Viewable:
     """/aanvragen: my requests and projects; `?id=N` one request; `?new=1` or `?entry=E` a new one."""
-    visitor.require("researcher", "steward")
+    visitor.check("page.requests")
     feedback = pn.Column(sizing_mode="stretch_width")
     base = "aanvragen"
     request_id = arg("id", integer, language=visitor.language)
@@ -215,7 +215,7 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
         return pn.Column(feedback, *parts, sizing_mode="stretch_width")
     parts = [text(visitor.t("nav_requests"), "h2"),
              _request_table(visitor, gov.requests_for(visitor.engine, visitor.name), base)]
-    if visitor.has_role("researcher"):
+    if visitor.allows("request.create"):
         parts += [text(visitor.t("req_new"), "h3"), feedback, _form(visitor, None, feedback, preselect)]
     return pn.Column(*parts, sizing_mode="stretch_width")
 
@@ -280,7 +280,7 @@ def _steward_actions(visitor: Visitor, request: gov.Request, feedback: pn.Column
 
 def apo_view(visitor: Visitor) -> pn.viewable.Viewable:
     """/apo: the reviewer's queue and all submitted requests; `?id=N` to review or (steward) decide."""
-    visitor.require("apo", "steward")
+    visitor.check("page.apo")
     feedback = pn.Column(sizing_mode="stretch_width")
     base = "apo"
     request_id = arg("id", integer, language=visitor.language)
@@ -289,13 +289,13 @@ def apo_view(visitor: Visitor) -> pn.viewable.Viewable:
         if not isinstance(request, gov.Request):
             return request
         parts = [feedback, _details(visitor, request)]
-        if visitor.has_role("apo") and request.status == gov.IN_REVIEW:
+        if visitor.allows("request.review") and request.status == gov.IN_REVIEW:
             parts.append(_review_form(visitor, request, feedback))
-        if visitor.has_role("steward"):
+        if visitor.allows("request.decide"):
             parts.append(_steward_actions(visitor, request, feedback))
         return pn.Column(*parts, sizing_mode="stretch_width")
     parts = [text(visitor.t("nav_apo"), "h2")]
-    if visitor.has_role("apo"):
+    if visitor.allows("request.review"):
         parts += [text(visitor.t("req_queue"), "h3"),
                   _request_table(visitor, gov.queue_for_reviewer(visitor.engine, visitor.name), base)]
     visible = [r for r in gov.requests_for(visitor.engine, visitor.name) if r.status != gov.DRAFT]

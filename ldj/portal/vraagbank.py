@@ -102,12 +102,13 @@ def _table_values(visitor: Visitor, items: list[vb.QuestionSummary], outcomes: b
 
 def _links(visitor: Visitor) -> pn.pane.HTML:
     links = [{"href": PAGE, "text": visitor.t("vbp_all_link")}]
-    if visitor.has_role(vb.MEMBER):
+    if visitor.allows("question.post"):
         links.append({"href": f"{PAGE}?nieuw=1", "text": visitor.t("vbp_post_link")})
     if not visitor.anonymous:
         links.append({"href": f"{PAGE}?mijn=1", "text": visitor.t("vbp_mine_link")})
-    if visitor.has_role(vb.STEWARD):
+    if visitor.allows("question.queue"):
         links.append({"href": f"{PAGE}?triage=1", "text": visitor.t("vbp_triage_link")})
+    if visitor.allows("question.export"):
         links.append({"href": EXPORT, "text": visitor.t("vbp_export_link"), "download": True})
     links.append({"href": FEED, "text": visitor.t("vbp_feed_link"), "type": "application/atom+xml"})
     return _html("links.html.j2", links=links, note=visitor.t("vbp_login_to_ask") if visitor.anonymous else "")
@@ -118,7 +119,7 @@ def _links(visitor: Visitor) -> pn.pane.HTML:
 def _browse(visitor: Visitor) -> pn.Column:
     language = visitor.language
     everyone = visitor.t("vbp_all")
-    shown = vb.STATUSES if visitor.has_role(vb.STEWARD) else vb.PUBLIC_STATUSES
+    shown = vb.STATUSES if visitor.allows("question.queue") else vb.PUBLIC_STATUSES
     wide = dict(sizing_mode="stretch_width", min_width=150)
     text = pn.widgets.TextInput(name=visitor.t("vbp_search"), placeholder=visitor.t("vbp_search_placeholder"), **wide)
     status = pn.widgets.Select(name=visitor.t("vbp_status"), options={
@@ -161,7 +162,7 @@ def _question(visitor: Visitor, question_id: int) -> pn.Column:
 
     def render() -> None:
         try:
-            q = vb.get_question(visitor.engine, question_id, visitor.name)
+            q = vb.get_question(visitor.engine, question_id, visitor.name, language=visitor.language)
         except gov.GovernanceError as exc:
             content.objects = [message(str(exc))]
             return
@@ -187,7 +188,7 @@ def _button(text: str, action: Callable[[], object], feedback: pn.Column, succes
 
 def _question_parts(visitor: Visitor, q: vb.Question, feedback: pn.Column, render: Callable[[], None]) -> list:
     t, engine, language = visitor.t, visitor.engine, visitor.language
-    who = f"{q.asker_name} ({q.asker_organisation})" if q.asker_name else (q.asker_organisation or "")
+    who = q.asker_label
     meta = [x for x in (vb.category_label(q.category, language), t("vbp_asked_by", name=who) if who else "",
                         _day(q.published_at or q.created_at)) if x]
     parts: list = [_html("question.html.j2", q=q, status=_status(visitor, q.status), meta=meta,
@@ -213,8 +214,8 @@ def _question_parts(visitor: Visitor, q: vb.Question, feedback: pn.Column, rende
         parts.append(_answer_form(visitor, q, feedback, render))
     if q.actions & {vb.PUBLISH, vb.MERGE, vb.DECLINE}:
         parts.append(_triage_actions(visitor, q, feedback, render))
-    if q.events and q.events[0].actor is not None:
-        events = [{"at": e.at, "actor": e.actor or "", "status": vb.status_label(e.to_status, language),
+    if q.events:
+        events = [{"at": e.at, "actor": e.actor_label, "status": vb.status_label(e.to_status, language),
                    "note": e.note or ""} for e in q.events]
         parts.append(_html("history.html.j2", heading=t("vbp_history"), events=events))
     return parts
@@ -224,9 +225,9 @@ def _pickup(visitor: Visitor, p: vb.Pickup, withdrawable: bool, feedback: pn.Col
             render: Callable[[], None]) -> pn.Column:
     t = visitor.t
     line = t("vbp_pickup_line", kind=vb.pickup_kind_label(p.kind, visitor.language), institution=p.institution,
-             supervisor=p.supervisor or "–", start=_day(p.planned_from), end=_day(p.planned_until))
-    if p.picked_by_name:
-        line += " " + t("vbp_by", name=p.picked_by_name)
+             supervisor=p.supervisor_label or "–", start=_day(p.planned_from), end=_day(p.planned_until))
+    if p.picked_by_label:
+        line += " " + t("vbp_by", name=p.picked_by_label)
     study = None
     if p.request_id is not None:  # lineage: the question's data request, and the project it became
         found = registry.study_of_request(visitor.engine, p.request_id, visitor.name)
@@ -240,7 +241,7 @@ def _pickup(visitor: Visitor, p: vb.Pickup, withdrawable: bool, feedback: pn.Col
         row: list = []
         if p.request_id is None:
             mine = _own_requests(visitor)
-            if visitor.has_role("researcher"):
+            if visitor.allows("request.create"):
                 parts.append(pane("link.html.j2", [CSS], href="aanvragen?new=1", text=t("vbp_ask_data"), css="",
                                   button=False))
             if mine:
@@ -266,9 +267,9 @@ def _comments(visitor: Visitor, q: vb.Question, feedback: pn.Column, render: Cal
     parts: list = [_text(f"{t('vbp_comments')} ({len(q.comments)})", "h4")]
     if not q.comments:
         parts.append(_text(t("vbp_no_comments"), css="vbp-meta"))
-    steward = visitor.has_role(vb.STEWARD)
+    steward = visitor.allows("question.comment_hide")
     for c in q.comments:
-        head = " · ".join(x for x in (c.author_name or "", _day(c.created_at),
+        head = " · ".join(x for x in (c.author_label, _day(c.created_at),
                                       t("vbp_hidden") if c.hidden else "") if x)
         shown = _html("comment.html.j2", head=head, body=c.body)
         if steward and not c.hidden:
@@ -339,7 +340,7 @@ def _triage_actions(visitor: Visitor, q: vb.Question, feedback: pn.Column, rende
 # --- posting, my questions, triage ----------------------------------------------------------------
 
 def _post_form(visitor: Visitor) -> pn.Column:
-    visitor.require(vb.MEMBER)
+    visitor.check("question.post")
     t, language = visitor.t, visitor.language
     feedback = pn.Column(sizing_mode="stretch_width")
     title = pn.widgets.TextInput(name=t("vbp_title"), sizing_mode="stretch_width")
@@ -373,7 +374,7 @@ def _post_form(visitor: Visitor) -> pn.Column:
 
 
 def _mine(visitor: Visitor) -> pn.Column:
-    visitor.require()
+    visitor.check("question.mine")
     mine = vb.my_questions(visitor.engine, visitor.name)
     t = visitor.t
     return pn.Column(_text(t("vbp_mine_heading"), "h3"), _text(t("vbp_mine_asked"), "h4"),
@@ -384,7 +385,7 @@ def _mine(visitor: Visitor) -> pn.Column:
 
 
 def _triage(visitor: Visitor) -> pn.Column:
-    visitor.require(vb.STEWARD)
+    visitor.check("question.queue")
     queue = vb.triage_queue(visitor.engine, visitor.name)
     t = visitor.t
     intro = t("vbp_triage_intro", n=len(queue)) if queue else t("vbp_triage_empty")
@@ -406,7 +407,7 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
     if arg("triage", flag, False, language):
         return pn.Column(*head, _triage(visitor), sizing_mode="stretch_width")
     parts = list(head)
-    if visitor.has_role(vb.STEWARD):
+    if visitor.allows("question.queue"):
         waiting = len(vb.triage_queue(visitor.engine, visitor.name))
         if waiting:
             parts.append(pane("link.html.j2", [CSS], href=f"{PAGE}?triage=1", css="", button=False,
