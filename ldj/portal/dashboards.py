@@ -115,7 +115,7 @@ def _figure(title: str, body, frame: pd.DataFrame, name: str, visitor: Visitor) 
 
 
 def view(visitor: Visitor) -> pn.viewable.Viewable:
-    visitor.require("member", "steward")
+    visitor.check("page.dashboard")
     settings = visitor.settings.model_copy(update={"language": visitor.language})
     engine = visitor.engine
     try:

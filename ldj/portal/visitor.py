@@ -21,17 +21,6 @@ from ..settings import Settings, get_settings
 LANGUAGES = ("nl", "en")
 LANGUAGE_COOKIE = "ldj_taal"
 
-# `require(*roles)` of the pages not yet moved to `check(action)`: each role set is the rule of one action
-_REQUIRED_ACTIONS = {
-    frozenset(): "question.mine",
-    frozenset({policy.RESEARCHER, policy.STEWARD}): "page.requests",
-    frozenset({policy.APO, policy.STEWARD}): "page.apo",
-    frozenset({policy.MEMBER, policy.STEWARD}): "page.dashboard",
-    frozenset({policy.MEMBER}): "question.post",
-    frozenset({policy.STEWARD}): "question.queue",
-}
-
-
 @dataclass(frozen=True)
 class Visitor:
     actor: policy.Actor = policy.VISITOR
@@ -75,9 +64,6 @@ class Visitor:
         """Refuse (`policy.Refused`) unless this visitor may do `action` (a row of `ldj.policy.RULES`)."""
         policy.check(self.actor, action, target, self.language)
 
-    def require(self, *roles: str) -> None:
-        """Transitional: pages move to `check(action)`. The role set names the action whose rule it was."""
-        self.check(_REQUIRED_ACTIONS[frozenset(roles)])
 
 
 def from_groups(name: str | None, groups: list[str] | None, language: str = "nl",
