@@ -186,10 +186,30 @@ def pytest_configure(config):
     os.environ["LDJ_PASSWORD_HASH_COST"] = "10"
 
 
+# Modules `make test-fast` leaves out (marked `slow` here, in one place): they start real processes or
+# import large synthetic deliveries. `make test` runs them all.
+SLOW_MODULES = {
+    "test_portal": "hub, portal and chromium",
+    "test_portal_dashboards": "hub, portal and chromium",
+    "test_portal_factsheet": "hub, portal and chromium",
+    "test_portal_vraagbank": "hub, portal and chromium",
+    "test_hub": "hub, proxy and workspaces",
+    "test_dataservice": "hub and data service",
+    "test_starter_notebooks": "hub, workspaces and kernels",
+    "test_ckan": "a real CKAN",
+    "test_cli": "the demo's import with its refresh, and ldj serve",
+    "test_ingest_kill": "imports of 40,000 and 60,000 questionnaires, killed half-way",
+    "test_feasibility": "an import of 6,000 questionnaires",
+}
+
+
 def pytest_collection_modifyitems(config, items):
-    """A test that needs the suite's PostgreSQL server (directly, or through a fixture such as CKAN's)
-    is marked `postgres`, so `-m "not postgres"` runs without one."""
+    """Modules in SLOW_MODULES are marked `slow`; a test that needs the suite's PostgreSQL server (directly,
+    or through a fixture such as CKAN's) is marked `postgres`. `-m "not slow and not postgres"` is the
+    inner loop: domain and store on SQLite, no browser, hub or PostgreSQL."""
     for item in items:
+        if item.module.__name__ in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
         if "postgres" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("postgres"):
             item.add_marker(pytest.mark.postgres)
 
