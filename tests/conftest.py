@@ -200,15 +200,19 @@ SLOW_MODULES = {
     "test_cli": "the demo's import with its refresh, and ldj serve",
     "test_ingest_kill": "imports of 40,000 and 60,000 questionnaires, killed half-way",
     "test_feasibility": "an import of 6,000 questionnaires",
+    "test_factsheet": "imports of synthetic deliveries, the factsheet's PDF",
+    "test_versions": "every derived view refreshed, several times",
 }
+# Fixtures that import a synthetic delivery (once per session, but still tens of seconds): their tests are slow.
+SLOW_FIXTURES = {"filled_store", "synthetic_delivery"}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Modules in SLOW_MODULES are marked `slow`; a test that needs the suite's PostgreSQL server (directly,
+    """Tests of SLOW_MODULES or with SLOW_FIXTURES are marked `slow`; a test that needs the suite's PostgreSQL server (directly,
     or through a fixture such as CKAN's) is marked `postgres`. `-m "not slow and not postgres"` is the
     inner loop: domain and store on SQLite, no browser, hub or PostgreSQL."""
     for item in items:
-        if item.module.__name__ in SLOW_MODULES:
+        if item.module.__name__ in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
         if "postgres" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("postgres"):
             item.add_marker(pytest.mark.postgres)
