@@ -203,16 +203,24 @@ SLOW_MODULES = {
     "test_factsheet": "imports of synthetic deliveries, the factsheet's PDF",
     "test_versions": "every derived view refreshed, several times",
 }
+# Single tests that run the `ldj` command as a real process several times (seconds of start-up each).
+SLOW_TESTS = {
+    "test_ingest_bad_files.py::test_cli_rejects_one_bad_file_with_exit_status_2",
+    "test_ingest_bad_files.py::test_cli_rejects_every_bad_file_and_names_each",
+    "test_ingest_bad_files.py::test_cli_still_imports_the_good_file_next_to_a_bad_one",
+    "test_vraagbank.py::test_the_command_line",
+}
 # Fixtures that import a synthetic delivery (once per session, but still tens of seconds): their tests are slow.
 SLOW_FIXTURES = {"filled_store", "synthetic_delivery"}
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests of SLOW_MODULES or with SLOW_FIXTURES are marked `slow`; a test that needs the suite's PostgreSQL server (directly,
+    """Tests of SLOW_MODULES, with SLOW_FIXTURES or in SLOW_TESTS are marked `slow`; a test that needs the suite's PostgreSQL server (directly,
     or through a fixture such as CKAN's) is marked `postgres`. `-m "not slow and not postgres"` is the
     inner loop: domain and store on SQLite, no browser, hub or PostgreSQL."""
     for item in items:
-        if item.module.__name__ in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if (item.module.__name__ in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or f"{item.path.name}::{item.originalname}" in SLOW_TESTS):
             item.add_marker(pytest.mark.slow)
         if "postgres" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("postgres"):
             item.add_marker(pytest.mark.postgres)
