@@ -94,7 +94,9 @@ class PostgresServer:
         with engine.connect() as conn:
             if template is None:
                 conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-            else:
+            else:  # a session left open on the template (a pool not disposed) would refuse the copy
+                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                     "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": template})
                 conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         engine.dispose()
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
