@@ -191,7 +191,11 @@ def test_demo_accounts_and_serve_start_and_stop_cleanly(demo, tmp_path):
     ports = {f"LDJ_{k}": str(free_port()) for k in ("HUB_PORT", "HUB_API_PORT", "PROXY_API_PORT", "DATA_SERVICE_PORT",
                                                           "PORTAL_PORT")}
     env.update(ports, LDJ_DATA_DIR=str(data), HOME=str(tmp_path), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"))
-    serve = subprocess.Popen([str(LDJ), "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Output to a file, not a pipe: the hub and its services log into it, and a pipe nobody reads fills
+    # up and blocks their logging (and so their shutdown).
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        serve = subprocess.Popen([str(LDJ), "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{ports['LDJ_HUB_PORT']}"
     try:
         deadline = time.monotonic() + 60
@@ -200,7 +204,7 @@ def test_demo_accounts_and_serve_start_and_stop_cleanly(demo, tmp_path):
                 urllib.request.urlopen(f"{url}/hub/api/", timeout=2)
                 break
             except OSError:
-                assert serve.poll() is None, serve.stdout.read().decode()[-2000:]
+                assert serve.poll() is None, log.read_text(errors="replace")[-2000:]
                 time.sleep(0.3)
         deadline = time.monotonic() + 60
         while requests.get(f"{url}/", timeout=5).status_code != 200 and time.monotonic() < deadline:
