@@ -1,4 +1,4 @@
-# The two commands: `make demo` and `make test`. Both install what they need on a fresh machine.
+# The two commands: `make demo` and `make test` (and `make test-fast`, the inner loop). Both install what they need on a fresh machine.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +7,7 @@ DATA_DIR ?= var
 DEMO_QUESTIONNAIRES ?= 40000
 export LDJ_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: demo test bench venv node system-deps ckan-deps clean lock
+.PHONY: demo test test-fast bench venv node system-deps ckan-deps clean lock
 
 demo: venv node
 	$(BIN)/ldj db upgrade
@@ -22,6 +22,12 @@ demo: venv node
 test: venv node system-deps ckan-deps
 	$(BIN)/ruff check ldj tests bench
 	$(BIN)/pytest -q
+
+# The inner loop: domain and store on SQLite; no browser, hub, CKAN or PostgreSQL (tests/conftest.py says
+# which modules are `slow`). `make test` before a commit that touches those.
+test-fast: venv
+	$(BIN)/ruff check ldj tests bench
+	$(BIN)/pytest -q -m "not slow and not postgres"
 
 bench: venv node
 	$(BIN)/python bench/ingest.py

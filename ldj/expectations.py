@@ -98,6 +98,13 @@ class SuiteValidator:
 
     suite_json: dict
 
+    @staticmethod
+    def load_library() -> None:
+        """Import Great Expectations now (seconds: it pulls in altair, jsonschema and scipy). The import
+        forks a helper process per call; a helper forked after this inherits the library instead of
+        importing it again for every call."""
+        import great_expectations  # noqa: F401
+
     def __post_init__(self) -> None:
         import great_expectations as gx
 

@@ -110,9 +110,9 @@ DEFAULT_RULE = "majority"
 DEFAULT_MIN_VOTES = 2
 DEFAULT_FINAL_REPORT_MIN_CHARS = 50
 
-# scrypt at OWASP's recommended cost (N=2^17, r=8, p=1: 128 MiB, ~0.3 s). Parameters are stored in
-# each hash, so raising them later leaves existing hashes verifiable.
-SCRYPT_N = 2**17
+# scrypt at OWASP's recommended cost (N=2^17, r=8, p=1: 128 MiB, ~0.3 s); N is the setting
+# LDJ_PASSWORD_HASH_COST (log2 N; the tests hash at 2^10). Parameters are stored in each hash, so
+# changing them later leaves existing hashes verifiable.
 SCRYPT_R = 8
 SCRYPT_P = 1
 SCRYPT_DKLEN = 32
@@ -412,9 +412,10 @@ def hash_password(password: str) -> str:
     if not password:
         raise ValidationError(_t("gov_password_empty"))
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
+    n = 2 ** get_settings().password_hash_cost
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P,
                             maxmem=SCRYPT_MAXMEM, dklen=SCRYPT_DKLEN)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
 
 
 def verify_password(stored: str | None, password: str) -> bool:

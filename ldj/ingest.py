@@ -238,6 +238,7 @@ class Ingestor:
                 known[path] = report
         items = self._transformed(paths, delivered_by, known, sums)
         if self.settings.ingest_workers > 0 and len(paths) - len(known) > 0 and hasattr(os, "fork"):
+            SuiteValidator.load_library()  # once per process, before the fork: not once per helper
             items = _in_helper_process(items)
         items = iter(items)
         reports: list[IngestReport] = []

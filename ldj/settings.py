@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     outcome_end_window_days: int = Field(90, description="An end measurement counts when taken within this many days of the trajectory's end.")
     data_service_url: str = Field("http://127.0.0.1:8000/services/ldj-data",
                                   description="Base URL of the data service, as workspaces reach it.")
+    password_hash_cost: int = Field(17, ge=10, le=18, description="scrypt cost of new password hashes, as log2 N "
+                                    "(17: N=2^17, about 0.3 s and 128 MiB per hash); stored hashes keep their own.")
     apo_decision_rule: str = Field("majority", description="How APO votes decide a request: majority or unanimous.")
     apo_min_votes: int = Field(2, description="Fewest votes cast before the steward can record a decision.")
     final_report_min_chars: int = Field(50, description="Shortest final report that can close a project.")

@@ -14,18 +14,20 @@ from ldj.disclosure import controlled_count
 from ldj.ingest import Ingestor
 from ldj.instruments import load_instruments
 from ldj.settings import REPO_ROOT
-from ldj.synth import generate
 
 CATALOG = REPO_ROOT / "catalog"
 
 
 @pytest.fixture
-def loaded(settings, tmp_path):
-    generate(tmp_path / "d", questionnaires=2500, organisations=3, seed=11, invalid_share=0.0)
-    reports = Ingestor(settings).ingest_many(sorted((tmp_path / "d").glob("*.csv"),
-                                                    key=lambda p: ("traject" not in p.name, p.name)))
-    assert all(r.status == "loaded" for r in reports)
-    return settings
+def loaded(filled_store, synthetic_delivery):
+    """A synthetic delivery imported, once per session and database; each test gets a copy."""
+    delivery = synthetic_delivery(questionnaires=2500, organisations=3, seed=11, invalid_share=0.0)
+
+    def fill(settings):
+        reports = Ingestor(settings).ingest_many(sorted(delivery.paths, key=lambda p: ("traject" not in p.name, p.name)))
+        assert all(r.status == "loaded" for r in reports)
+
+    return filled_store("catalogue", fill)
 
 
 def test_entries_cover_trajectories_scores_pairs_and_satisfaction():

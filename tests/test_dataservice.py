@@ -33,8 +33,8 @@ SERVICE = "/services/ldj-data/api"
 
 
 @pytest.fixture(scope="module")
-def world():
-    root = Path(tempfile.mkdtemp(prefix="ldj-ds-"))
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds")  # pytest removes it (keeps the last 3 runs)
     settings = Settings(data_dir=root / "var", catalog_dir=CATALOG, expectations_dir=REPO_ROOT / "expectations",
                         progress="never")
     generate(root / "d", questionnaires=3000, organisations=3, seed=21, invalid_share=0.0)

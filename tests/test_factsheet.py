@@ -4,6 +4,7 @@ the cache per data version, and the HTML/PDF/JSON document."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -43,10 +44,16 @@ def ingest(settings, folder):
 
 
 @pytest.fixture
-def loaded(settings, tmp_path):
-    generate(tmp_path / "d", questionnaires=2500, organisations=3, seed=11, invalid_share=0.0)
-    small_organisation(tmp_path / "d")
-    ingest(settings, tmp_path / "d")
+def loaded(filled_store, synthetic_delivery, tmp_path_factory):
+    """Imported once per session and database (tests/conftest.py); each test gets a copy."""
+    def fill(settings):
+        folder = tmp_path_factory.mktemp("factsheet")
+        for path in synthetic_delivery(questionnaires=2500, organisations=3, seed=11, invalid_share=0.0).paths:
+            shutil.copy(path, folder)
+        small_organisation(folder)
+        ingest(settings, folder)
+
+    settings = filled_store("factsheet", fill)
     return settings.model_copy(update={"disclosure_threshold": 10, "disclosure_rounding": 1})
 
 

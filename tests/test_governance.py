@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from ldj import governance as gov
 from ldj import policy
 from ldj import store
+from ldj.settings import get_settings
 
 CATALOGUE = {
     "trajectories": {"trajectory", "client", "organisation", "intervention", "age_at_start", "gender"},
@@ -108,7 +109,8 @@ def grant_set(grants):
 # --- accounts --------------------------------------------------------------------------------
 
 def test_password_hash_and_check(engine, monkeypatch):
-    monkeypatch.setattr(gov, "SCRYPT_N", 2**14)  # cheaper for the test; the format carries the parameters
+    monkeypatch.setenv("LDJ_PASSWORD_HASH_COST", "14")  # the format carries the parameters
+    get_settings.cache_clear()
     gov.add_user(engine, "pat", display_name="Pat", organisation="ORG02", roles=["researcher", "member"],
                  password="correct horse battery")
     gov.add_user(engine, "sam", display_name="Sam", organisation="ORG02", roles=["member"],
@@ -127,9 +129,11 @@ def test_password_hash_and_check(engine, monkeypatch):
     assert gov.get_user(engine, "pat").active is False
 
 
-def test_hash_with_default_cost_verifies():
+def test_hash_with_default_cost_verifies(monkeypatch):
+    monkeypatch.delenv("LDJ_PASSWORD_HASH_COST")  # the suite hashes at 2^10 (tests/conftest.py)
+    get_settings.cache_clear()
     stored = gov.hash_password("s3cret!")
-    assert stored.startswith(f"scrypt${gov.SCRYPT_N}$") and "s3cret!" not in stored
+    assert stored.startswith(f"scrypt${2**17}$") and "s3cret!" not in stored
     assert gov.verify_password(stored, "s3cret!")
     assert not gov.verify_password(stored, "s3cret")
     assert not gov.verify_password("plain$text", "s3cret!")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 import time
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 import requests
@@ -25,8 +23,8 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
-def hub():
-    root = Path(tempfile.mkdtemp(prefix="ldj-hub-"))
+def hub(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hub")  # pytest removes it (keeps the last 3 runs)
     settings = Settings(data_dir=root / "var")
     engine = store.get_engine(settings)
     catalogue = {e.id: set(e.variable_names) for e in load_entries(REPO_ROOT / "catalog").values()}

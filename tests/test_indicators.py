@@ -19,7 +19,6 @@ from ldj import store
 from ldj.ingest import Ingestor
 from ldj.instruments import load_instruments
 from ldj.settings import REPO_ROOT
-from ldj.synth import generate
 
 INSTRUMENTS = load_instruments(REPO_ROOT / "catalog")
 WINDOW = 90
@@ -33,16 +32,19 @@ def _users(engine):
 
 
 @pytest.fixture
-def synthetic(settings, tmp_path):
-    """Synthetic deliveries (three organisations), imported; exact figures (threshold 1, no rounding)."""
-    generate(tmp_path / "d", questionnaires=4000, organisations=3, seed=5, invalid_share=0.0,
-             instruments=["cbcl_6_18", "satisfaction"])
-    reports = Ingestor(settings).ingest_many(sorted((tmp_path / "d").glob("*.csv"),
-                                                    key=lambda p: ("traject" not in p.name, p.name)))
-    assert all(r.status == "loaded" for r in reports)
-    engine = store.get_engine(settings)
-    _users(engine)
-    return settings.model_copy(update={"disclosure_threshold": 1, "disclosure_rounding": 1}), engine
+def synthetic(filled_store, synthetic_delivery):
+    """Synthetic deliveries (three organisations), imported; exact figures (threshold 1, no rounding).
+    Imported once per session and database (tests/conftest.py); each test gets a copy."""
+    delivery = synthetic_delivery(questionnaires=4000, organisations=3, seed=5, invalid_share=0.0,
+                                  instruments=["cbcl_6_18", "satisfaction"])
+
+    def fill(settings):
+        reports = Ingestor(settings).ingest_many(sorted(delivery.paths, key=lambda p: ("traject" not in p.name, p.name)))
+        assert all(r.status == "loaded" for r in reports)
+        _users(store.get_engine(settings))
+
+    settings = filled_store("indicators", fill)
+    return settings.model_copy(update={"disclosure_threshold": 1, "disclosure_rounding": 1}), store.get_engine(settings)
 
 
 # --- an independent computation in plain pandas --------------------------------------------------

@@ -124,6 +124,7 @@ def test_no_identifiers_or_birth_dates_are_stored(settings, delivery):
     assert {a["age_at_start"] for a in ages} == {12}  # born 15-03-2010, started 05-09-2022
 
 
+@pytest.mark.slow  # a synthetic delivery of 4,000 questionnaires
 def test_planted_names_and_bsns_never_reach_the_store(sqlite_settings, tmp_path):
     result = generate(tmp_path / "d", questionnaires=4000, organisations=3, seed=8, invalid_share=0.0,
                       instruments=["cbcl_6_18", "satisfaction"])

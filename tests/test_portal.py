@@ -3,9 +3,7 @@ single sign-on, public pages, the language switch, and role checks on the server
 
 from __future__ import annotations
 
-import tempfile
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 import requests
@@ -31,8 +29,8 @@ ACCOUNTS = [("beheer", "SEJN", ["steward"]), ("apo-a", "UNI01", ["apo"]), ("apo-
 
 
 @pytest.fixture(scope="module")
-def stack():
-    root = Path(tempfile.mkdtemp(prefix="ldj-portal-"))
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("portal")  # pytest removes it (keeps the last 3 runs)
     settings = Settings(data_dir=root / "var")
     engine = store.get_engine(settings)
     generate(root / "d", questionnaires=3000, organisations=3, seed=3, invalid_share=0.0)

@@ -3,8 +3,6 @@ ldj.indicators, small groups shown as "te weinig gegevens", and no other organis
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
@@ -22,8 +20,8 @@ PASSWORD = "dashboard-test-2026"
 
 
 @pytest.fixture(scope="module")
-def stack():
-    root = Path(tempfile.mkdtemp(prefix="ldj-dash-"))
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dash")  # pytest removes it (keeps the last 3 runs)
     settings = Settings(data_dir=root / "var")
     generate(root / "d", questionnaires=6000, organisations=4, seed=8, invalid_share=0.0, lead_share=0.4)
     reports = Ingestor(settings).ingest_many(sorted((root / "d").glob("*.csv"),

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -72,8 +71,8 @@ def shown(value: int | None, language: str = "nl") -> str:
 
 
 @pytest.fixture(scope="module")
-def stack():
-    root = Path(tempfile.mkdtemp(prefix="ldj-portal-factsheet-"))
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("portal-factsheet")  # pytest removes it (keeps the last 3 runs)
     settings = Settings(data_dir=root / "var", progress="never")
     engine = store.get_engine(settings)
     # 3 organisations (fewer than the threshold of 10: that total is hidden) and ~2,000 questionnaires:

@@ -3,9 +3,7 @@ the whole loop by different users, public browsing, script injection, the Atom f
 
 from __future__ import annotations
 
-import tempfile
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 import requests
@@ -37,8 +35,8 @@ XSS_COMMENT = '<svg onload="window.__xss=1"></svg> [hier](javascript:window.__xs
 
 
 @pytest.fixture(scope="module")
-def stack():
-    root = Path(tempfile.mkdtemp(prefix="ldj-portal-vb-"))
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("portal-vb")  # pytest removes it (keeps the last 3 runs)
     engine = store.get_engine(Settings(data_dir=root / "var"))
     for name, organisation, roles in ACCOUNTS:
         gov.add_user(engine, name, display_name=name.capitalize(), organisation=organisation, roles=roles,

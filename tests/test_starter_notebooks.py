@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import nbformat
@@ -46,8 +45,8 @@ SCORES_VARIABLES = ["trajectory", "informant", "moment", "date", "total_problems
 
 
 @pytest.fixture(scope="module")
-def world():
-    root = Path(tempfile.mkdtemp(prefix="ldj-nb-"))
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nb")  # pytest removes it (keeps the last 3 runs)
     hub = make_stack(root)
     settings = Settings(data_dir=hub.data_dir, catalog_dir=CATALOG, expectations_dir=REPO_ROOT / "expectations",
                         progress="never")
