@@ -645,7 +645,13 @@ def _shares_table(c: _Context, kf: _KeyFrame, scope: str, label: str, team: str 
     ok = _differencing_ok(kf, c.view, scope, c.view.organisation, total_c, total_n, c.settings, c.memo)
     checked = _controlled(part_label, parts, [s[c_part.format(p)] for p in parts], [s[n_part.format(p)] for p in parts],
                           c.settings, c.memo)
-    low, high = outcomes.wilson([s[n_part.format(p)] for p in parts], [s[total_n]] * len(parts))
+    total = checked["n_published"].iloc[-1]
+    ok = ok and not bool(checked["suppressed"].iloc[-1]) and bool(total)
+    # shares and their intervals from the published (rounded) counts only: an exact k/n next to a
+    # rounded n would give both away
+    published_n = [int(checked["n_published"].iloc[i]) if ok and not checked["suppressed"].iloc[i] else 0
+                   for i in range(len(parts))]
+    low, high = outcomes.wilson(published_n, [int(total) if ok else 0] * len(parts))
     rows = []
     for i, p in enumerate(parts):
         cell = checked.iloc[i]
@@ -653,8 +659,8 @@ def _shares_table(c: _Context, kf: _KeyFrame, scope: str, label: str, team: str 
         why = "" if published else (cell["suppression"] or "secondary")
         rows.append({"scope": scope, "label": label, part_label: p,
                      "n": cell["n_published"] if published else pd.NA,
-                     "total": checked["n_published"].iloc[-1] if ok else pd.NA,
-                     "share": s[n_part.format(p)] / s[total_n] if s[total_n] else np.nan,
+                     "total": total if ok else pd.NA,
+                     "share": published_n[i] / int(total) if published else np.nan,
                      "ci_low": low[i], "ci_high": high[i], "published": published, "suppression": why})
     return rows
 
@@ -798,41 +804,58 @@ def funnel(view: View, viewer: User | str, indicator: str = "improved", engine: 
     c = _Context(replace(view, team=None), viewer, engine, settings, _context)
     if indicator == "response":
         kf = c.cube.key("response", view.instrument, view.informant)
-        n_col, c_col, cols = "eligible", "c_eligible", ["eligible", "c_eligible", "completer"]
+        n_col, c_col, cols = "eligible", "c_eligible", ["eligible", "c_eligible", "completer", "c_completer"]
     else:
         kf = c.cube.key("scales", view.instrument, view.informant, view.scale)
         n_col, c_col = {"improved": ("n_cat", "c_cat"), "deteriorated": ("n_cat", "c_cat"),
                         "change": ("n_pairs", "c_pairs"), "casemix": ("n_cm", "c_cm")}[indicator]
-        cols = [n_col, c_col, "cat_recovered", "cat_reliably_improved", "cat_reliably_deteriorated", "sum_d", "sumsq_d",
+        cols = [n_col, c_col, *(f"{p}cat_{k}" for p in ("", "c_") for k in CATEGORIES), "sum_d", "sumsq_d",
                 "cm_residual", "cm_residual_sq"]
     mask = _mask(kf, c.view.filters(), SEJN, None, None)
     orgs = _by(kf, mask, "organisation", cols)
     orgs = orgs[orgs[n_col] > 0].reset_index(drop=True)
     total = orgs[cols].sum()
 
-    def value(s) -> float:
+    proportion = indicator in ("improved", "deteriorated", "response")
+    numerator = {"improved": ["recovered", "reliably_improved"], "deteriorated": ["reliably_deteriorated"],
+                 "response": ["completer"]}.get(indicator, [])
+    prefix = "" if indicator == "response" else "cat_"
+
+    def counted(s, clients: bool = False) -> float:
+        """The proportion's numerator: trajectories (pairs), or the clients' lower bound."""
+        return float(sum(s[f"{'c_' if clients else ''}{prefix}{k}"] for k in numerator))
+
+    def value(s, n_published=None) -> float:
+        """The indicator of one group. A proportion is computed from the published (rounded) counts
+        (`n_published` given): an exact k/n next to a rounded n would give k and n away."""
         n = s[n_col]
         if not n:
             return np.nan
-        if indicator == "improved":
-            return (s["cat_recovered"] + s["cat_reliably_improved"]) / n
-        if indicator == "deteriorated":
-            return s["cat_reliably_deteriorated"] / n
-        if indicator == "response":
-            return s["completer"] / n
+        if proportion:
+            if n_published is not None:
+                return disclosure.rounded(int(round(counted(s))), c.settings) / n_published if n_published else np.nan
+            return counted(s) / n
         if indicator == "change":
             return s["sum_d"] / n
         return s["cm_residual"] / n
+
+    def small_part(s) -> bool:
+        """The proportion's numerator or its complement is a small group (0 < clients < threshold)."""
+        k = counted(s, clients=True), counted(s)
+        rest = s[c_col] - k[0], s[n_col] - k[1]
+        return any(0 < int(_clients(lb, n)[0]) < c.settings.disclosure_threshold for lb, n in (k, rest))
 
     checked = _controlled("organisation", orgs["organisation"], orgs[c_col], orgs[n_col], c.settings, c.memo)
     labels = c.cube.anonymous_labels(c.access.organisation, c.language)
     rows = []
     for i, org in enumerate(orgs["organisation"].astype(str)):
         cell = checked.iloc[i]
-        published = not bool(cell["suppressed"])
+        published = not bool(cell["suppressed"]) and not (proportion and small_part(orgs.iloc[i]))
         own = org == c.access.organisation
+        n_published = int(cell["n_published"]) if published else None
         row = {"label": (c.cube.organisations.get(org) or org) if (own or c.access.steward) else labels[org],
-               "own": own, "n": cell["n_published"] if published else pd.NA, "value": value(orgs.iloc[i]),
+               "own": own, "n": n_published if published else pd.NA,
+               "value": value(orgs.iloc[i], n_published) if published else np.nan,
                "published": published, "suppression": "" if published else (cell["suppression"] or "primary")}
         if c.access.steward:
             row = {"organisation": org, **row}
@@ -843,16 +866,19 @@ def funnel(view: View, viewer: User | str, indicator: str = "improved", engine: 
         order = [(not own, rank.get(org, -1), label) for own, org, label in
                  zip(points["own"], orgs["organisation"].astype(str), points["label"])]
         points = points.iloc[sorted(range(len(order)), key=order.__getitem__)].reset_index(drop=True)
-    centre = value(total)
-    grid = np.unique(np.round(np.geomspace(max(c.settings.disclosure_threshold, 2),
-                                           max(float(orgs[n_col].max()) if len(orgs) else 10, 20), 60)))
+    total_shown = len(orgs) and not bool(checked["suppressed"].iloc[-1])
+    total_n = int(checked["n_published"].iloc[-1]) if total_shown else 0
+    centre = value(total, total_n) if len(orgs) and total_n >= c.settings.disclosure_threshold else np.nan
+    largest = float(points["n"].max()) if len(points) and points["published"].any() else 10
+    grid = np.unique(np.round(np.geomspace(max(c.settings.disclosure_threshold, 2), max(largest, 20), 60)))
     if indicator in ("improved", "deteriorated", "response"):
         limits = outcomes.funnel_limits(centre, grid) if not np.isnan(centre) else pd.DataFrame({"n": grid})
     else:
         sq = total["sumsq_d"] if indicator == "change" else total["cm_residual_sq"]
         sm = total["sum_d"] if indicator == "change" else total["cm_residual"]
         n = total[n_col]
-        sd = float(np.sqrt(max(sq - sm * sm / n, 0) / (n - 1))) if n > 1 else np.nan
+        sd = float(np.sqrt(max(sq - sm * sm / n, 0) / (n - 1))) \
+            if n > 1 and total_n >= c.settings.disclosure_threshold else np.nan
         limits = outcomes.funnel_limits_mean(0.0 if indicator == "casemix" else centre, sd, grid)
     limits["centre"] = 0.0 if indicator == "casemix" else centre
     return points, limits
