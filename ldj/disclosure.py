@@ -58,11 +58,14 @@ def controlled_count(n: int | None, settings: Settings | None = None) -> int | N
     return rounded(n, settings)
 
 
-def differences_safe(slices: Sequence[int], settings: Settings | None = None) -> bool:
+def differences_safe(slices: Sequence[int], settings: Settings | None = None, *, empty_is_safe: bool = True) -> bool:
     """True when every group a reader could isolate by subtracting two published counts (the
-    `slices`, in distinct clients) is empty or at least `disclosure_threshold` clients."""
+    `slices`, in distinct clients) is at least `disclosure_threshold` clients, or empty when
+    `empty_is_safe`. Where a reader chooses the groups freely (feasibility counts) pass
+    `empty_is_safe=False`: a group that is empty must be answered as a small one, else the
+    answer tells "none" from "a few"."""
     threshold = (settings or get_settings()).disclosure_threshold
-    return all(n == 0 or n >= threshold for n in slices)
+    return all((n == 0 and empty_is_safe) or n >= threshold for n in slices)
 
 
 def with_margins(frame: pd.DataFrame, n: str, dims: Sequence[str], *, total: str = TOTAL,

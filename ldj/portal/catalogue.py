@@ -26,7 +26,8 @@ def _labels(visitor: Visitor, entry: Entry, dim: str, values: list) -> dict[str,
 
 def _result_text(visitor: Visitor, result: feasibility.Feasibility) -> pn.pane.Alert:
     if result.suppressed:
-        return message(visitor.t(f"cat_suppressed_{result.reason}"), "warning")
+        return message(visitor.t(f"cat_suppressed_{result.reason}", threshold=visitor.settings.disclosure_threshold),
+                       "warning")
     return message(visitor.t("cat_count", rows=result.rows, clients=result.clients), "info")
 
 
