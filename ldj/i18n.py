@@ -502,6 +502,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "dash_organisation": ("Organisatie", "Organisation"),
     "dash_show": ("Toon", "Show"),
     "dash_download_csv": ("Tabel downloaden (CSV)", "Download the table (CSV)"),
+    "dash_bad_argument": ("Ongeldige waarde voor {name}: {value}", "Invalid value for {name}: {value}"),
+    "dash_unknown_argument": ("Onbekende parameter: {name}", "Unknown parameter: {name}"),
     "dash_hidden": ("Niet getoond (te weinig gegevens): {what}", "Not shown (too little data): {what}"),
     "dash_change": ("Verandering: gemiddelde T bij start en einde, ΔT met 95%-interval, effectgrootte",
                     "Change: mean T at start and end, ΔT with 95% interval, effect size"),

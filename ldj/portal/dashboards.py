@@ -8,16 +8,21 @@ as CSV next to it; the plots' own toolbar saves them as PNG.
 from __future__ import annotations
 
 import io
+import json
+from dataclasses import dataclass
 
 import holoviews as hv
 import hvplot.pandas  # noqa: F401 - registers .hvplot
+import numpy as np
 import pandas as pd
 import panel as pn
+from tornado import web
+from tornado.ioloop import IOLoop
 
-from .. import indicators, versions
+from .. import governance, indicators, policy, versions
 from ..factsheet import display_labels
 from ..instruments import load_instruments
-from .layout import message
+from .layout import PortalHandler, message
 from .visitor import Visitor
 
 ALL = "__all__"
@@ -25,9 +30,14 @@ TABLE_CSS = ("</table><style>.ldj-suppressed{color:#8a6d3b;font-style:italic} ta
              " th,td{padding:4px 12px;text-align:left;border-bottom:1px solid #ddd}</style>")
 
 
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """A figure's table as the page offers it for download (Dutch Excel: `;`, UTF-8 with BOM)."""
+    return indicators.download_table(frame).to_csv(index=False, sep=";").encode("utf-8-sig")
+
+
 def _csv_download(frame: pd.DataFrame, name: str, label: str) -> pn.widgets.FileDownload:
     def payload() -> io.BytesIO:
-        return io.BytesIO(indicators.download_table(frame).to_csv(index=False, sep=";").encode("utf-8-sig"))
+        return io.BytesIO(csv_bytes(frame))
 
     return pn.widgets.FileDownload(callback=payload, filename=f"{name}.csv", label=label, button_type="light",
                                    width=220)
@@ -223,3 +233,133 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
                      *([message(visitor.t("portal_pending"), "warning")] if pending else []),
                      pn.FlexBox(*[pn.Column(w, width=230) for w in controls], show), results,
                      sizing_mode="stretch_width")
+
+
+# --- plain HTTP: the figures of a view --------------------------------------------------------------
+
+FIGURES = ("change", "reliable_change", "response", "funnel", "funnel_limits", "casemix", "severity_trend",
+           "satisfaction")
+FILTER_ARGUMENTS = ("intervention", "age_group", "gender", "start_year", "team")
+ARGUMENTS = ("instrument", "scale", "informant", *FILTER_ARGUMENTS, "organisation", "funnel", "figure", "lang")
+
+
+class BadArgument(ValueError):
+    """A query argument that is not one of the values the viewer can choose."""
+
+
+@dataclass(frozen=True)
+class FiguresRequest:
+    """The typed, validated query of a figures download: the view, the funnel's indicator, one figure (CSV)."""
+
+    view: indicators.View
+    funnel: str
+    figure: str | None
+
+
+def parse_figures_request(arguments: dict[str, list[str]], opts: dict, visitor: Visitor,
+                          csv: bool) -> FiguresRequest:
+    """`arguments` (name: values, as tornado has them) into a `FiguresRequest`, with the page's
+    defaults; every value must be one the viewer can choose (`indicators.options`), else BadArgument."""
+    for name in arguments:
+        if name not in ARGUMENTS:
+            raise BadArgument(visitor.t("dash_unknown_argument", name=name))
+
+    def one(name: str) -> str | None:
+        values = arguments.get(name) or []
+        if len(values) > 1:
+            raise BadArgument(visitor.t("dash_bad_argument", name=name, value=", ".join(values)))
+        return values[0] if values and values[0] not in ("", ALL) else None
+
+    def chosen(name: str, allowed, default=None):
+        value = one(name)
+        if value is None:
+            return default
+        if name == "start_year":
+            if not value.isdigit() or int(value) not in allowed:
+                raise BadArgument(visitor.t("dash_bad_argument", name=name, value=value))
+            return int(value)
+        if value not in allowed:
+            raise BadArgument(visitor.t("dash_bad_argument", name=name, value=value))
+        return value
+
+    instruments = opts["instruments"]
+    choices = [c for c in instruments if c != "satisfaction"] or list(instruments)
+    default = "cbcl_6_18" if "cbcl_6_18" in choices else (choices[0] if choices else None)
+    instrument = chosen("instrument", instruments, default)
+    if instrument is None:
+        raise BadArgument(visitor.t("dash_bad_argument", name="instrument", value=""))
+    scales, informants = instruments[instrument]["scales"], instruments[instrument]["informants"]
+    scale = chosen("scale", scales, "total_problems" if "total_problems" in scales else scales[0])
+    informant = chosen("informant", informants, informants[0])
+    filters = {name: chosen(name, opts[{"age_group": "age_groups", "start_year": "start_years"}.get(name, name + "s")])
+               for name in FILTER_ARGUMENTS}
+    organisation = chosen("organisation", opts["organisations"] or [visitor.organisation])
+    funnel = chosen("funnel", indicators.FUNNEL_INDICATORS, "improved")
+    figure = chosen("figure", FIGURES)
+    if csv and figure is None:
+        raise BadArgument(visitor.t("dash_bad_argument", name="figure", value=""))
+    return FiguresRequest(indicators.View(instrument, scale, informant, organisation=organisation, **filters),
+                          funnel, figure)
+
+
+def figures_json(figures: dict[str, pd.DataFrame], request: FiguresRequest, version: str) -> dict:
+    """What the page shows, as JSON: every figure's download table (hidden figures carry no numbers)."""
+    def rows(frame: pd.DataFrame) -> list[dict]:
+        table = indicators.download_table(frame).astype(object)
+        return [{k: (None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else
+                     v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
+                for r in table.where(table.notna(), None).to_dict(orient="records")]
+
+    view = {k: v for k, v in vars(request.view).items() if v is not None}
+    return {"data_version": version, "view": view, "funnel_indicator": request.funnel,
+            "figures": {name: rows(figures[name]) for name in FIGURES if request.figure in (None, name)}}
+
+
+class FiguresHandler(PortalHandler):
+    """GET {prefix}/dashboard/figures.json|.csv?instrument=&scale=&informant=&intervention=&age_group=&gender=
+    &start_year=&team=&organisation=&funnel=&figure=: exactly the figures the dashboard page shows for those
+    choices (JSON: all of them, CSV: `figure`), behind login; `ldj.policy` "figures.own_organisation"
+    ("figures.all_organisations" for another organisation's)."""
+
+    async def get(self, kind: str):
+        visitor = self.visitor()
+        settings = visitor.settings.model_copy(update={"language": visitor.language})
+        arguments = {k: [v.decode() for v in vs] for k, vs in self.request.query_arguments.items()}
+        organisation = (arguments.get("organisation") or [None])[-1] or visitor.organisation
+        try:
+            visitor.check("figures.own_organisation", policy.Target(organisation=visitor.organisation))
+            if organisation != visitor.organisation:
+                visitor.check("figures.all_organisations", policy.Target(organisation=organisation))
+        except policy.Refused as exc:
+            raise web.HTTPError(403, str(exc)) from None
+        engine = visitor.engine
+        loop = IOLoop.current()
+        try:
+            opts = await loop.run_in_executor(None, lambda: indicators.options(
+                visitor.name, engine, settings, organisation=organisation if visitor.has_role("steward") else None))
+            request = parse_figures_request(arguments, opts, visitor, csv=kind == "csv")
+            figures = await loop.run_in_executor(None, lambda: indicators.dashboard(
+                request.view, visitor.name, engine, settings, funnel_indicator=request.funnel))
+        except BadArgument as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        except (governance.PermissionDenied, policy.Refused) as exc:
+            raise web.HTTPError(403, str(exc)) from None
+        version = indicators.get_cube(engine, settings).version
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-LDJ-Data-Version", version)
+        if kind == "csv":
+            self.set_header("Content-Type", "text/csv; charset=utf-8")
+            self.set_header("Content-Disposition", f'attachment; filename="{request.figure}.csv"')
+            self.write(csv_bytes(figures[request.figure]))
+        else:
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.write(json.dumps(figures_json(figures, request, version), ensure_ascii=False))
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        """A plain message, not tornado's HTML page: why the request was refused."""
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(error.log_message if isinstance(error, web.HTTPError) and error.log_message else self._reason)
+
+
+HANDLERS = [(r"/dashboard/figures\.(json|csv)", FiguresHandler)]
