@@ -86,7 +86,8 @@ class LanguageHandler(web.RequestHandler):
 def extra_handlers() -> list[tuple]:
     """Plain HTTP routes beside the Panel sessions: the language switch, plain pages, downloads, feeds."""
     pages = [(f"/{p.path}", p.handler) for p in PAGES if p.handler]
-    return [(r"/taal", LanguageHandler), *pages, *factsheet.HANDLERS, *vraagbank.HANDLERS, *dashboards.HANDLERS]
+    return [(r"/taal", LanguageHandler), *pages, *factsheet.HANDLERS, *vraagbank.HANDLERS, *dashboards.HANDLERS,
+            *catalogue.HANDLERS]
 
 
 def _secret(path: Path, factory) -> bytes | str:

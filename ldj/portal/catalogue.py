@@ -3,13 +3,15 @@ count (ldj.feasibility, disclosure-controlled) and "request this data"."""
 
 from __future__ import annotations
 
+import json
 from html import escape
 
 import panel as pn
+from tornado import web
 
-from .. import feasibility
+from .. import feasibility, policy
 from ..catalogue import Entry, load_age_groups, load_entries
-from .layout import message, query_arg
+from .layout import PortalHandler, message, query_arg
 from .visitor import Visitor
 
 
@@ -97,3 +99,46 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
                      pn.pane.HTML(f'<table class="table table-sm"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}'
                                   "</tbody></table>", sizing_mode="stretch_width"),
                      sizing_mode="stretch_width")
+
+
+class CountHandler(PortalHandler):
+    """GET {prefix}/catalogus/telling.json?entry=ID[&dim=value...]: the feasibility count as the page
+    answers it (ldj.feasibility), for everyone. Every dimension must be one of the entry's and every
+    value one of its categories (a dimension may be repeated to choose several), else 400."""
+
+    def get(self):
+        visitor = self.visitor()
+        try:
+            visitor.check("feasibility.count")
+        except policy.Refused as exc:
+            raise web.HTTPError(403, str(exc)) from None
+        arguments = {k: [v.decode() for v in vs] for k, vs in self.request.query_arguments.items() if k != "lang"}
+        entry = arguments.pop("entry", [None])
+        if len(entry) != 1 or entry[0] not in load_entries(visitor.settings.catalog_dir):
+            raise web.HTTPError(400, visitor.t("cat_unknown", entry=", ".join(map(str, entry))))
+        try:
+            options = feasibility.options(visitor.engine, entry[0], visitor.settings)
+        except (LookupError, ValueError) as exc:
+            raise web.HTTPError(400, str(exc)) from None
+        filters = {}
+        for dim, values in arguments.items():
+            known = {str(v): v for v in options.get(dim, [])}
+            if dim not in options or any(v not in known for v in values):
+                raise web.HTTPError(400, visitor.t("dash_bad_argument", name=dim, value=", ".join(values)))
+            filters[dim] = [known[v] for v in values]
+        result = feasibility.count(visitor.engine, entry[0], filters, visitor.settings)
+        text = (visitor.t(f"cat_suppressed_{result.reason}", threshold=visitor.settings.disclosure_threshold)
+                if result.suppressed else visitor.t("cat_count", rows=result.rows, clients=result.clients))
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.write(json.dumps({"entry": result.entry, "rows": result.rows, "clients": result.clients,
+                               "suppressed": result.suppressed, "message": text, "data_version": result.version},
+                              ensure_ascii=False))
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        error = kwargs.get("exc_info", (None, None, None))[1]
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(error.log_message if isinstance(error, web.HTTPError) and error.log_message else self._reason)
+
+
+HANDLERS = [(r"/catalogus/telling\.json", CountHandler)]
