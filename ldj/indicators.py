@@ -56,6 +56,7 @@ import os
 import shutil
 import string
 import threading
+from itertools import combinations
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -567,6 +568,114 @@ def _differencing_ok(kf: _KeyFrame, view: View, scope: str, organisation: str | 
     return True
 
 
+_parts_cache: dict[tuple, tuple[_KeyFrame, _KeyFrame]] = {}
+
+
+def _with_parts(kf: _KeyFrame, c_col: str, n_col: str, prefix: str, numerator: list[str]) -> _KeyFrame:
+    """The key frame with a proportion's numerator (`_k`, `_c_k`) and complement (`_rest`, `_c_rest`)."""
+    key = (id(kf), c_col, n_col, prefix, tuple(numerator))
+    found = _parts_cache.get(key)
+    if found is not None and found[0] is kf:
+        return found[1]
+    values = dict(kf.values)
+    values["_c_k"] = sum(kf.values[f"c_{prefix}{k}"] for k in numerator)
+    values["_k"] = sum(kf.values[f"{prefix}{k}"] for k in numerator)
+    values["_c_rest"] = kf.values[c_col] - values["_c_k"]
+    values["_rest"] = kf.values[n_col] - values["_k"]
+    if len(_parts_cache) > 32:
+        _parts_cache.clear()
+    _parts_cache[key] = (kf, _KeyFrame(kf.dims, values))
+    return _parts_cache[key][1]
+
+
+def _filtered_dims(view: View, scope: str) -> list[str]:
+    """The view's filtered dimensions as the scope sees them (team counts within the organisation)."""
+    dims = [d for d in FILTERS if d in view.filters() and not (d == "team" and scope != "team")]
+    if scope == "team" and "team" not in dims:
+        dims.append("team")
+    return dims
+
+
+def _hidden_rows(kf: _KeyFrame, view: View, scope: str, organisation: str | None, by: str | None, parts: list,
+                 pairs: list[tuple[str, str]], settings: Settings, memo: dict | None,
+                 ignore: tuple[str, ...] = ()) -> frozenset:
+    """The rows of a figure (parts: its categories, years or organisations) hidden in the view.
+
+    Rows are hidden per *family*, not per view: every view with the same filtered dimensions (all their
+    categories and totals: the grid of sibling views) hides the same rows, so no row is hidden in one
+    view and shown in its siblings (the total minus the other genders would give it away). A row is
+    hidden when any view of the grid, or of a smaller grid (fewer filters), holds a small cell in it
+    (0 < clients < threshold, for any (clients, count) column pair of the row); then, until stable, a
+    view of the grid in which exactly one non-empty row is hidden hides one more (the smallest overall).
+    `by` None: row i is the column pair pairs[i] (returns indices); else a row is a category of `by`, with
+    every column pair (returns categories; `parts` is not used). The view without filters starts from
+    `disclosure.suppress` on its own rows."""
+    dims = tuple(d for d in _filtered_dims(view, scope) if d not in ignore)
+    columns = list(dict.fromkeys(c for pair in pairs for c in pair))
+    mask = _mask(kf, {}, "organisation" if "team" in dims else scope, organisation, None)
+    frame = pd.DataFrame({d: np.asarray(kf.dims[d])[mask] for d in (*dims, *([by] if by else []))})
+    for col in columns:
+        frame[col] = kf.values[col][mask]
+    if by is not None:  # every category the family has, the same list in every view of it
+        present = frame.groupby(by, sort=True)[pairs[0][1]].sum()
+        parts = [v for v, n in present.items() if n > 0]
+    key = ("rows", id(kf), scope, organisation, by, tuple(pairs), tuple(map(str, parts)), dims)
+    hidden = _family(frame, dims, by, parts, pairs, settings, memo if memo is not None else {}, key)
+    return frozenset(hidden if by is None else (parts[i] for i in hidden))
+
+
+def _family(frame: pd.DataFrame, dims: tuple[str, ...], by: str | None, parts: list, pairs: list[tuple[str, str]],
+            settings: Settings, memo: dict, key: tuple) -> frozenset:
+    if (key, dims) in memo:
+        return memo[key, dims]
+    threshold = settings.disclosure_threshold
+    hidden: set[int] = set()
+    for k in range(len(dims)):  # every smaller family's hidden rows
+        hidden |= _family(frame, dims[:k] + dims[k + 1:], by, parts, pairs, settings, memo, key)
+    grid = []  # (clients, counts) per view of the grid: arrays rows x pairs
+    for k in range(len(dims) + 1):
+        for kept in combinations(dims, k):
+            group = [*kept, *([by] if by else [])]
+            sums = frame.groupby(group, sort=False, observed=True).sum(numeric_only=True) if group else \
+                frame.sum(numeric_only=True).to_frame().T
+            views = sums.groupby(level=list(range(len(kept))), sort=False) if kept else [((), sums)]
+            for _, part in views:
+                if by is None:
+                    row = part.sum(numeric_only=True)
+                    counts = np.array([[row[n] for _, n in pairs]])
+                    lower = np.array([[row[c] for c, _ in pairs]])
+                else:
+                    index = part.index.get_level_values(by) if isinstance(part.index, pd.MultiIndex) else part.index
+                    at = {v: i for i, v in enumerate(index)}
+                    counts = np.array([[part[n].iloc[at[p]] if p in at else 0 for _, n in pairs] for p in parts])
+                    lower = np.array([[part[c].iloc[at[p]] if p in at else 0 for c, _ in pairs] for p in parts])
+                if by is None:  # one row per pair
+                    counts, lower = counts.T, lower.T
+                grid.append((_clients(lower.ravel(), counts.ravel()).reshape(counts.shape), counts))
+    if not dims:  # the view without filters: its own table first
+        clients, counts = grid[0]
+        checked = _controlled("part", list(range(len(parts))), clients[:, 0], counts[:, 0], settings, memo)
+        hidden |= {i for i in range(len(parts)) if bool(checked["suppressed"].iloc[i]) and counts[i, 0] > 0}
+    for clients, _ in grid:
+        hidden |= {i for i in range(len(parts)) if ((clients[i] > 0) & (clients[i] < threshold)).any()}
+    overall = grid[0][1][:, 0]  # the first view of the grid is the one without filters
+    order = sorted(range(len(parts)), key=lambda i: (overall[i], i))
+    changed = bool(hidden)
+    while changed:
+        changed = False
+        for clients, counts in grid:
+            nonzero = {i for i in range(len(parts)) if counts[i, 0] > 0}
+            if len(hidden & nonzero) == 1:
+                extra = next((i for i in order if i in nonzero and i not in hidden), None)
+                if extra is None:
+                    extra = next((i for i in order if overall[i] > 0 and i not in hidden), None)
+                if extra is not None:
+                    hidden.add(extra)
+                    changed = True
+    memo[key, dims] = frozenset(hidden)
+    return memo[key, dims]
+
+
 def _publish(lower_bound: float, n_shown: float, ok_by_difference: bool, settings: Settings) -> tuple[bool, str, object]:
     """(published, suppression, rounded n)."""
     n_clients = int(_clients(lower_bound, n_shown)[0])
@@ -645,12 +754,15 @@ def _shares_table(c: _Context, kf: _KeyFrame, scope: str, label: str, team: str 
     ok = _differencing_ok(kf, c.view, scope, c.view.organisation, total_c, total_n, c.settings, c.memo)
     checked = _controlled(part_label, parts, [s[c_part.format(p)] for p in parts], [s[n_part.format(p)] for p in parts],
                           c.settings, c.memo)
+    pairs = [(c_part.format(p), n_part.format(p)) for p in parts]
+    hidden = _hidden_rows(kf, c.view, scope, c.view.organisation, None, parts, pairs, c.settings, c.memo)
+    checked = checked.assign(suppressed=[i in hidden for i in range(len(parts))] + [bool(checked["suppressed"].iloc[-1])])
     total = checked["n_published"].iloc[-1]
     ok = ok and not bool(checked["suppressed"].iloc[-1]) and bool(total)
     # shares and their intervals from the published (rounded) counts only: an exact k/n next to a
     # rounded n would give both away
-    published_n = [int(checked["n_published"].iloc[i]) if ok and not checked["suppressed"].iloc[i] else 0
-                   for i in range(len(parts))]
+    published_n = [disclosure.rounded(int(round(s[n_part.format(p)])), c.settings)
+                   if ok and not checked["suppressed"].iloc[i] else 0 for i, p in enumerate(parts)]
     low, high = outcomes.wilson(published_n, [int(total) if ok else 0] * len(parts))
     rows = []
     for i, p in enumerate(parts):
@@ -658,7 +770,7 @@ def _shares_table(c: _Context, kf: _KeyFrame, scope: str, label: str, team: str 
         published = ok and not bool(cell["suppressed"])
         why = "" if published else (cell["suppression"] or "secondary")
         rows.append({"scope": scope, "label": label, part_label: p,
-                     "n": cell["n_published"] if published else pd.NA,
+                     "n": published_n[i] if published else pd.NA,
                      "total": total if ok else pd.NA,
                      "share": published_n[i] / int(total) if published else np.nan,
                      "ci_low": low[i], "ci_high": high[i], "published": published, "suppression": why})
@@ -719,13 +831,16 @@ def severity_trend(view: View, viewer: User | str, engine: sa.Engine | None = No
         years = _by(kf, mask, "start_year", ["n_start", "c_start", "sum_start", "sumsq_start"])
         years = years[years["n_start"] > 0].reset_index(drop=True)
         checked = _controlled("start_year", years["start_year"], years["c_start"], years["n_start"], c.settings, c.memo)
+        hidden = _hidden_rows(kf, c.view, scope, c.view.organisation, "start_year", [], [("c_start", "n_start")],
+                              c.settings, c.memo)
+        along = [int(y) not in hidden for y in years["start_year"]]
         stats = outcomes.mean_ci_from_sums(years["n_start"], years["sum_start"], years["sumsq_start"])
         for i, year in enumerate(years["start_year"]):
             cell = checked.iloc[i]
-            published = ok and not bool(cell["suppressed"])
+            published = ok and bool(along[i])
             rows.append({"scope": scope, "label": label, "start_year": int(year),
-                         "n": cell["n_published"] if published else pd.NA,
-                         "mean": stats["mean"].iloc[i], "ci_low": stats["ci_low"].iloc[i],
+                         "n": disclosure.rounded(int(round(years["n_start"].iloc[i])), c.settings) if published
+                         else pd.NA, "mean": stats["mean"].iloc[i], "ci_low": stats["ci_low"].iloc[i],
                          "ci_high": stats["ci_high"].iloc[i], "published": published,
                          "suppression": "" if published else (cell["suppression"] or "secondary")})
     return _frame(rows, ["mean", "ci_low", "ci_high"], c.language)
@@ -839,20 +954,22 @@ def funnel(view: View, viewer: User | str, indicator: str = "improved", engine: 
             return s["sum_d"] / n
         return s["cm_residual"] / n
 
-    def small_part(s) -> bool:
-        """The proportion's numerator or its complement is a small group (0 < clients < threshold)."""
-        k = counted(s, clients=True), counted(s)
-        rest = s[c_col] - k[0], s[n_col] - k[1]
-        return any(0 < int(_clients(lb, n)[0]) < c.settings.disclosure_threshold for lb, n in (k, rest))
-
     checked = _controlled("organisation", orgs["organisation"], orgs[c_col], orgs[n_col], c.settings, c.memo)
     labels = c.cube.anonymous_labels(c.access.organisation, c.language)
+    # each organisation's n (and a proportion's numerator and complement), hidden per family of views
+    pairs = [(c_col, n_col)]
+    if proportion:
+        for name, c_name, n_name in (("_k", "_c_k", "_k"), ("_rest", "_c_rest", "_rest")):
+            pairs.append((c_name, n_name))
+    hidden = _hidden_rows(_with_parts(kf, c_col, n_col, prefix, numerator) if proportion else kf, c.view, SEJN,
+                          None, "organisation", [], pairs, c.settings, c.memo)
+    along = [org not in hidden for org in orgs["organisation"]]
     rows = []
     for i, org in enumerate(orgs["organisation"].astype(str)):
         cell = checked.iloc[i]
-        published = not bool(cell["suppressed"]) and not (proportion and small_part(orgs.iloc[i]))
+        published = bool(along[i])
         own = org == c.access.organisation
-        n_published = int(cell["n_published"]) if published else None
+        n_published = disclosure.rounded(int(round(orgs[n_col].iloc[i])), c.settings) if published else None
         row = {"label": (c.cube.organisations.get(org) or org) if (own or c.access.steward) else labels[org],
                "own": own, "n": n_published if published else pd.NA,
                "value": value(orgs.iloc[i], n_published) if published else np.nan,

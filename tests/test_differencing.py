@@ -105,7 +105,10 @@ def truth(stack) -> dict[tuple, dict]:
     for gender, age in itertools.product(genders, ages):
         view = indicators.View(BASE["instrument"], BASE["scale"], BASE["informant"], gender=gender, age_group=age)
         figures = indicators.dashboard(view, "praktijk", stack.engine, exact, funnel_indicator="change")
-        views[gender, age] = figures_json(figures, FiguresRequest(view, "change", None), "")["figures"]
+        shown = figures_json(figures, FiguresRequest(view, "change", None), "")["figures"]
+        # a figure not shown even without threshold is an empty one
+        views[gender, age] = {name: [{k: (0 if k in ("n", "total") and v is None else v) for k, v in row.items()}
+                                     for row in rows] for name, rows in shown.items()}
     return views
 
 
