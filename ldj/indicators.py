@@ -596,9 +596,13 @@ def _filtered_dims(view: View, scope: str) -> list[str]:
     return dims
 
 
+_families: dict = {}
+_families_owner: dict[int, _KeyFrame] = {}
+_families_lock = threading.Lock()
+
+
 def _hidden_rows(kf: _KeyFrame, view: View, scope: str, organisation: str | None, by: str | None, parts: list,
-                 pairs: list[tuple[str, str]], settings: Settings, memo: dict | None,
-                 ignore: tuple[str, ...] = ()) -> frozenset:
+                 pairs: list[tuple[str, str]], settings: Settings) -> frozenset:
     """The rows of a figure (parts: its categories, years or organisations) hidden in the view.
 
     Rows are hidden per *family*, not per view: every view with the same filtered dimensions (all their
@@ -610,17 +614,27 @@ def _hidden_rows(kf: _KeyFrame, view: View, scope: str, organisation: str | None
     `by` None: row i is the column pair pairs[i] (returns indices); else a row is a category of `by`, with
     every column pair (returns categories; `parts` is not used). The view without filters starts from
     `disclosure.suppress` on its own rows."""
-    dims = tuple(d for d in _filtered_dims(view, scope) if d not in ignore)
-    columns = list(dict.fromkeys(c for pair in pairs for c in pair))
-    mask = _mask(kf, {}, "organisation" if "team" in dims else scope, organisation, None)
-    frame = pd.DataFrame({d: np.asarray(kf.dims[d])[mask] for d in (*dims, *([by] if by else []))})
-    for col in columns:
-        frame[col] = kf.values[col][mask]
-    if by is not None:  # every category the family has, the same list in every view of it
-        present = frame.groupby(by, sort=True)[pairs[0][1]].sum()
-        parts = [v for v, n in present.items() if n > 0]
-    key = ("rows", id(kf), scope, organisation, by, tuple(pairs), tuple(map(str, parts)), dims)
-    hidden = _family(frame, dims, by, parts, pairs, settings, memo if memo is not None else {}, key)
+    dims = tuple(_filtered_dims(view, scope))
+    key = ("rows", id(kf), scope, organisation, by, tuple(pairs), settings.disclosure_threshold,
+           settings.disclosure_rounding)
+    with _families_lock:  # the same for every view of the family: kept across requests
+        owner = _families_owner.get(id(kf))
+        if (owner is not None and owner is not kf) or len(_families) > 20_000:
+            _families.clear()
+            _families_owner.clear()
+        _families_owner[id(kf)] = kf
+        if (key, dims) not in _families:
+            columns = list(dict.fromkeys(c for pair in pairs for c in pair))
+            mask = _mask(kf, {}, "organisation" if "team" in dims else scope, organisation, None)
+            frame = pd.DataFrame({d: np.asarray(kf.dims[d])[mask] for d in (*dims, *([by] if by else []))})
+            for col in columns:
+                frame[col] = kf.values[col][mask]
+            if by is not None:  # every category the family has, the same list in every view of it
+                present = frame.groupby(by, sort=True)[pairs[0][1]].sum()
+                parts = [v for v, n in present.items() if n > 0]
+            _families[key, "parts"] = parts
+            _family(frame, dims, by, parts, pairs, settings, _families, key)
+        hidden, parts = _families[key, dims], _families[key, "parts"]
     return frozenset(hidden if by is None else (parts[i] for i in hidden))
 
 
@@ -629,50 +643,45 @@ def _family(frame: pd.DataFrame, dims: tuple[str, ...], by: str | None, parts: l
     if (key, dims) in memo:
         return memo[key, dims]
     threshold = settings.disclosure_threshold
-    hidden: set[int] = set()
+    hidden = np.zeros(len(parts), dtype=bool)
     for k in range(len(dims)):  # every smaller family's hidden rows
-        hidden |= _family(frame, dims[:k] + dims[k + 1:], by, parts, pairs, settings, memo, key)
-    grid = []  # (clients, counts) per view of the grid: arrays rows x pairs
+        hidden[list(_family(frame, dims[:k] + dims[k + 1:], by, parts, pairs, settings, memo, key))] = True
+    lower_cols, count_cols = [c for c, _ in pairs], [n for _, n in pairs]
+    blocks_lower, blocks_counts = [], []  # per view of the grid: rows x pairs
     for k in range(len(dims) + 1):
         for kept in combinations(dims, k):
-            group = [*kept, *([by] if by else [])]
-            sums = frame.groupby(group, sort=False, observed=True).sum(numeric_only=True) if group else \
-                frame.sum(numeric_only=True).to_frame().T
-            views = sums.groupby(level=list(range(len(kept))), sort=False) if kept else [((), sums)]
-            for _, part in views:
-                if by is None:
-                    row = part.sum(numeric_only=True)
-                    counts = np.array([[row[n] for _, n in pairs]])
-                    lower = np.array([[row[c] for c, _ in pairs]])
-                else:
-                    index = part.index.get_level_values(by) if isinstance(part.index, pd.MultiIndex) else part.index
-                    at = {v: i for i, v in enumerate(index)}
-                    counts = np.array([[part[n].iloc[at[p]] if p in at else 0 for _, n in pairs] for p in parts])
-                    lower = np.array([[part[c].iloc[at[p]] if p in at else 0 for c, _ in pairs] for p in parts])
-                if by is None:  # one row per pair
-                    counts, lower = counts.T, lower.T
-                grid.append((_clients(lower.ravel(), counts.ravel()).reshape(counts.shape), counts))
+            group = ["_all", *kept, *([by] if by else [])]
+            sums = frame.assign(_all=0).groupby(group, sort=False, observed=True)[lower_cols + count_cols].sum()
+            if by is None:  # rows are the pairs
+                blocks_lower.append(sums[lower_cols].to_numpy()[:, :, None])
+                blocks_counts.append(sums[count_cols].to_numpy()[:, :, None])
+                continue
+            table = sums.unstack(by, fill_value=0)
+            full = pd.MultiIndex.from_product([lower_cols + count_cols, parts])
+            table = table.reindex(columns=full, fill_value=0)
+            blocks_lower.append(np.stack([table[c].to_numpy() for c in lower_cols], axis=2))
+            blocks_counts.append(np.stack([table[n].to_numpy() for n in count_cols], axis=2))
+    lower, counts = np.concatenate(blocks_lower), np.concatenate(blocks_counts)  # views x rows x pairs
+    clients = _clients(lower.ravel(), counts.ravel()).reshape(counts.shape)
+    overall = counts[0, :, 0]  # the first view of the grid is the one without filters
     if not dims:  # the view without filters: its own table first
-        clients, counts = grid[0]
-        checked = _controlled("part", list(range(len(parts))), clients[:, 0], counts[:, 0], settings, memo)
-        hidden |= {i for i in range(len(parts)) if bool(checked["suppressed"].iloc[i]) and counts[i, 0] > 0}
-    for clients, _ in grid:
-        hidden |= {i for i in range(len(parts)) if ((clients[i] > 0) & (clients[i] < threshold)).any()}
-    overall = grid[0][1][:, 0]  # the first view of the grid is the one without filters
-    order = sorted(range(len(parts)), key=lambda i: (overall[i], i))
-    changed = bool(hidden)
-    while changed:
-        changed = False
-        for clients, counts in grid:
-            nonzero = {i for i in range(len(parts)) if counts[i, 0] > 0}
-            if len(hidden & nonzero) == 1:
-                extra = next((i for i in order if i in nonzero and i not in hidden), None)
-                if extra is None:
-                    extra = next((i for i in order if overall[i] > 0 and i not in hidden), None)
-                if extra is not None:
-                    hidden.add(extra)
-                    changed = True
-    memo[key, dims] = frozenset(hidden)
+        checked = _controlled("part", list(range(len(parts))), clients[0, :, 0], overall, settings)
+        hidden |= checked["suppressed"].to_numpy()[:-1] & (overall > 0)
+    hidden |= ((clients > 0) & (clients < threshold)).any(axis=(0, 2))
+    order = np.lexsort((np.arange(len(parts)), overall))
+    nonzero = counts[:, :, 0] > 0
+    while hidden.any():
+        alone = np.flatnonzero((nonzero & hidden).sum(axis=1) == 1)
+        if not len(alone):
+            break
+        row = nonzero[alone[0]]
+        extra = next((i for i in order if row[i] and not hidden[i]), None)
+        if extra is None:
+            extra = next((i for i in order if overall[i] > 0 and not hidden[i]), None)
+        if extra is None:
+            break
+        hidden[extra] = True
+    memo[key, dims] = frozenset(np.flatnonzero(hidden).tolist())
     return memo[key, dims]
 
 
@@ -755,7 +764,7 @@ def _shares_table(c: _Context, kf: _KeyFrame, scope: str, label: str, team: str 
     checked = _controlled(part_label, parts, [s[c_part.format(p)] for p in parts], [s[n_part.format(p)] for p in parts],
                           c.settings, c.memo)
     pairs = [(c_part.format(p), n_part.format(p)) for p in parts]
-    hidden = _hidden_rows(kf, c.view, scope, c.view.organisation, None, parts, pairs, c.settings, c.memo)
+    hidden = _hidden_rows(kf, c.view, scope, c.view.organisation, None, parts, pairs, c.settings)
     checked = checked.assign(suppressed=[i in hidden for i in range(len(parts))] + [bool(checked["suppressed"].iloc[-1])])
     total = checked["n_published"].iloc[-1]
     ok = ok and not bool(checked["suppressed"].iloc[-1]) and bool(total)
@@ -832,7 +841,7 @@ def severity_trend(view: View, viewer: User | str, engine: sa.Engine | None = No
         years = years[years["n_start"] > 0].reset_index(drop=True)
         checked = _controlled("start_year", years["start_year"], years["c_start"], years["n_start"], c.settings, c.memo)
         hidden = _hidden_rows(kf, c.view, scope, c.view.organisation, "start_year", [], [("c_start", "n_start")],
-                              c.settings, c.memo)
+                              c.settings)
         along = [int(y) not in hidden for y in years["start_year"]]
         stats = outcomes.mean_ci_from_sums(years["n_start"], years["sum_start"], years["sumsq_start"])
         for i, year in enumerate(years["start_year"]):
@@ -962,7 +971,7 @@ def funnel(view: View, viewer: User | str, indicator: str = "improved", engine: 
         for name, c_name, n_name in (("_k", "_c_k", "_k"), ("_rest", "_c_rest", "_rest")):
             pairs.append((c_name, n_name))
     hidden = _hidden_rows(_with_parts(kf, c_col, n_col, prefix, numerator) if proportion else kf, c.view, SEJN,
-                          None, "organisation", [], pairs, c.settings, c.memo)
+                          None, "organisation", [], pairs, c.settings)
     along = [org not in hidden for org in orgs["organisation"]]
     rows = []
     for i, org in enumerate(orgs["organisation"].astype(str)):
