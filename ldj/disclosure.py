@@ -21,9 +21,12 @@ more dims (`with_margins` adds them).
   give that cell away). Every suppressed cell is therefore checked with integer programming against
   what a reader knows: the published cells, the margins (an equation where the margin is the sum of
   its line, inequalities `cell <= margin <= sum` where it is a count of distinct clients) and
-  "hidden cells are not zero". A cell whose smallest and largest possible values coincide gets a
-  further secondary suppression in one of its lines; repeated until every hidden cell has at least
-  two possible values. The audit uses exact counts, so rounding is extra protection, not relied on.
+  "hidden cells are not zero". A cell whose smallest and largest possible values coincide, or whose
+  largest possible value is under the threshold (a reader would know it holds a small group: nine
+  hidden years of a row whose total is 15 each hold 1 to 7), gets a further secondary suppression
+  in one of its lines; repeated until every hidden cell has at least two possible values and can be
+  as large as the threshold. The audit uses exact counts, so rounding is extra protection, not
+  relied on.
 
 What is published may differ from what drives suppression: pass `value="questionnaires"` to publish
 (rounded) questionnaire counts for cells whose suppression is decided by their distinct clients.
@@ -152,7 +155,7 @@ def suppress(table: pd.DataFrame, n: str, dims: Sequence[str], *, settings: Sett
 
     while True:
         _protect_lines(lines, hidden, counts, rank)
-        exposed = _exposed(lines, hidden, shown, counts)
+        exposed = _exposed(lines, hidden, shown, counts, settings.disclosure_threshold)
         if exposed is None:
             break
         if not _widen(exposed, lines, hidden, counts, rank):
@@ -227,8 +230,10 @@ def _protect_lines(lines: list[_Line], hidden: np.ndarray, counts: np.ndarray, r
             changed = True
 
 
-def _exposed(lines: list[_Line], hidden: np.ndarray, shown: np.ndarray, counts: np.ndarray) -> int | None:
-    """A hidden cell whose value a reader can work out from the published table, or None."""
+def _exposed(lines: list[_Line], hidden: np.ndarray, shown: np.ndarray, counts: np.ndarray,
+             threshold: int) -> int | None:
+    """A hidden cell whose value a reader can work out from the published table, or whose every
+    possible value lies under the threshold (a small group, even if not its exact size), or None."""
     hidden_rows = np.flatnonzero(hidden & (counts > 0))
     if not len(hidden_rows):
         return None
@@ -269,8 +274,8 @@ def _exposed(lines: list[_Line], hidden: np.ndarray, shown: np.ndarray, counts: 
                            np.ones(len(var)), np.full(len(var), np.inf))
     except ValueError as exc:  # the true values satisfy what a reader knows, so this is a bug
         raise RuntimeError(f"disclosure audit failed: {exc}") from None
-    for row, i in var.items():  # exposed when its value is both the max and the min
-        if low[i] == high[i] == shown[row]:
+    for row, i in var.items():  # exposed when its value is both the max and the min, or surely small
+        if low[i] == high[i] == shown[row] or high[i] < threshold:
             return int(row)
     return None
 
