@@ -115,7 +115,7 @@ class CountHandler(PortalHandler):
         arguments = {k: [v.decode() for v in vs] for k, vs in self.request.query_arguments.items() if k != "lang"}
         entry = arguments.pop("entry", [None])
         if len(entry) != 1 or entry[0] not in load_entries(visitor.settings.catalog_dir):
-            raise web.HTTPError(400, visitor.t("cat_unknown", entry=", ".join(map(str, entry))))
+            raise web.HTTPError(400, visitor.t("dash_bad_argument", name="entry"))
         try:
             options = feasibility.options(visitor.engine, entry[0], visitor.settings)
         except (LookupError, ValueError) as exc:
@@ -124,7 +124,8 @@ class CountHandler(PortalHandler):
         for dim, values in arguments.items():
             known = {str(v): v for v in options.get(dim, [])}
             if dim not in options or any(v not in known for v in values):
-                raise web.HTTPError(400, visitor.t("dash_bad_argument", name=dim, value=", ".join(values)))
+                raise web.HTTPError(400, visitor.t("dash_bad_argument", name=dim if dim in feasibility.DIMENSIONS
+                                                   else "?"))
             filters[dim] = [known[v] for v in values]
         result = feasibility.count(visitor.engine, entry[0], filters, visitor.settings)
         text = (visitor.t(f"cat_suppressed_{result.reason}", threshold=visitor.settings.disclosure_threshold)

@@ -262,12 +262,12 @@ def parse_figures_request(arguments: dict[str, list[str]], opts: dict, visitor: 
     defaults; every value must be one the viewer can choose (`indicators.options`), else BadArgument."""
     for name in arguments:
         if name not in ARGUMENTS:
-            raise BadArgument(visitor.t("dash_unknown_argument", name=name))
+            raise BadArgument(visitor.t("dash_unknown_argument", known=", ".join(ARGUMENTS)))
 
     def one(name: str) -> str | None:
         values = arguments.get(name) or []
         if len(values) > 1:
-            raise BadArgument(visitor.t("dash_bad_argument", name=name, value=", ".join(values)))
+            raise BadArgument(visitor.t("dash_bad_argument", name=name))
         return values[0] if values and values[0] not in ("", ALL) else None
 
     def chosen(name: str, allowed, default=None):
@@ -276,10 +276,10 @@ def parse_figures_request(arguments: dict[str, list[str]], opts: dict, visitor: 
             return default
         if name == "start_year":
             if not value.isdigit() or int(value) not in allowed:
-                raise BadArgument(visitor.t("dash_bad_argument", name=name, value=value))
+                raise BadArgument(visitor.t("dash_bad_argument", name=name))
             return int(value)
         if value not in allowed:
-            raise BadArgument(visitor.t("dash_bad_argument", name=name, value=value))
+            raise BadArgument(visitor.t("dash_bad_argument", name=name))
         return value
 
     instruments = opts["instruments"]
@@ -287,7 +287,7 @@ def parse_figures_request(arguments: dict[str, list[str]], opts: dict, visitor: 
     default = "cbcl_6_18" if "cbcl_6_18" in choices else (choices[0] if choices else None)
     instrument = chosen("instrument", instruments, default)
     if instrument is None:
-        raise BadArgument(visitor.t("dash_bad_argument", name="instrument", value=""))
+        raise BadArgument(visitor.t("dash_bad_argument", name="instrument"))
     scales, informants = instruments[instrument]["scales"], instruments[instrument]["informants"]
     scale = chosen("scale", scales, "total_problems" if "total_problems" in scales else scales[0])
     informant = chosen("informant", informants, informants[0])
@@ -297,7 +297,7 @@ def parse_figures_request(arguments: dict[str, list[str]], opts: dict, visitor: 
     funnel = chosen("funnel", indicators.FUNNEL_INDICATORS, "improved")
     figure = chosen("figure", FIGURES)
     if csv and figure is None:
-        raise BadArgument(visitor.t("dash_bad_argument", name="figure", value=""))
+        raise BadArgument(visitor.t("dash_bad_argument", name="figure"))
     return FiguresRequest(indicators.View(instrument, scale, informant, organisation=organisation, **filters),
                           funnel, figure)
 
