@@ -43,9 +43,22 @@ Rules:
   survives `disclosure.suppress` on the *sibling table*: all categories of d with the other filters
   kept, plus their total (the view without the filter on d). A small complement (the total minus
   this category) is then either itself primary-suppressed, forcing a secondary suppression of this
-  category, or large; and two categories of d can never together reveal a third. The same applies
-  to the rows inside a figure (response statuses, change categories, years of the trend,
-  organisations of the funnel): one `suppress` over the table with its total.
+  category, or large; and two categories of d can never together reveal a third.
+- **Rows inside a figure** (response statuses, change categories, years of the trend,
+  organisations of the funnel) are hidden per *family* of views (`_hidden_rows`): every view with
+  the same filtered dimensions hides the same rows, decided on the whole grid of sibling views
+  (every category of every filtered dimension and their totals) and on every smaller grid, so a
+  row hidden in one view is never shown in a sibling (the total minus the other genders). The view
+  without filters starts from one `suppress` over its rows with their total.
+- **Proportions and their denominators.** Shares (and their Wilson intervals) and the funnel's
+  proportions are computed from the published, rounded counts, never from exact ones: an exact
+  k/n next to a rounded n gives k and n away. A funnel proportion is shown only when its numerator
+  and its complement are empty or at least the threshold. Means, effect sizes and intervals are
+  shown only for groups at or over the threshold.
+
+`tests/test_differencing.py` attacks all of this as a member would: it collects the figures of a
+grid of sibling views over HTTP and solves for every hidden count by integer programming
+(`disclosure.ranges`).
 """
 
 from __future__ import annotations

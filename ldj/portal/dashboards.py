@@ -2,7 +2,9 @@
 
 Every number comes from ldj.indicators, which checks who may see what and applies disclosure
 control; this page only lays the tables out and draws them with hvplot. Each figure has its table
-as CSV next to it; the plots' own toolbar saves them as PNG.
+as CSV next to it; the plots' own toolbar saves them as PNG. `/dashboard/figures.json` and
+`/dashboard/figures.csv?figure=...` serve exactly those tables over plain HTTP for the same choices
+(query arguments parsed and validated by `parse_figures_request`; 400 on anything unknown).
 """
 
 from __future__ import annotations
