@@ -302,6 +302,12 @@ def test_figures_download_parses_its_arguments_and_checks_the_policy(stack):
     csv = stack.member.get(f"{stack.portal}/dashboard/figures.csv", params={**BASE, "figure": "change"}, timeout=120)
     assert csv.status_code == 200 and csv.headers["Content-Type"].startswith("text/csv")
     assert csv.content.decode("utf-8-sig").splitlines()[0].split(";")[:3] == ["scope", "label", "n"]
+    # the CSV download holds the same numbers as the JSON the attack above collected
+    shown = stack.member.get(url, params=BASE, timeout=120).json()["figures"]["reliable_change"]
+    table = stack.member.get(f"{stack.portal}/dashboard/figures.csv", params={**BASE, "figure": "reliable_change"},
+                             timeout=120).content.decode("utf-8-sig").splitlines()
+    head = table[0].split(";")
+    assert [r.split(";")[head.index("n")] for r in table[1:]] == ["" if r["n"] is None else str(r["n"]) for r in shown]
     for bad in ({"instrument": "nope"}, {"scale": "../etc"}, {"gender": "<script>"}, {"start_year": "20x1"},
                 {"start_year": "1900"}, {"funnel": "x"}, {"colour": "red"}, {"figure": "secret"}):
         response = stack.member.get(url, params={**BASE, **bad}, timeout=60)
