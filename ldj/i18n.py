@@ -474,9 +474,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "cat_count_button": ("Tel", "Count"),
     "cat_count": ("Ongeveer **{rows}** rijen van ongeveer **{clients}** cliënten.",
                   "About **{rows}** rows from about **{clients}** clients."),
-    "cat_suppressed_small": ("Minder dan {threshold} cliënten (dat kan ook geen enkele zijn): te weinig gegevens "
-                             "om een aantal te tonen.",
-                             "Fewer than {threshold} clients (possibly none): too little data to show a number."),
+    "cat_suppressed_small": ("Te weinig gegevens: minder dan {threshold} cliënten (misschien geen enkele).",
+                             "Too little data: fewer than {threshold} clients (possibly none)."),
     "cat_suppressed_differencing": ("Te weinig gegevens: met een andere keuze zou een kleine groep herleidbaar "
                                     "worden. Kies bredere filters.",
                                     "Too little data: together with another choice a small group could be "
