@@ -153,12 +153,17 @@ def suppress(table: pd.DataFrame, n: str, dims: Sequence[str], *, settings: Sett
         hidden |= np.asarray(hide, dtype=bool) & (counts > 0)
     lines = _lines(out, dims, total)
 
+    small_known: set[int] = set()  # known to be small, nothing left to hide in their lines: accepted
     while True:
         _protect_lines(lines, hidden, counts, rank)
-        exposed = _exposed(lines, hidden, shown, counts, settings.disclosure_threshold)
+        exposed = _exposed(lines, hidden, shown, counts, settings.disclosure_threshold, small_known)
         if exposed is None:
             break
-        if not _widen(exposed, lines, hidden, counts, rank):
+        row, exact = exposed
+        if not _widen(row, lines, hidden, counts, rank):
+            if not exact:  # best effort: its lines are all hidden already
+                small_known.add(row)
+                continue
             hidden[:] = counts > 0  # nothing left to add: hide every non-zero cell
             break
 
@@ -231,9 +236,10 @@ def _protect_lines(lines: list[_Line], hidden: np.ndarray, counts: np.ndarray, r
 
 
 def _exposed(lines: list[_Line], hidden: np.ndarray, shown: np.ndarray, counts: np.ndarray,
-             threshold: int) -> int | None:
-    """A hidden cell whose value a reader can work out from the published table, or whose every
-    possible value lies under the threshold (a small group, even if not its exact size), or None."""
+             threshold: int, small_known: set[int]) -> tuple[int, bool] | None:
+    """(row, exact) of a hidden cell whose value a reader can work out from the published table
+    (exact), or whose every possible value lies under the threshold (a small group, even if not its
+    exact size; rows in `small_known` are not reported again), or None."""
     hidden_rows = np.flatnonzero(hidden & (counts > 0))
     if not len(hidden_rows):
         return None
@@ -275,8 +281,10 @@ def _exposed(lines: list[_Line], hidden: np.ndarray, shown: np.ndarray, counts: 
     except ValueError as exc:  # the true values satisfy what a reader knows, so this is a bug
         raise RuntimeError(f"disclosure audit failed: {exc}") from None
     for row, i in var.items():  # exposed when its value is both the max and the min, or surely small
-        if low[i] == high[i] == shown[row] or high[i] < threshold:
-            return int(row)
+        if low[i] == high[i] == shown[row]:
+            return int(row), True
+        if high[i] < threshold and int(row) not in small_known:
+            return int(row), False
     return None
 
 
