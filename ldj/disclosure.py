@@ -161,8 +161,10 @@ def suppress(table: pd.DataFrame, n: str, dims: Sequence[str], *, settings: Sett
             break
         row, exact = exposed
         if not _widen(row, lines, hidden, counts, rank):
-            if not exact:  # best effort: its lines are all hidden already
-                small_known.add(row)
+            if not exact:  # its lines are all hidden: widen a line of a neighbour, else accept it
+                neighbours = np.unique(np.concatenate([line.members for line in lines if row in line.members]))
+                if not any(_widen(int(r), lines, hidden, counts, rank) for r in neighbours if r != row):
+                    small_known.add(row)
                 continue
             hidden[:] = counts > 0  # nothing left to add: hide every non-zero cell
             break
@@ -274,17 +276,19 @@ def _exposed(lines: list[_Line], hidden: np.ndarray, shown: np.ndarray, counts: 
                     b_ub.append(margin_known - cell_known)
     if not a_eq and not a_ub:
         return None
-    try:
-        low, high = ranges(np.array(a_eq) if a_eq else None, np.array(b_eq) if b_eq else None,
-                           np.array(a_ub) if a_ub else None, np.array(b_ub) if b_ub else None,
-                           np.ones(len(var)), np.full(len(var), np.inf))
+    row_of = {i: row for row, i in var.items()}
+    try:  # exposed when its value is both the max and the min, or surely small; the first one found
+        for i, extreme in _extremes(np.array(a_eq) if a_eq else None, np.array(b_eq) if b_eq else None,
+                                    np.array(a_ub) if a_ub else None, np.array(b_ub) if b_ub else None,
+                                    np.ones(len(var)), np.full(len(var), np.inf)):
+            row = row_of[i]
+            high = extreme(-1)
+            if high < threshold and int(row) not in small_known:
+                return int(row), high == shown[row] and extreme(1) == high
+            if high == shown[row] and extreme(1) == high:
+                return int(row), True
     except ValueError as exc:  # the true values satisfy what a reader knows, so this is a bug
         raise RuntimeError(f"disclosure audit failed: {exc}") from None
-    for row, i in var.items():  # exposed when its value is both the max and the min, or surely small
-        if low[i] == high[i] == shown[row]:
-            return int(row), True
-        if high[i] < threshold and int(row) not in small_known:
-            return int(row), False
     return None
 
 
@@ -295,6 +299,15 @@ def ranges(a_eq, b_eq, a_ub, b_ub, lower, upper) -> tuple[np.ndarray, np.ndarray
     everything published asks it too (tests/test_differencing.py). Unknowns that share no relation
     are solved apart (one small integer program per connected group). `high` is inf where
     unbounded. Raises ValueError when no integer point satisfies the relations."""
+    low, high = np.asarray(lower, dtype=float).copy(), np.asarray(upper, dtype=float).copy()
+    for i, extreme in _extremes(a_eq, b_eq, a_ub, b_ub, lower, upper):
+        high[i], low[i] = extreme(-1), extreme(1)
+    return low, high
+
+
+def _extremes(a_eq, b_eq, a_ub, b_ub, lower, upper):
+    """Per unknown i that shares a relation: (i, extreme), where extreme(1) is its smallest and
+    extreme(-1) its largest integer value (solved when asked: the audit often needs only one)."""
     lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
     size = len(lower)
     blocks = [(sparse.csr_array(a), np.asarray(b, dtype=float), kind) for a, b, kind in
@@ -302,46 +315,36 @@ def ranges(a_eq, b_eq, a_ub, b_ub, lower, upper) -> tuple[np.ndarray, np.ndarray
     incidence = sparse.vstack([abs(a) for a, _, _ in blocks] or [sparse.csr_array((0, size))]).tocsr()
     link = (incidence.T @ incidence) + sparse.identity(size, format="csr")
     _, group = connected_components(link, directed=False)
-    low, high = lower.copy(), upper.copy()
     for g in np.unique(group):
         cols = np.flatnonzero(group == g)
         constraints = []
         for a, b, kind in blocks:
             sub = a[:, cols]
             touched = np.flatnonzero(abs(sub).sum(axis=1))
-            if not len(touched):
-                continue
-            rest = a[touched][:, np.setdiff1d(np.arange(size), cols)]
-            if rest.nnz:
-                raise AssertionError("connected groups leak")  # cannot happen: groups are closed
-            rhs = b[touched]
-            constraints.append(LinearConstraint(sub[touched], rhs if kind == "eq" else -np.inf, rhs))
+            if len(touched):
+                rhs = b[touched]
+                constraints.append(LinearConstraint(sub[touched], rhs if kind == "eq" else -np.inf, rhs))
         if not constraints:
             continue
-        bounds = Bounds(lower[cols], upper[cols])
-        integral = np.ones(len(cols))
+        bounds, integral = Bounds(lower[cols], upper[cols]), np.ones(len(cols))
         feasible = milp(np.zeros(len(cols)), constraints=constraints, bounds=bounds, integrality=integral)
         if feasible.status == 2 or feasible.x is None:
             raise ValueError(f"no integer solution: {feasible.message}")
         for k in range(len(cols)):
-            objective = np.zeros(len(cols))
-            objective[k] = 1
-            for sign in (1, -1):
-                solved = milp(sign * objective, constraints=constraints, bounds=bounds, integrality=integral)
-                if solved.status == 3 or "unbounded" in solved.message.lower():  # feasible (checked), so unbounded
-                    if sign > 0:
-                        low[cols[k]] = -np.inf
-                    else:
-                        high[cols[k]] = np.inf
-                    continue
-                if solved.status != 0:
-                    raise RuntimeError(f"integer program failed: {solved.message}")
-                value = round(sign * solved.fun)
-                if sign > 0:
-                    low[cols[k]] = value
-                else:
-                    high[cols[k]] = value
-    return low, high
+            yield int(cols[k]), _extreme_of(k, len(cols), constraints, bounds, integral)
+
+
+def _extreme_of(k: int, size: int, constraints, bounds, integral):
+    def extreme(sign: int) -> float:
+        objective = np.zeros(size)
+        objective[k] = sign
+        solved = milp(objective, constraints=constraints, bounds=bounds, integrality=integral)
+        if solved.status == 3 or "unbounded" in solved.message.lower():  # feasible (checked), so unbounded
+            return -np.inf if sign > 0 else np.inf
+        if solved.status != 0:
+            raise RuntimeError(f"integer program failed: {solved.message}")
+        return float(round(sign * solved.fun))
+    return extreme
 
 
 def _widen(row: int, lines: list[_Line], hidden: np.ndarray, counts: np.ndarray, rank: np.ndarray) -> bool:
