@@ -21,9 +21,12 @@ more dims (`with_margins` adds them).
   give that cell away). Every suppressed cell is therefore checked with integer programming against
   what a reader knows: the published cells, the margins (an equation where the margin is the sum of
   its line, inequalities `cell <= margin <= sum` where it is a count of distinct clients) and
-  "hidden cells are not zero". A cell whose smallest and largest possible values coincide gets a
-  further secondary suppression in one of its lines; repeated until every hidden cell has at least
-  two possible values. The audit uses exact counts, so rounding is extra protection, not relied on.
+  "hidden cells are not zero". A cell whose smallest and largest possible values coincide, or whose
+  largest possible value is under the threshold (a reader would know it holds a small group: nine
+  hidden years of a row whose total is 15 each hold 1 to 7), gets a further secondary suppression
+  in one of its lines; repeated until every hidden cell has at least two possible values and can be
+  as large as the threshold. The audit uses exact counts, so rounding is extra protection, not
+  relied on.
 
 What is published may differ from what drives suppression: pass `value="questionnaires"` to publish
 (rounded) questionnaire counts for cells whose suppression is decided by their distinct clients.
@@ -36,6 +39,9 @@ from itertools import combinations
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse.csgraph import connected_components
 
 from .settings import Settings, get_settings
 
@@ -58,11 +64,14 @@ def controlled_count(n: int | None, settings: Settings | None = None) -> int | N
     return rounded(n, settings)
 
 
-def differences_safe(slices: Sequence[int], settings: Settings | None = None) -> bool:
+def differences_safe(slices: Sequence[int], settings: Settings | None = None, *, empty_is_safe: bool = True) -> bool:
     """True when every group a reader could isolate by subtracting two published counts (the
-    `slices`, in distinct clients) is empty or at least `disclosure_threshold` clients."""
+    `slices`, in distinct clients) is at least `disclosure_threshold` clients, or empty when
+    `empty_is_safe`. Where a reader chooses the groups freely (feasibility counts) pass
+    `empty_is_safe=False`: a group that is empty must be answered as a small one, else the
+    answer tells "none" from "a few"."""
     threshold = (settings or get_settings()).disclosure_threshold
-    return all(n == 0 or n >= threshold for n in slices)
+    return all((n == 0 and empty_is_safe) or n >= threshold for n in slices)
 
 
 def with_margins(frame: pd.DataFrame, n: str, dims: Sequence[str], *, total: str = TOTAL,
@@ -144,12 +153,19 @@ def suppress(table: pd.DataFrame, n: str, dims: Sequence[str], *, settings: Sett
         hidden |= np.asarray(hide, dtype=bool) & (counts > 0)
     lines = _lines(out, dims, total)
 
+    small_known: set[int] = set()  # known to be small, nothing left to hide in their lines: accepted
     while True:
         _protect_lines(lines, hidden, counts, rank)
-        exposed = _exposed(lines, hidden, shown, counts)
+        exposed = _exposed(lines, hidden, shown, counts, settings.disclosure_threshold, small_known)
         if exposed is None:
             break
-        if not _widen(exposed, lines, hidden, counts, rank):
+        row, exact = exposed
+        if not _widen(row, lines, hidden, counts, rank):
+            if not exact:  # its lines are all hidden: widen a line of a neighbour, else accept it
+                neighbours = np.unique(np.concatenate([line.members for line in lines if row in line.members]))
+                if not any(_widen(int(r), lines, hidden, counts, rank) for r in neighbours if r != row):
+                    small_known.add(row)
+                continue
             hidden[:] = counts > 0  # nothing left to add: hide every non-zero cell
             break
 
@@ -221,10 +237,11 @@ def _protect_lines(lines: list[_Line], hidden: np.ndarray, counts: np.ndarray, r
             changed = True
 
 
-def _exposed(lines: list[_Line], hidden: np.ndarray, shown: np.ndarray, counts: np.ndarray) -> int | None:
-    """A hidden cell whose value a reader can work out from the published table, or None."""
-    from scipy.optimize import linprog
-
+def _exposed(lines: list[_Line], hidden: np.ndarray, shown: np.ndarray, counts: np.ndarray,
+             threshold: int, small_known: set[int]) -> tuple[int, bool] | None:
+    """(row, exact) of a hidden cell whose value a reader can work out from the published table
+    (exact), or whose every possible value lies under the threshold (a small group, even if not its
+    exact size; rows in `small_known` are not reported again), or None."""
     hidden_rows = np.flatnonzero(hidden & (counts > 0))
     if not len(hidden_rows):
         return None
@@ -259,26 +276,75 @@ def _exposed(lines: list[_Line], hidden: np.ndarray, shown: np.ndarray, counts: 
                     b_ub.append(margin_known - cell_known)
     if not a_eq and not a_ub:
         return None
-    kwargs = {"A_eq": np.array(a_eq) if a_eq else None, "b_eq": np.array(b_eq) if b_eq else None,
-              "A_ub": np.array(a_ub) if a_ub else None, "b_ub": np.array(b_ub) if b_ub else None,
-              "bounds": [(1, None)] * len(var), "integrality": np.ones(len(var)), "method": "highs"}
-    feasible = linprog(np.zeros(len(var)), **kwargs)  # the true values satisfy what a reader knows
-    if feasible.status != 0:
-        raise RuntimeError(f"disclosure audit failed: {feasible.message}")
-    for row, i in var.items():  # exposed when its value is both the max and the min
-        objective = np.zeros(len(var))
-        objective[i] = 1
-        for sign in (-1, 1):
-            solved = linprog(sign * objective, **kwargs)
-            if solved.status == 3 or "unbounded" in solved.message:  # HiGHS MIP: "unbounded or infeasible";
-                break  # it is feasible (checked above), so unbounded: not determined
-            if solved.status != 0:
-                raise RuntimeError(f"disclosure audit failed: {solved.message}")
-            if round(sign * solved.fun) != shown[row]:
-                break
-        else:
-            return int(row)
+    row_of = {i: row for row, i in var.items()}
+    try:  # exposed when its value is both the max and the min, or surely small; the first one found
+        for i, extreme in _extremes(np.array(a_eq) if a_eq else None, np.array(b_eq) if b_eq else None,
+                                    np.array(a_ub) if a_ub else None, np.array(b_ub) if b_ub else None,
+                                    np.ones(len(var)), np.full(len(var), np.inf)):
+            row = row_of[i]
+            high = extreme(-1)
+            if high < threshold and int(row) not in small_known:
+                return int(row), high == shown[row] and extreme(1) == high
+            if high == shown[row] and extreme(1) == high:
+                return int(row), True
+    except ValueError as exc:  # the true values satisfy what a reader knows, so this is a bug
+        raise RuntimeError(f"disclosure audit failed: {exc}") from None
     return None
+
+
+def ranges(a_eq, b_eq, a_ub, b_ub, lower, upper) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest and largest value each integer unknown x can take given what a reader knows:
+    `a_eq @ x == b_eq`, `a_ub @ x <= b_ub`, `lower <= x <= upper` (matrices dense or sparse, or
+    None; `upper` may be inf). The suppression audit asks this of a table; an attacker's model of
+    everything published asks it too (tests/test_differencing.py). Unknowns that share no relation
+    are solved apart (one small integer program per connected group). `high` is inf where
+    unbounded. Raises ValueError when no integer point satisfies the relations."""
+    low, high = np.asarray(lower, dtype=float).copy(), np.asarray(upper, dtype=float).copy()
+    for i, extreme in _extremes(a_eq, b_eq, a_ub, b_ub, lower, upper):
+        high[i], low[i] = extreme(-1), extreme(1)
+    return low, high
+
+
+def _extremes(a_eq, b_eq, a_ub, b_ub, lower, upper):
+    """Per unknown i that shares a relation: (i, extreme), where extreme(1) is its smallest and
+    extreme(-1) its largest integer value (solved when asked: the audit often needs only one)."""
+    lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    size = len(lower)
+    blocks = [(sparse.csr_array(a), np.asarray(b, dtype=float), kind) for a, b, kind in
+              ((a_eq, b_eq, "eq"), (a_ub, b_ub, "ub")) if a is not None and np.shape(a)[0]]
+    incidence = sparse.vstack([abs(a) for a, _, _ in blocks] or [sparse.csr_array((0, size))]).tocsr()
+    link = (incidence.T @ incidence) + sparse.identity(size, format="csr")
+    _, group = connected_components(link, directed=False)
+    for g in np.unique(group):
+        cols = np.flatnonzero(group == g)
+        constraints = []
+        for a, b, kind in blocks:
+            sub = a[:, cols]
+            touched = np.flatnonzero(abs(sub).sum(axis=1))
+            if len(touched):
+                rhs = b[touched]
+                constraints.append(LinearConstraint(sub[touched], rhs if kind == "eq" else -np.inf, rhs))
+        if not constraints:
+            continue
+        bounds, integral = Bounds(lower[cols], upper[cols]), np.ones(len(cols))
+        feasible = milp(np.zeros(len(cols)), constraints=constraints, bounds=bounds, integrality=integral)
+        if feasible.status == 2 or feasible.x is None:
+            raise ValueError(f"no integer solution: {feasible.message}")
+        for k in range(len(cols)):
+            yield int(cols[k]), _extreme_of(k, len(cols), constraints, bounds, integral)
+
+
+def _extreme_of(k: int, size: int, constraints, bounds, integral):
+    def extreme(sign: int) -> float:
+        objective = np.zeros(size)
+        objective[k] = sign
+        solved = milp(objective, constraints=constraints, bounds=bounds, integrality=integral)
+        if solved.status == 3 or "unbounded" in solved.message.lower():  # feasible (checked), so unbounded
+            return -np.inf if sign > 0 else np.inf
+        if solved.status != 0:
+            raise RuntimeError(f"integer program failed: {solved.message}")
+        return float(round(sign * solved.fun))
+    return extreme
 
 
 def _widen(row: int, lines: list[_Line], hidden: np.ndarray, counts: np.ndarray, rank: np.ndarray) -> bool:

@@ -103,8 +103,10 @@ class Factsheet:
         m = self.margin("interventions", "intervention")
         return m.loc[m.n_published.fillna(0) > 0, "intervention"].tolist()
 
-    def to_json(self) -> dict:
-        """The same numbers as plain JSON: a hidden cell is `null` with `"suppressed": true`."""
+    def to_json(self, *, internal: bool = False) -> dict:
+        """The same numbers as plain JSON: a hidden cell is `null` with `"suppressed": true`. Why a
+        cell is hidden stays out (`internal` keeps it, for the cache): "primary" would say the cell
+        holds between 1 and threshold − 1 clients."""
         def rows(frame: pd.DataFrame) -> list[dict]:
             out = []
             for rec in frame.astype(object).where(frame.notna(), None).to_dict(orient="records"):
@@ -117,7 +119,8 @@ class Factsheet:
             "disclosure": {"threshold": self.threshold, "rounding": self.rounding, "total_marker": TOTAL},
             "totals": self.totals, "span": {"first_year": self.first_year, "last_year": self.last_year},
             "tables": {name: {"dims": list(TABLES[name][0]), "counts": TABLES[name][1],
-                              "rows": rows(table.rename(columns={"n_published": "value"}))}
+                              "rows": rows(table.rename(columns={"n_published": "value"}).drop(
+                                  columns=[] if internal else ["suppression"], errors="ignore"))}
                        for name, table in self.tables.items()},
             "growth": {"quarterly": rows(self.growth_quarterly), "yearly": rows(self.growth_yearly)},
         }
@@ -209,7 +212,7 @@ def _write_cache(path: Path, result: Factsheet) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result.to_json(), ensure_ascii=False), encoding="utf-8")
+        tmp.write_text(json.dumps(result.to_json(internal=True), ensure_ascii=False), encoding="utf-8")
         tmp.replace(path)
     except OSError:  # a read-only data folder: the memory cache still holds it
         pass

@@ -6,10 +6,15 @@ rows only, so objectors are never counted) and published only through ldj.disclo
 - fewer than `disclosure_threshold` distinct clients: suppressed; otherwise rounded;
 - differencing: two published counts must not isolate a small group. For every filtered dimension,
   the clients left out by the filter (the complement within the other filters) and the clients of
-  each selected category must each be 0 or at least the threshold; otherwise the count is
-  suppressed. Dropping or adding one category to a filter therefore never reveals a small group.
+  each selected category must each be at least the threshold; otherwise the count is suppressed.
+  Dropping or adding one category to a filter therefore never reveals a small group.
   Unfiltered dimensions need no check: a count that would differ from this one by a small group
   fails its own check. Rounding adds protection against longer chains of differences.
+- none looks like a few: filters are chosen freely, so an empty group (0 clients) is answered
+  exactly as a small one, in the count ("fewer than the threshold") and in every slice above (an
+  empty complement or category suppresses like a small one). Otherwise "published" next to
+  "suppressed" would tell an empty group from a small one. A filter that selects every category of
+  a dimension without missing values is no filter and is dropped first.
 
 Filters are sets of categories (age in the age groups of catalog/age_groups.yaml, year of start as
 whole years), never free ranges, so every query is one of a finite set of cells.
@@ -130,6 +135,12 @@ def count(engine: sa.Engine, entry_id: str, filters: Mapping[str, Collection] | 
         if dim not in frame:
             raise ValueError(f"{entry_id} cannot be filtered on {dim}")
         selections[dim] = {int(v) if dim == "start_year" else str(v) for v in values}
+    for dim in list(selections):  # every category of a column without gaps: the same as no filter
+        if frame[dim].notna().all() and selections[dim] >= set(frame[dim].unique()):
+            del selections[dim]
+    if not selections:
+        rows, clients = _totals(path)
+        return _published(entry_id, rows, clients, [], version, settings)
     masks = {dim: frame[dim].isin(sel).to_numpy() for dim, sel in selections.items()}
     everything = np.ones(len(frame), dtype=bool)
     mask = np.logical_and.reduce([everything, *masks.values()])
@@ -148,7 +159,7 @@ def _published(entry_id: str, rows: int, clients: int, slices: list[int], versio
     reason = None
     if clients < settings.disclosure_threshold:
         reason = "small"
-    elif not disclosure.differences_safe(slices, settings):
+    elif not disclosure.differences_safe(slices, settings, empty_is_safe=False):
         reason = "differencing"
     if reason:
         return Feasibility(entry_id, None, None, True, reason, version)

@@ -514,8 +514,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "cat_count_button": ("Tel", "Count"),
     "cat_count": ("Ongeveer {rows} rijen van ongeveer {clients} cliënten.",
                   "About {rows} rows from about {clients} clients."),
-    "cat_suppressed_small": ("Te weinig gegevens: minder dan de drempel aan cliënten.",
-                             "Too little data: fewer clients than the threshold."),
+    "cat_suppressed_small": ("Te weinig gegevens: minder dan {threshold} cliënten (misschien geen enkele).",
+                             "Too little data: fewer than {threshold} clients (possibly none)."),
     "cat_suppressed_differencing": ("Te weinig gegevens: met een andere keuze zou een kleine groep herleidbaar "
                                     "worden. Kies bredere filters.",
                                     "Too little data: together with another choice a small group could be "
@@ -541,6 +541,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "dash_organisation": ("Organisatie", "Organisation"),
     "dash_show": ("Toon", "Show"),
     "dash_download_csv": ("Tabel downloaden (CSV)", "Download the table (CSV)"),
+    "dash_bad_argument": ("Ongeldige of ontbrekende waarde voor {name}.", "Invalid or missing value for {name}."),
+    "dash_unknown_argument": ("Onbekende parameter; bekend zijn: {known}.", "Unknown parameter; known are: {known}."),
     "dash_hidden": ("Niet getoond (te weinig gegevens): {what}", "Not shown (too little data): {what}"),
     "dash_change": ("Verandering: gemiddelde T bij start en einde, ΔT met 95%-interval, effectgrootte",
                     "Change: mean T at start and end, ΔT with 95% interval, effect size"),

@@ -43,9 +43,22 @@ Rules:
   survives `disclosure.suppress` on the *sibling table*: all categories of d with the other filters
   kept, plus their total (the view without the filter on d). A small complement (the total minus
   this category) is then either itself primary-suppressed, forcing a secondary suppression of this
-  category, or large; and two categories of d can never together reveal a third. The same applies
-  to the rows inside a figure (response statuses, change categories, years of the trend,
-  organisations of the funnel): one `suppress` over the table with its total.
+  category, or large; and two categories of d can never together reveal a third.
+- **Rows inside a figure** (response statuses, change categories, years of the trend,
+  organisations of the funnel) are hidden per *family* of views (`_hidden_rows`): every view with
+  the same filtered dimensions hides the same rows, decided on the whole grid of sibling views
+  (every category of every filtered dimension and their totals) and on every smaller grid, so a
+  row hidden in one view is never shown in a sibling (the total minus the other genders). The view
+  without filters starts from one `suppress` over its rows with their total.
+- **Proportions and their denominators.** Shares (and their Wilson intervals) and the funnel's
+  proportions are computed from the published, rounded counts, never from exact ones: an exact
+  k/n next to a rounded n gives k and n away. A funnel proportion is shown only when its numerator
+  and its complement are empty or at least the threshold. Means, effect sizes and intervals are
+  shown only for groups at or over the threshold.
+
+`tests/test_differencing.py` attacks all of this as a member would: it collects the figures of a
+grid of sibling views over HTTP and solves for every hidden count by integer programming
+(`disclosure.ranges`).
 """
 
 from __future__ import annotations
@@ -56,6 +69,7 @@ import os
 import shutil
 import string
 import threading
+from itertools import combinations
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -567,6 +581,123 @@ def _differencing_ok(kf: _KeyFrame, view: View, scope: str, organisation: str | 
     return True
 
 
+_parts_cache: dict[tuple, tuple[_KeyFrame, _KeyFrame]] = {}
+
+
+def _with_parts(kf: _KeyFrame, c_col: str, n_col: str, prefix: str, numerator: list[str]) -> _KeyFrame:
+    """The key frame with a proportion's numerator (`_k`, `_c_k`) and complement (`_rest`, `_c_rest`)."""
+    key = (id(kf), c_col, n_col, prefix, tuple(numerator))
+    found = _parts_cache.get(key)
+    if found is not None and found[0] is kf:
+        return found[1]
+    values = dict(kf.values)
+    values["_c_k"] = sum(kf.values[f"c_{prefix}{k}"] for k in numerator)
+    values["_k"] = sum(kf.values[f"{prefix}{k}"] for k in numerator)
+    values["_c_rest"] = kf.values[c_col] - values["_c_k"]
+    values["_rest"] = kf.values[n_col] - values["_k"]
+    if len(_parts_cache) > 32:
+        _parts_cache.clear()
+    _parts_cache[key] = (kf, _KeyFrame(kf.dims, values))
+    return _parts_cache[key][1]
+
+
+def _filtered_dims(view: View, scope: str) -> list[str]:
+    """The view's filtered dimensions as the scope sees them (team counts within the organisation)."""
+    dims = [d for d in FILTERS if d in view.filters() and not (d == "team" and scope != "team")]
+    if scope == "team" and "team" not in dims:
+        dims.append("team")
+    return dims
+
+
+_families: dict = {}
+_families_owner: dict[int, _KeyFrame] = {}
+_families_lock = threading.Lock()
+
+
+def _hidden_rows(kf: _KeyFrame, view: View, scope: str, organisation: str | None, by: str | None, parts: list,
+                 pairs: list[tuple[str, str]], settings: Settings) -> frozenset:
+    """The rows of a figure (parts: its categories, years or organisations) hidden in the view.
+
+    Rows are hidden per *family*, not per view: every view with the same filtered dimensions (all their
+    categories and totals: the grid of sibling views) hides the same rows, so no row is hidden in one
+    view and shown in its siblings (the total minus the other genders would give it away). A row is
+    hidden when any view of the grid, or of a smaller grid (fewer filters), holds a small cell in it
+    (0 < clients < threshold, for any (clients, count) column pair of the row); then, until stable, a
+    view of the grid in which exactly one non-empty row is hidden hides one more (the smallest overall).
+    `by` None: row i is the column pair pairs[i] (returns indices); else a row is a category of `by`, with
+    every column pair (returns categories; `parts` is not used). The view without filters starts from
+    `disclosure.suppress` on its own rows."""
+    dims = tuple(_filtered_dims(view, scope))
+    key = ("rows", id(kf), scope, organisation, by, tuple(pairs), settings.disclosure_threshold,
+           settings.disclosure_rounding)
+    with _families_lock:  # the same for every view of the family: kept across requests
+        owner = _families_owner.get(id(kf))
+        if (owner is not None and owner is not kf) or len(_families) > 20_000:
+            _families.clear()
+            _families_owner.clear()
+        _families_owner[id(kf)] = kf
+        if (key, dims) not in _families:
+            columns = list(dict.fromkeys(c for pair in pairs for c in pair))
+            mask = _mask(kf, {}, "organisation" if "team" in dims else scope, organisation, None)
+            frame = pd.DataFrame({d: np.asarray(kf.dims[d])[mask] for d in (*dims, *([by] if by else []))})
+            for col in columns:
+                frame[col] = kf.values[col][mask]
+            if by is not None:  # every category the family has, the same list in every view of it
+                present = frame.groupby(by, sort=True)[pairs[0][1]].sum()
+                parts = [v for v, n in present.items() if n > 0]
+            _families[key, "parts"] = parts
+            _family(frame, dims, by, parts, pairs, settings, _families, key)
+        hidden, parts = _families[key, dims], _families[key, "parts"]
+    return frozenset(hidden if by is None else (parts[i] for i in hidden))
+
+
+def _family(frame: pd.DataFrame, dims: tuple[str, ...], by: str | None, parts: list, pairs: list[tuple[str, str]],
+            settings: Settings, memo: dict, key: tuple) -> frozenset:
+    if (key, dims) in memo:
+        return memo[key, dims]
+    threshold = settings.disclosure_threshold
+    hidden = np.zeros(len(parts), dtype=bool)
+    for k in range(len(dims)):  # every smaller family's hidden rows
+        hidden[list(_family(frame, dims[:k] + dims[k + 1:], by, parts, pairs, settings, memo, key))] = True
+    lower_cols, count_cols = [c for c, _ in pairs], [n for _, n in pairs]
+    blocks_lower, blocks_counts = [], []  # per view of the grid: rows x pairs
+    for k in range(len(dims) + 1):
+        for kept in combinations(dims, k):
+            group = ["_all", *kept, *([by] if by else [])]
+            sums = frame.assign(_all=0).groupby(group, sort=False, observed=True)[lower_cols + count_cols].sum()
+            if by is None:  # rows are the pairs
+                blocks_lower.append(sums[lower_cols].to_numpy()[:, :, None])
+                blocks_counts.append(sums[count_cols].to_numpy()[:, :, None])
+                continue
+            table = sums.unstack(by, fill_value=0)
+            full = pd.MultiIndex.from_product([lower_cols + count_cols, parts])
+            table = table.reindex(columns=full, fill_value=0)
+            blocks_lower.append(np.stack([table[c].to_numpy() for c in lower_cols], axis=2))
+            blocks_counts.append(np.stack([table[n].to_numpy() for n in count_cols], axis=2))
+    lower, counts = np.concatenate(blocks_lower), np.concatenate(blocks_counts)  # views x rows x pairs
+    clients = _clients(lower.ravel(), counts.ravel()).reshape(counts.shape)
+    overall = counts[0, :, 0]  # the first view of the grid is the one without filters
+    if not dims:  # the view without filters: its own table first
+        checked = _controlled("part", list(range(len(parts))), clients[0, :, 0], overall, settings)
+        hidden |= checked["suppressed"].to_numpy()[:-1] & (overall > 0)
+    hidden |= ((clients > 0) & (clients < threshold)).any(axis=(0, 2))
+    order = np.lexsort((np.arange(len(parts)), overall))
+    nonzero = counts[:, :, 0] > 0
+    while hidden.any():
+        alone = np.flatnonzero((nonzero & hidden).sum(axis=1) == 1)
+        if not len(alone):
+            break
+        row = nonzero[alone[0]]
+        extra = next((i for i in order if row[i] and not hidden[i]), None)
+        if extra is None:
+            extra = next((i for i in order if overall[i] > 0 and not hidden[i]), None)
+        if extra is None:
+            break
+        hidden[extra] = True
+    memo[key, dims] = frozenset(np.flatnonzero(hidden).tolist())
+    return memo[key, dims]
+
+
 def _publish(lower_bound: float, n_shown: float, ok_by_difference: bool, settings: Settings) -> tuple[bool, str, object]:
     """(published, suppression, rounded n)."""
     n_clients = int(_clients(lower_bound, n_shown)[0])
@@ -645,16 +776,25 @@ def _shares_table(c: _Context, kf: _KeyFrame, scope: str, label: str, team: str 
     ok = _differencing_ok(kf, c.view, scope, c.view.organisation, total_c, total_n, c.settings, c.memo)
     checked = _controlled(part_label, parts, [s[c_part.format(p)] for p in parts], [s[n_part.format(p)] for p in parts],
                           c.settings, c.memo)
-    low, high = outcomes.wilson([s[n_part.format(p)] for p in parts], [s[total_n]] * len(parts))
+    pairs = [(c_part.format(p), n_part.format(p)) for p in parts]
+    hidden = _hidden_rows(kf, c.view, scope, c.view.organisation, None, parts, pairs, c.settings)
+    checked = checked.assign(suppressed=[i in hidden for i in range(len(parts))] + [bool(checked["suppressed"].iloc[-1])])
+    total = checked["n_published"].iloc[-1]
+    ok = ok and not bool(checked["suppressed"].iloc[-1]) and bool(total)
+    # shares and their intervals from the published (rounded) counts only: an exact k/n next to a
+    # rounded n would give both away
+    published_n = [disclosure.rounded(int(round(s[n_part.format(p)])), c.settings)
+                   if ok and not checked["suppressed"].iloc[i] else 0 for i, p in enumerate(parts)]
+    low, high = outcomes.wilson(published_n, [int(total) if ok else 0] * len(parts))
     rows = []
     for i, p in enumerate(parts):
         cell = checked.iloc[i]
         published = ok and not bool(cell["suppressed"])
         why = "" if published else (cell["suppression"] or "secondary")
         rows.append({"scope": scope, "label": label, part_label: p,
-                     "n": cell["n_published"] if published else pd.NA,
-                     "total": checked["n_published"].iloc[-1] if ok else pd.NA,
-                     "share": s[n_part.format(p)] / s[total_n] if s[total_n] else np.nan,
+                     "n": published_n[i] if published else pd.NA,
+                     "total": total if ok else pd.NA,
+                     "share": published_n[i] / int(total) if published else np.nan,
                      "ci_low": low[i], "ci_high": high[i], "published": published, "suppression": why})
     return rows
 
@@ -713,13 +853,16 @@ def severity_trend(view: View, viewer: User | str, engine: sa.Engine | None = No
         years = _by(kf, mask, "start_year", ["n_start", "c_start", "sum_start", "sumsq_start"])
         years = years[years["n_start"] > 0].reset_index(drop=True)
         checked = _controlled("start_year", years["start_year"], years["c_start"], years["n_start"], c.settings, c.memo)
+        hidden = _hidden_rows(kf, c.view, scope, c.view.organisation, "start_year", [], [("c_start", "n_start")],
+                              c.settings)
+        along = [int(y) not in hidden for y in years["start_year"]]
         stats = outcomes.mean_ci_from_sums(years["n_start"], years["sum_start"], years["sumsq_start"])
         for i, year in enumerate(years["start_year"]):
             cell = checked.iloc[i]
-            published = ok and not bool(cell["suppressed"])
+            published = ok and bool(along[i])
             rows.append({"scope": scope, "label": label, "start_year": int(year),
-                         "n": cell["n_published"] if published else pd.NA,
-                         "mean": stats["mean"].iloc[i], "ci_low": stats["ci_low"].iloc[i],
+                         "n": disclosure.rounded(int(round(years["n_start"].iloc[i])), c.settings) if published
+                         else pd.NA, "mean": stats["mean"].iloc[i], "ci_low": stats["ci_low"].iloc[i],
                          "ci_high": stats["ci_high"].iloc[i], "published": published,
                          "suppression": "" if published else (cell["suppression"] or "secondary")})
     return _frame(rows, ["mean", "ci_low", "ci_high"], c.language)
@@ -798,41 +941,60 @@ def funnel(view: View, viewer: User | str, indicator: str = "improved", engine: 
     c = _Context(replace(view, team=None), viewer, engine, settings, _context)
     if indicator == "response":
         kf = c.cube.key("response", view.instrument, view.informant)
-        n_col, c_col, cols = "eligible", "c_eligible", ["eligible", "c_eligible", "completer"]
+        n_col, c_col, cols = "eligible", "c_eligible", ["eligible", "c_eligible", "completer", "c_completer"]
     else:
         kf = c.cube.key("scales", view.instrument, view.informant, view.scale)
         n_col, c_col = {"improved": ("n_cat", "c_cat"), "deteriorated": ("n_cat", "c_cat"),
                         "change": ("n_pairs", "c_pairs"), "casemix": ("n_cm", "c_cm")}[indicator]
-        cols = [n_col, c_col, "cat_recovered", "cat_reliably_improved", "cat_reliably_deteriorated", "sum_d", "sumsq_d",
+        cols = [n_col, c_col, *(f"{p}cat_{k}" for p in ("", "c_") for k in CATEGORIES), "sum_d", "sumsq_d",
                 "cm_residual", "cm_residual_sq"]
     mask = _mask(kf, c.view.filters(), SEJN, None, None)
     orgs = _by(kf, mask, "organisation", cols)
     orgs = orgs[orgs[n_col] > 0].reset_index(drop=True)
     total = orgs[cols].sum()
 
-    def value(s) -> float:
+    proportion = indicator in ("improved", "deteriorated", "response")
+    numerator = {"improved": ["recovered", "reliably_improved"], "deteriorated": ["reliably_deteriorated"],
+                 "response": ["completer"]}.get(indicator, [])
+    prefix = "" if indicator == "response" else "cat_"
+
+    def counted(s, clients: bool = False) -> float:
+        """The proportion's numerator: trajectories (pairs), or the clients' lower bound."""
+        return float(sum(s[f"{'c_' if clients else ''}{prefix}{k}"] for k in numerator))
+
+    def value(s, n_published=None) -> float:
+        """The indicator of one group. A proportion is computed from the published (rounded) counts
+        (`n_published` given): an exact k/n next to a rounded n would give k and n away."""
         n = s[n_col]
         if not n:
             return np.nan
-        if indicator == "improved":
-            return (s["cat_recovered"] + s["cat_reliably_improved"]) / n
-        if indicator == "deteriorated":
-            return s["cat_reliably_deteriorated"] / n
-        if indicator == "response":
-            return s["completer"] / n
+        if proportion:
+            if n_published is not None:
+                return disclosure.rounded(int(round(counted(s))), c.settings) / n_published if n_published else np.nan
+            return counted(s) / n
         if indicator == "change":
             return s["sum_d"] / n
         return s["cm_residual"] / n
 
     checked = _controlled("organisation", orgs["organisation"], orgs[c_col], orgs[n_col], c.settings, c.memo)
     labels = c.cube.anonymous_labels(c.access.organisation, c.language)
+    # each organisation's n (and a proportion's numerator and complement), hidden per family of views
+    pairs = [(c_col, n_col)]
+    if proportion:
+        for name, c_name, n_name in (("_k", "_c_k", "_k"), ("_rest", "_c_rest", "_rest")):
+            pairs.append((c_name, n_name))
+    hidden = _hidden_rows(_with_parts(kf, c_col, n_col, prefix, numerator) if proportion else kf, c.view, SEJN,
+                          None, "organisation", [], pairs, c.settings)
+    along = [org not in hidden for org in orgs["organisation"]]
     rows = []
     for i, org in enumerate(orgs["organisation"].astype(str)):
         cell = checked.iloc[i]
-        published = not bool(cell["suppressed"])
+        published = bool(along[i])
         own = org == c.access.organisation
+        n_published = disclosure.rounded(int(round(orgs[n_col].iloc[i])), c.settings) if published else None
         row = {"label": (c.cube.organisations.get(org) or org) if (own or c.access.steward) else labels[org],
-               "own": own, "n": cell["n_published"] if published else pd.NA, "value": value(orgs.iloc[i]),
+               "own": own, "n": n_published if published else pd.NA,
+               "value": value(orgs.iloc[i], n_published) if published else np.nan,
                "published": published, "suppression": "" if published else (cell["suppression"] or "primary")}
         if c.access.steward:
             row = {"organisation": org, **row}
@@ -843,16 +1005,19 @@ def funnel(view: View, viewer: User | str, indicator: str = "improved", engine: 
         order = [(not own, rank.get(org, -1), label) for own, org, label in
                  zip(points["own"], orgs["organisation"].astype(str), points["label"])]
         points = points.iloc[sorted(range(len(order)), key=order.__getitem__)].reset_index(drop=True)
-    centre = value(total)
-    grid = np.unique(np.round(np.geomspace(max(c.settings.disclosure_threshold, 2),
-                                           max(float(orgs[n_col].max()) if len(orgs) else 10, 20), 60)))
+    total_shown = len(orgs) and not bool(checked["suppressed"].iloc[-1])
+    total_n = int(checked["n_published"].iloc[-1]) if total_shown else 0
+    centre = value(total, total_n) if len(orgs) and total_n >= c.settings.disclosure_threshold else np.nan
+    largest = float(points["n"].max()) if len(points) and points["published"].any() else 10
+    grid = np.unique(np.round(np.geomspace(max(c.settings.disclosure_threshold, 2), max(largest, 20), 60)))
     if indicator in ("improved", "deteriorated", "response"):
         limits = outcomes.funnel_limits(centre, grid) if not np.isnan(centre) else pd.DataFrame({"n": grid})
     else:
         sq = total["sumsq_d"] if indicator == "change" else total["cm_residual_sq"]
         sm = total["sum_d"] if indicator == "change" else total["cm_residual"]
         n = total[n_col]
-        sd = float(np.sqrt(max(sq - sm * sm / n, 0) / (n - 1))) if n > 1 else np.nan
+        sd = float(np.sqrt(max(sq - sm * sm / n, 0) / (n - 1))) \
+            if n > 1 and total_n >= c.settings.disclosure_threshold else np.nan
         limits = outcomes.funnel_limits_mean(0.0 if indicator == "casemix" else centre, sd, grid)
     limits["centre"] = 0.0 if indicator == "casemix" else centre
     return points, limits

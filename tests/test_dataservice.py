@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import tempfile
 import urllib.error
 from datetime import date, timedelta
 from pathlib import Path

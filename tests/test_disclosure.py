@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.optimize import linprog
 
-from ldj.disclosure import TOTAL, controlled_count, rounded, suppress, with_margins
+from ldj.disclosure import TOTAL, controlled_count, ranges, rounded, suppress, with_margins
 from ldj.settings import Settings
 
 EXACT = Settings(disclosure_threshold=10, disclosure_rounding=1)
@@ -76,7 +76,7 @@ def lp_range(published: pd.DataFrame, exact: pd.Series, dims: list[str], row: in
     kwargs = dict(A_eq=np.array(a), b_eq=np.array(b), bounds=[(1, None)] * len(hidden),
                   integrality=np.ones(len(hidden)))
     low, high = linprog(objective, **kwargs), linprog(-objective, **kwargs)
-    return round(low.fun), round(-high.fun)
+    return round(low.fun), (round(-high.fun) if high.fun is not None else np.inf)  # None: unbounded
 
 
 def test_three_by_three_with_margins_hand_worked():
@@ -140,7 +140,7 @@ def test_three_dimensional_table_is_protected():
         assert (out.loc[members, "suppressed"] & (out.loc[members, "n"] > 0)).sum() != 1
     for row in out.index[out.suppressed]:
         low, high = lp_range(out, out["n"], ["i", "f", "m"], row)
-        assert low < high
+        assert low < high and high >= 10  # never pinned, and never surely small
 
 
 @pytest.mark.parametrize("threshold, base, n, expected", [
@@ -218,3 +218,24 @@ def test_a_table_whose_total_is_itself_small_is_hidden_whole_without_failing():
     out = suppress(table, "n", ["d"], settings=Settings(_env_file=None))
     assert out["n_published"].isna().tolist() == [True, True, False, True]
     assert out.loc[2, "n_published"] == 0
+
+
+def test_ranges_solve_what_a_reader_can_work_out():
+    # x0 + x1 == 10 (both hidden, not zero); x2 alone in [2, 5]; x3 + x4 <= 3 with x3 >= 2
+    a_eq, b_eq = np.array([[1, 1, 0, 0, 0]]), np.array([10])
+    a_ub, b_ub = np.array([[0, 0, 0, 1, 1]]), np.array([3])
+    low, high = ranges(a_eq, b_eq, a_ub, b_ub, [1, 1, 2, 2, 0], [np.inf] * 5)
+    assert low.tolist()[:2] == [1, 1] and high.tolist()[:2] == [9, 9]
+    assert (low[2], high[2]) == (2, np.inf)  # no relation: its own bounds
+    assert (low[3], high[3], low[4], high[4]) == (2, 3, 0, 1)
+    with pytest.raises(ValueError, match="no integer solution"):
+        ranges(a_eq, np.array([1]), None, None, [1, 1, 0, 0, 0], [np.inf] * 5)
+
+
+def test_hidden_cells_that_are_surely_small_are_widened():
+    """Two small cells hidden together with a published rest: their sum (7) says both are small."""
+    table = with_margins(pd.DataFrame({"d": ["a", "b", "c"], "n": [3, 4, 30]}), "n", ["d"])
+    out = suppress(table, "n", ["d"], settings=DEFAULT)
+    assert out.loc[out.d == "c", "suppressed"].item(), "the large cell is hidden too"
+    for row in out.index[out.suppressed]:
+        assert lp_range(out, out["n"], ["d"], row)[1] >= 10

@@ -201,6 +201,8 @@ def test_html_pdf_and_json_are_written(loaded, tmp_path, monkeypatch):
     assert all(isinstance(r["value"], int) for r in rows if not r["suppressed"])
     assert any(r["instrument"] == TOTAL for r in rows)
     assert "units" not in rows[0] and "clients" not in rows[0]  # exact counts never leave the module
+    # nor why a cell is hidden: "primary" would say it holds 1 to threshold - 1 clients
+    assert all("suppression" not in r for table in data["tables"].values() for r in table["rows"])
 
     # the CLI: English, default folder <data_dir>/factsheet/
     for name, value in (("LDJ_DATA_DIR", str(settings.data_dir)), ("LDJ_DATABASE_URL", settings.resolved_database_url),

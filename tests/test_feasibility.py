@@ -95,3 +95,38 @@ def test_unknown_filters_and_entries_are_refused(loaded):
         feasibility.count(engine, ENTRY, {"postcode": ["1234"]}, settings)
     with pytest.raises(LookupError):
         feasibility.count(engine, "nope", {}, settings)
+
+
+def test_none_is_answered_as_a_few(loaded):
+    """'none' and 'a few' give the same answer, alone and as one category of a filter (issue 12)."""
+    settings, engine, pairs = loaded
+    settings = settings.model_copy(update={"disclosure_threshold": 3})  # so that single cells can be published
+    cells = (pairs.assign(year=pd.to_datetime(pairs["start_date"]).dt.year)
+             .groupby(["intervention", "year"])["client"].nunique().unstack(fill_value=0))
+    found = None
+    for intervention, row in cells.iterrows():
+        zero = [int(y) for y, n in row.items() if n == 0]
+        few = [int(y) for y, n in row.items() if 0 < n < settings.disclosure_threshold]
+        big = [int(y) for y, n in row.items() if n >= settings.disclosure_threshold and not feasibility.count(
+            engine, ENTRY, {"intervention": [intervention], "start_year": [int(y)]}, settings).suppressed]
+        if zero and few and big:
+            found = intervention, zero[0], few[0], big[0]
+            break
+    assert found, "the synthetic data hold an intervention with an empty, a small and a published year"
+    intervention, zero, few, big = found
+    answers = [feasibility.count(engine, ENTRY, {"intervention": [intervention], "start_year": [year]}, settings)
+               for year in (zero, few)]
+    assert answers[0] == answers[1] and answers[0].reason == "small" and answers[0].rows is None
+    alone = feasibility.count(engine, ENTRY, {"intervention": [intervention], "start_year": [big]}, settings)
+    assert not alone.suppressed
+    widened = [feasibility.count(engine, ENTRY, {"intervention": [intervention], "start_year": [big, year]}, settings)
+               for year in (zero, few)]
+    assert widened[0] == widened[1] and widened[0].suppressed, "an empty category must not pass where a small one fails"
+
+
+def test_selecting_every_category_is_no_filter(loaded):
+    settings, engine, pairs = loaded
+    every = sorted(pairs["informant"].dropna().unique())
+    assert pairs["informant"].notna().all()
+    assert feasibility.count(engine, ENTRY, {"informant": every}, settings) == feasibility.count(engine, ENTRY, {},
+                                                                                                  settings)

@@ -3,12 +3,14 @@ count (ldj.feasibility, disclosure-controlled) and "request this data"."""
 
 from __future__ import annotations
 
+import json
+
 import panel as pn
 
-from .. import feasibility
+from .. import feasibility, policy
 from ..catalogue import Entry, load_age_groups, load_entries
 from .html import markdown, pane, text
-from .layout import message
+from .layout import PortalHandler, Refusal, message
 from .params import arg, identifier
 from .visitor import Visitor
 
@@ -26,7 +28,8 @@ def _labels(visitor: Visitor, entry: Entry, dim: str, values: list) -> dict[str,
 
 def _result_text(visitor: Visitor, result: feasibility.Feasibility) -> pn.pane.HTML:
     if result.suppressed:
-        return message(visitor.t(f"cat_suppressed_{result.reason}"), "warning")
+        return message(visitor.t(f"cat_suppressed_{result.reason}", threshold=visitor.settings.disclosure_threshold),
+                       "warning")
     return message(visitor.t("cat_count", rows=result.rows, clients=result.clients), "info")
 
 
@@ -92,3 +95,44 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
     heads = [visitor.t(k) for k in ("cat_col_entry", "cat_themes", "cat_col_rows")]
     return pn.Column(text(visitor.t("nav_catalogue"), "h2"), markdown(visitor.t, "cat_intro"),
                      pane("catalogue/list.html.j2", heads=heads, rows=rows), sizing_mode="stretch_width")
+
+
+class CountHandler(PortalHandler):
+    """GET {prefix}/catalogus/telling.json?entry=ID[&dim=value...]: the feasibility count as the page
+    answers it (ldj.feasibility), for everyone. Every dimension must be one of the entry's and every
+    value one of its categories (a dimension may be repeated to choose several), else 400."""
+
+    plain_errors = True
+
+    def get(self):
+        visitor = self.visitor()
+        try:
+            visitor.check("feasibility.count")
+        except policy.Refused as exc:
+            raise Refusal(403, str(exc)) from None
+        arguments = self.arguments()
+        entry = arguments.pop("entry", [None])
+        if len(entry) != 1 or entry[0] not in load_entries(visitor.settings.catalog_dir):
+            raise Refusal(400, visitor.t("dash_bad_argument", name="entry"))
+        try:
+            options = feasibility.options(visitor.engine, entry[0], visitor.settings)
+        except (LookupError, ValueError) as exc:
+            raise Refusal(400, str(exc)) from None
+        filters = {}
+        for dim, values in arguments.items():
+            known = {str(v): v for v in options.get(dim, [])}
+            if dim not in options or any(v not in known for v in values):
+                raise Refusal(400, visitor.t("dash_bad_argument", name=dim if dim in feasibility.DIMENSIONS
+                                                   else "?"))
+            filters[dim] = [known[v] for v in values]
+        result = feasibility.count(visitor.engine, entry[0], filters, visitor.settings)
+        text = (visitor.t(f"cat_suppressed_{result.reason}", threshold=visitor.settings.disclosure_threshold)
+                if result.suppressed else visitor.t("cat_count", rows=result.rows, clients=result.clients))
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.write(json.dumps({"entry": result.entry, "rows": result.rows, "clients": result.clients,
+                               "suppressed": result.suppressed, "message": text, "data_version": result.version},
+                              ensure_ascii=False))
+
+
+HANDLERS = [(r"/catalogus/telling\.json", CountHandler)]

@@ -2,33 +2,44 @@
 
 Every number comes from ldj.indicators, which checks who may see what and applies disclosure
 control; this page only lays the tables out and draws them with hvplot. Each figure has its table
-as CSV next to it; the plots' own toolbar saves them as PNG.
+as CSV next to it; the plots' own toolbar saves them as PNG. `/dashboard/figures.json` and
+`/dashboard/figures.csv?figure=...` serve exactly those tables over plain HTTP for the same choices
+(query arguments parsed and validated by `parse_figures_request`; 400 on anything unknown).
 """
 
 from __future__ import annotations
 
 import io
+import json
+from dataclasses import dataclass
 
 import holoviews as hv
 import hvplot.pandas  # noqa: F401 - registers .hvplot
+import numpy as np
 import pandas as pd
 import panel as pn
+from tornado.ioloop import IOLoop
 
-from .. import indicators, versions
+from .. import governance, indicators, policy, versions
 from ..factsheet import display_labels
 from ..instruments import load_instruments
 from .html import pane, text
-from .layout import login_still_stands, message
+from .layout import PortalHandler, Refusal, login_still_stands, message
 from .visitor import Visitor
 
 ALL = "__all__"
+
+
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """A figure's table as the page offers it for download (Dutch Excel: `;`, UTF-8 with BOM)."""
+    return indicators.download_table(frame).to_csv(index=False, sep=";").encode("utf-8-sig")
 
 
 def _csv_download(frame: pd.DataFrame, name: str, label: str) -> pn.widgets.FileDownload:
     def payload() -> io.BytesIO:
         if not login_still_stands():  # the hub has ended this login since the page opened: no download
             raise PermissionError("the hub has ended this login")
-        return io.BytesIO(indicators.download_table(frame).to_csv(index=False, sep=";").encode("utf-8-sig"))
+        return io.BytesIO(csv_bytes(frame))
 
     return pn.widgets.FileDownload(callback=payload, filename=f"{name}.csv", label=label, button_type="light",
                                    width=220)
@@ -217,3 +228,129 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
                      *([message(visitor.t("portal_pending"), "warning")] if pending else []),
                      pn.FlexBox(*[pn.Column(w, width=230) for w in controls], show), results,
                      sizing_mode="stretch_width")
+
+
+# --- plain HTTP: the figures of a view --------------------------------------------------------------
+
+FIGURES = ("change", "reliable_change", "response", "funnel", "funnel_limits", "casemix", "severity_trend",
+           "satisfaction")
+FILTER_ARGUMENTS = ("intervention", "age_group", "gender", "start_year", "team")
+ARGUMENTS = ("instrument", "scale", "informant", *FILTER_ARGUMENTS, "organisation", "funnel", "figure", "lang")
+
+
+class BadArgument(ValueError):
+    """A query argument that is not one of the values the viewer can choose."""
+
+
+@dataclass(frozen=True)
+class FiguresRequest:
+    """The typed, validated query of a figures download: the view, the funnel's indicator, one figure (CSV)."""
+
+    view: indicators.View
+    funnel: str
+    figure: str | None
+
+
+def parse_figures_request(arguments: dict[str, list[str]], opts: dict, visitor: Visitor,
+                          csv: bool) -> FiguresRequest:
+    """`arguments` (name: values, as tornado has them) into a `FiguresRequest`, with the page's
+    defaults; every value must be one the viewer can choose (`indicators.options`), else BadArgument."""
+    for name in arguments:
+        if name not in ARGUMENTS:
+            raise BadArgument(visitor.t("dash_unknown_argument", known=", ".join(ARGUMENTS)))
+
+    def one(name: str) -> str | None:
+        values = arguments.get(name) or []
+        if len(values) > 1:
+            raise BadArgument(visitor.t("dash_bad_argument", name=name))
+        return values[0] if values and values[0] not in ("", ALL) else None
+
+    def chosen(name: str, allowed, default=None):
+        value = one(name)
+        if value is None:
+            return default
+        if name == "start_year":
+            if not value.isdigit() or int(value) not in allowed:
+                raise BadArgument(visitor.t("dash_bad_argument", name=name))
+            return int(value)
+        if value not in allowed:
+            raise BadArgument(visitor.t("dash_bad_argument", name=name))
+        return value
+
+    instruments = opts["instruments"]
+    choices = [c for c in instruments if c != "satisfaction"] or list(instruments)
+    default = "cbcl_6_18" if "cbcl_6_18" in choices else (choices[0] if choices else None)
+    instrument = chosen("instrument", instruments, default)
+    if instrument is None:
+        raise BadArgument(visitor.t("dash_bad_argument", name="instrument"))
+    scales, informants = instruments[instrument]["scales"], instruments[instrument]["informants"]
+    scale = chosen("scale", scales, "total_problems" if "total_problems" in scales else scales[0])
+    informant = chosen("informant", informants, informants[0])
+    filters = {name: chosen(name, opts[{"age_group": "age_groups", "start_year": "start_years"}.get(name, name + "s")])
+               for name in FILTER_ARGUMENTS}
+    organisation = chosen("organisation", opts["organisations"] or [visitor.organisation])
+    funnel = chosen("funnel", indicators.FUNNEL_INDICATORS, "improved")
+    figure = chosen("figure", FIGURES)
+    if csv and figure is None:
+        raise BadArgument(visitor.t("dash_bad_argument", name="figure"))
+    return FiguresRequest(indicators.View(instrument, scale, informant, organisation=organisation, **filters),
+                          funnel, figure)
+
+
+def figures_json(figures: dict[str, pd.DataFrame], request: FiguresRequest, version: str) -> dict:
+    """What the page shows, as JSON: every figure's download table (hidden figures carry no numbers)."""
+    def rows(frame: pd.DataFrame) -> list[dict]:
+        table = indicators.download_table(frame).astype(object)
+        return [{k: (None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else
+                     v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
+                for r in table.where(table.notna(), None).to_dict(orient="records")]
+
+    view = {k: v for k, v in vars(request.view).items() if v is not None}
+    return {"data_version": version, "view": view, "funnel_indicator": request.funnel,
+            "figures": {name: rows(figures[name]) for name in FIGURES if request.figure in (None, name)}}
+
+
+class FiguresHandler(PortalHandler):
+    """GET {prefix}/dashboard/figures.json|.csv?instrument=&scale=&informant=&intervention=&age_group=&gender=
+    &start_year=&team=&organisation=&funnel=&figure=: exactly the figures the dashboard page shows for those
+    choices (JSON: all of them, CSV: `figure`), behind login; `ldj.policy` "figures.own_organisation"
+    ("figures.all_organisations" for another organisation's)."""
+
+    plain_errors = True
+
+    async def get(self, kind: str):
+        visitor = self.visitor()
+        settings = visitor.settings.model_copy(update={"language": visitor.language})
+        arguments = self.arguments(skip=())
+        organisation = (arguments.get("organisation") or [None])[-1] or visitor.organisation
+        try:
+            visitor.check("figures.own_organisation", policy.Target(organisation=visitor.organisation))
+            if organisation != visitor.organisation:
+                visitor.check("figures.all_organisations", policy.Target(organisation=organisation))
+        except policy.Refused as exc:
+            raise Refusal(403, str(exc)) from None
+        engine = visitor.engine
+        loop = IOLoop.current()
+        try:
+            opts = await loop.run_in_executor(None, lambda: indicators.options(
+                visitor.name, engine, settings, organisation=organisation if visitor.allows("figures.all_organisations") else None))
+            request = parse_figures_request(arguments, opts, visitor, csv=kind == "csv")
+            figures = await loop.run_in_executor(None, lambda: indicators.dashboard(
+                request.view, visitor.name, engine, settings, funnel_indicator=request.funnel))
+        except BadArgument as exc:
+            raise Refusal(400, str(exc)) from None
+        except (governance.PermissionDenied, policy.Refused) as exc:
+            raise Refusal(403, str(exc)) from None
+        version = indicators.get_cube(engine, settings).version
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-LDJ-Data-Version", version)
+        if kind == "csv":
+            self.set_header("Content-Type", "text/csv; charset=utf-8")
+            self.set_header("Content-Disposition", f'attachment; filename="{request.figure}.csv"')
+            self.write(csv_bytes(figures[request.figure]))
+        else:
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.write(json.dumps(figures_json(figures, request, version), ensure_ascii=False))
+
+
+HANDLERS = [(r"/dashboard/figures\.(json|csv)", FiguresHandler)]

@@ -22,7 +22,7 @@ from .. import governance, policy
 from ..i18n import t
 from . import session
 from .html import pane, render
-from .params import BadParameter, handler_arg, local_path, one_of
+from .params import BadParameter, all_arguments, handler_arg, local_path, one_of
 from .visitor import LANGUAGE_COOKIE, LANGUAGES, Visitor, from_groups
 
 SERVICE_NAME = "ldj-portal"
@@ -138,7 +138,10 @@ class PortalHandler(web.RequestHandler):
     """Base for plain HTTP pages and endpoints (the factsheet, feeds, downloads): the same login as the Panel
     pages (Panel's signed `user` and `access_token` cookies, set by the hub's OAuth, and the login checked
     with the hub: ldj.portal.session) and language (`?lang=`, else the cookie). `pages` (the registered
-    pages, for the navigation) is given by ldj.portal.pages."""
+    pages, for the navigation) is given by ldj.portal.pages. Data endpoints set `plain_errors`: their
+    refusals are answered as plain text (the message only), not as a page."""
+
+    plain_errors = False
 
     def initialize(self, pages: tuple[Page, ...] = ()) -> None:
         self.pages = list(pages)
@@ -169,6 +172,14 @@ class PortalHandler(web.RequestHandler):
         except BadParameter as exc:
             raise Refusal(400, str(exc)) from None
 
+    def arguments(self, skip: tuple[str, ...] = ("lang",)) -> dict[str, list[str]]:
+        """Every query argument as text (ldj.portal.params.all_arguments), for endpoints whose arguments
+        are the data's own dimensions; malformed ones are answered with 400 and their message."""
+        try:
+            return all_arguments(self.request.query_arguments, skip, self.visitor().language)
+        except BadParameter as exc:
+            raise Refusal(400, str(exc)) from None
+
     def write_page(self, visitor: Visitor, path: str, heading: str, content: Markup, head: Markup | str = ""):
         """The page in the portal's frame; `content` and `head` are rendered templates."""
         self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -180,6 +191,10 @@ class PortalHandler(web.RequestHandler):
         error = kwargs.get("exc_info", (None, None, None))[1]
         language = self._visitor.language if self._visitor else "nl"
         text = error.text if isinstance(error, Refusal) else self._reason
+        if self.plain_errors:
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish(text)
+            return
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(render("error.html.j2", language=language, status=status_code, text=text,
                            title=t("portal_title", language), home=f"{prefix()}/"))

@@ -74,5 +74,6 @@ def extra_handlers() -> list[tuple]:
     """Plain HTTP routes beside the Panel sessions: the language switch, logout, plain pages, downloads,
     feeds; each gets the pages for its navigation."""
     plain = [(r"/taal", LanguageHandler), (r"/uitloggen", LogoutHandler),
-             *[(f"/{p.path}", p.handler) for p in PAGES if p.handler], *factsheet.HANDLERS, *vraagbank.HANDLERS]
+             *[(f"/{p.path}", p.handler) for p in PAGES if p.handler], *factsheet.HANDLERS, *vraagbank.HANDLERS,
+             *dashboards.HANDLERS, *catalogue.HANDLERS]
     return [(pattern, handler, {"pages": tuple(PAGES)}) for pattern, handler in plain]

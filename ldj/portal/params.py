@@ -20,6 +20,7 @@ from ..i18n import t
 
 T = TypeVar("T")
 MAX_LENGTH = 200  # no argument the portal takes is longer
+MAX_VALUES = 50  # no argument the portal takes is repeated more often
 IDENTIFIER = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 
 
@@ -117,3 +118,20 @@ def handler_arg(handler, name: str, parser: Callable[[str], T], default: T | Non
     """A query argument of a plain handler's request, parsed; BadParameter if malformed (the handler's
     `write_error` answers 400 with the message)."""
     return parse(name, handler.get_argument(name, None), parser, default, language)
+
+
+def all_arguments(raw: dict[str, list[bytes]], skip: tuple[str, ...] = (), language: str = "nl") -> dict[str, list[str]]:
+    """Every query argument of a request (name: raw values) as text, for endpoints whose arguments are
+    the data's own dimensions (each value is then checked against what the visitor may choose).
+    BadParameter for malformed UTF-8, a name or value longer than MAX_LENGTH, more than MAX_VALUES values."""
+    arguments: dict[str, list[str]] = {}
+    for name, values in raw.items():
+        if name in skip:
+            continue
+        if len(name) > MAX_LENGTH or len(values) > MAX_VALUES:
+            raise BadParameter(name[:MAX_LENGTH], "…", language)
+        try:
+            arguments[name] = [parse(name, value.decode("utf-8"), str, language=language) for value in values]
+        except UnicodeDecodeError:
+            raise BadParameter(name, "…", language) from None
+    return arguments
