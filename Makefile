@@ -31,6 +31,7 @@ test-fast: venv
 
 bench: venv node
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/hostile.py
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/workspace.py
 	$(BIN)/python bench/dashboards.py
