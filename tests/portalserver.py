@@ -10,11 +10,14 @@ form, then ask the hub's REST API for a token. Everything a helper does on the h
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -55,7 +58,7 @@ class Stack:
 
     @property
     def homes_dir(self) -> Path:
-        return self.root / "homes"  # the default: beside the data folder
+        return Path(self.env["LDJ_HOMES_DIR"])
 
     def account(self, user: str) -> str:
         """The OS account `user`'s workspace runs as (ldj.deployment.account_name)."""
@@ -144,6 +147,14 @@ class Stack:
         if response.status_code != 302:
             raise RuntimeError(f"login refused for {name}: {response.status_code}")
         self.sessions[name] = session
+        return session
+
+    def portal_session(self, name: str, password: str) -> requests.Session:
+        """Logged in at the hub, then at the portal (its OAuth login with the hub), as a browser does."""
+        session = self.login(name, password)
+        response = session.get(f"{self.portal}/login", timeout=60)
+        if response.status_code != 200 or not session.cookies.get("user"):
+            raise RuntimeError(f"portal login failed for {name}: {response.status_code}")
         return session
 
     def api(self, name: str, method: str, path: str, **kwargs) -> requests.Response:
@@ -237,15 +248,18 @@ def make_stack(root: Path, **settings: str) -> Stack:
     LDJ_* values, without the prefix (e.g. workspace_check_seconds="1"). Call start(), later stop().
 
     Workspaces run as OS accounts with a prefix of this stack's own (hubs of other tests and sessions run
-    beside it), removed again by stop(); root is opened for passing through (0711), so the accounts reach
-    their homes in root/homes; the data folder root/var stays 0700."""
-    root.chmod(0o711)
+    beside it), removed again by stop(). Their homes lie in a folder of their own under the system's temp
+    folder, which accounts can pass through (pytest's tmp folders lie in a 0700 folder: the hub refuses
+    homes there), removed when the test run ends; the data folder root/var stays 0700."""
+    homes = Path(tempfile.mkdtemp(prefix="ldj-test-homes-"))
+    homes.chmod(0o711)
+    atexit.register(shutil.rmtree, homes, True)
     ports = {name: free_port() for name in PORTS}
     url = f"http://127.0.0.1:{ports['HUB_PORT']}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LDJ_", "JUPYTERHUB_", "PANEL_", "BOKEH_"))}
     env.update({f"LDJ_{k}": str(v) for k, v in ports.items()})
     env["LDJ_WORKSPACE_ACCOUNT_PREFIX"] = f"t{uuid.uuid4().hex[:6]}-"
-    env.update(LDJ_DATA_DIR=str(root / "var"), HOME=str(root), JUPYTER_RUNTIME_DIR=str(root / "rt"),
+    env.update(LDJ_DATA_DIR=str(root / "var"), LDJ_HOMES_DIR=str(homes / "homes"), HOME=str(root), JUPYTER_RUNTIME_DIR=str(root / "rt"),
                JUPYTER_DATA_DIR=str(root / "jd"), JUPYTER_CONFIG_DIR=str(root / "jc"), IPYTHONDIR=str(root / "ip"),
                LDJ_DATA_SERVICE_URL=f"{url}/services/ldj-data", LDJ_PORTAL_URL=f"{url}/services/ldj-portal")
     env.update({f"LDJ_{k.upper()}": str(v) for k, v in settings.items()})
