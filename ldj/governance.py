@@ -133,7 +133,6 @@ class NotFound(GovernanceError, LookupError):
     pass
 
 
-PermissionDenied = policy.Refused  # the one refusal; the old name stays for ldj.indicators and the portal
 
 
 class WorkflowError(GovernanceError):

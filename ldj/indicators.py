@@ -32,7 +32,8 @@ Rules:
 - **Access.** Members (role `member`) see their own organisation and its teams identified, other
   organisations only anonymised ("Organisatie A", ...; letters in an order drawn per data version
   from a hash, never names or codes) in the funnel. The steward sees every organisation by name.
-  Asking for another organisation's identified figures raises `governance.PermissionDenied`.
+  Asking for another organisation's identified figures raises `policy.Refused`
+  (the policy's rules figures.own_organisation and figures.all_organisations).
 - **Disclosure** (`ldj.disclosure`). The number behind a figure is a lower bound on its distinct
   clients (each client counts once per instrument, scale and informant: at their first trajectory
   in the measure, so sums over cells never over-count). A figure based on fewer than
@@ -78,8 +79,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from . import disclosure, outcomes, store
-from .governance import PermissionDenied, User, get_user
+from . import disclosure, outcomes, policy, store
 from .i18n import t
 from .catalogue import age_group_of, load_age_groups
 from .instruments import Instrument, load_instruments
@@ -126,27 +126,27 @@ class View:
         return {d: getattr(self, d) for d in FILTERS if getattr(self, d) is not None}
 
 
+Viewer = policy.Actor | str  # an actor of a request, or a login name read from the store
+
+
 @dataclass(frozen=True)
 class _Access:
     organisation: str | None  # whose identified figures
-    steward: bool
+    all_organisations: bool  # every organisation by name (figures.all_organisations)
     language: str
 
 
-def _access(viewer: User | str, view: View, engine: sa.Engine, settings: Settings) -> _Access:
-    user = get_user(engine, viewer) if isinstance(viewer, str) else viewer
-    if not user.active:
-        raise PermissionDenied(t("gov_user_inactive", settings.language, name=user.name))
-    steward = user.has_role("steward")
-    if not steward and not (user.has_role("member") and user.organisation):
-        raise PermissionDenied(t("ind_not_a_member", settings.language, name=user.name))
-    organisation = view.organisation or (None if steward else user.organisation)
-    if not steward and organisation != user.organisation:
-        raise PermissionDenied(t("ind_not_your_organisation", settings.language, name=user.name,
-                                 organisation=user.organisation))
+def _access(viewer: Viewer, view: View, engine: sa.Engine, settings: Settings) -> _Access:
+    """What `viewer` may see of `view`, by the policy: figures.all_organisations, else
+    figures.own_organisation for the view's organisation (default: the viewer's own)."""
+    actor = policy.actor_of(engine, viewer)
+    everything = policy.allows(actor, "figures.all_organisations")
+    organisation = view.organisation or (None if everything else actor.organisation)
+    if not everything:
+        policy.check(actor, "figures.own_organisation", policy.Target(organisation=organisation), settings.language)
     if view.team is not None and organisation is None:
         raise ValueError("a team view needs an organisation")
-    return _Access(organisation, steward, settings.language)
+    return _Access(organisation, everything, settings.language)
 
 
 # --- the cube: building -----------------------------------------------------------------------
@@ -743,7 +743,7 @@ class _Context:
         self.scopes = _view_scopes(self.access, view, self.language, self.cube)
 
 
-def change(view: View, viewer: User | str, engine: sa.Engine | None = None,
+def change(view: View, viewer: Viewer, engine: sa.Engine | None = None,
            settings: Settings | None = None, _context=None) -> pd.DataFrame:
     """Mean T at start and end and ΔT with its 95% interval, and the effect size, per scope.
 
@@ -799,7 +799,7 @@ def _shares_table(c: _Context, kf: _KeyFrame, scope: str, label: str, team: str 
     return rows
 
 
-def response(view: View, viewer: User | str, engine: sa.Engine | None = None,
+def response(view: View, viewer: Viewer, engine: sa.Engine | None = None,
              settings: Settings | None = None, _context=None) -> pd.DataFrame:
     """Response status rates per scope: trajectories that ended (and fit the instrument's ages) by
     status completer | start_only | end_only | none.
@@ -817,7 +817,7 @@ def response(view: View, viewer: User | str, engine: sa.Engine | None = None,
     return frame
 
 
-def reliable_change(view: View, viewer: User | str, engine: sa.Engine | None = None,
+def reliable_change(view: View, viewer: Viewer, engine: sa.Engine | None = None,
                     settings: Settings | None = None, _context=None) -> pd.DataFrame:
     """Reliable-change categories per scope: recovered | reliably_improved | no_reliable_change |
     reliably_deteriorated, each with n (rounded), total (pairs), share and 95% Wilson interval.
@@ -836,7 +836,7 @@ def reliable_change(view: View, viewer: User | str, engine: sa.Engine | None = N
     return frame
 
 
-def severity_trend(view: View, viewer: User | str, engine: sa.Engine | None = None,
+def severity_trend(view: View, viewer: Viewer, engine: sa.Engine | None = None,
                    settings: Settings | None = None, _context=None) -> pd.DataFrame:
     """Mean score at the start of care per year of start (every trajectory with a valid start
     measurement, pairs or not), per scope. The view's `start_year` filter is ignored here.
@@ -868,7 +868,7 @@ def severity_trend(view: View, viewer: User | str, engine: sa.Engine | None = No
     return _frame(rows, ["mean", "ci_low", "ci_high"], c.language)
 
 
-def satisfaction(view: View, viewer: User | str, engine: sa.Engine | None = None,
+def satisfaction(view: View, viewer: Viewer, engine: sa.Engine | None = None,
                  settings: Settings | None = None, instrument: str = "satisfaction", scale: str = "mean",
                  informant: str | None = None, _context=None) -> pd.DataFrame:
     """Mean satisfaction at the end of care (the last valid end measurement) per scope, with the
@@ -895,7 +895,7 @@ def satisfaction(view: View, viewer: User | str, engine: sa.Engine | None = None
     return _frame(rows, ["mean", "ci_low", "ci_high"], c.language)
 
 
-def casemix(view: View, viewer: User | str, engine: sa.Engine | None = None,
+def casemix(view: View, viewer: Viewer, engine: sa.Engine | None = None,
             settings: Settings | None = None, _context=None) -> pd.DataFrame:
     """Case-mix adjusted ΔT next to the raw one, per scope: observed mean ΔT, expected mean ΔT
     (OLS on T_start, age, gender, intervention; see module doc) and observed − expected with its 95%
@@ -922,7 +922,7 @@ def casemix(view: View, viewer: User | str, engine: sa.Engine | None = None,
     return _frame(rows, ["observed", "expected", "difference", "ci_low", "ci_high"], c.language)
 
 
-def funnel(view: View, viewer: User | str, indicator: str = "improved", engine: sa.Engine | None = None,
+def funnel(view: View, viewer: Viewer, indicator: str = "improved", engine: sa.Engine | None = None,
            settings: Settings | None = None, _context=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Funnel plot data across organisations (research-usable data only: no objectors), with the
     view's filters except `team`.
@@ -992,16 +992,16 @@ def funnel(view: View, viewer: User | str, indicator: str = "improved", engine: 
         published = bool(along[i])
         own = org == c.access.organisation
         n_published = disclosure.rounded(int(round(orgs[n_col].iloc[i])), c.settings) if published else None
-        row = {"label": (c.cube.organisations.get(org) or org) if (own or c.access.steward) else labels[org],
+        row = {"label": (c.cube.organisations.get(org) or org) if (own or c.access.all_organisations) else labels[org],
                "own": own, "n": n_published if published else pd.NA,
                "value": value(orgs.iloc[i], n_published) if published else np.nan,
                "published": published, "suppression": "" if published else (cell["suppression"] or "primary")}
-        if c.access.steward:
+        if c.access.all_organisations:
             row = {"organisation": org, **row}
         rows.append(row)
     points = _frame(rows, ["value"], c.language)
     if not points.empty:  # own first, then the others in their (anonymous) order
-        rank = {} if c.access.steward else {o: i for i, o in enumerate(labels)}
+        rank = {} if c.access.all_organisations else {o: i for i, o in enumerate(labels)}
         order = [(not own, rank.get(org, -1), label) for own, org, label in
                  zip(points["own"], orgs["organisation"].astype(str), points["label"])]
         points = points.iloc[sorted(range(len(order)), key=order.__getitem__)].reset_index(drop=True)
@@ -1023,7 +1023,7 @@ def funnel(view: View, viewer: User | str, indicator: str = "improved", engine: 
     return points, limits
 
 
-def dashboard(view: View, viewer: User | str, engine: sa.Engine | None = None,
+def dashboard(view: View, viewer: Viewer, engine: sa.Engine | None = None,
               settings: Settings | None = None, funnel_indicator: str = "improved") -> dict[str, pd.DataFrame]:
     """Every indicator of the main view: response, change, reliable_change, severity_trend,
     satisfaction, casemix, funnel (points) and funnel_limits."""
@@ -1038,7 +1038,7 @@ def dashboard(view: View, viewer: User | str, engine: sa.Engine | None = None,
     return out
 
 
-def options(viewer: User | str, engine: sa.Engine | None = None, settings: Settings | None = None,
+def options(viewer: Viewer, engine: sa.Engine | None = None, settings: Settings | None = None,
             organisation: str | None = None) -> dict:
     """What a viewer can choose: instruments with their scales and informants (where the cube has
     pairs or start values), interventions, age groups, genders, years of start, and the teams of
@@ -1066,7 +1066,7 @@ def options(viewer: User | str, engine: sa.Engine | None = None, settings: Setti
             "genders": sorted(frame["gender"].unique().tolist()),
             "start_years": sorted(int(y) for y in frame["start_year"].unique()),
             "teams": sorted(own["team"].unique().tolist()), "organisation": access.organisation,
-            "organisations": sorted(cube.organisations) if access.steward else None}
+            "organisations": sorted(cube.organisations) if access.all_organisations else None}
 
 
 def download_table(frame: pd.DataFrame) -> pd.DataFrame:

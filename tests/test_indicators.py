@@ -15,6 +15,7 @@ from scipy import stats
 
 from ldj import governance as gov
 from ldj import indicators as ind
+from ldj import policy
 from ldj import store
 from ldj.ingest import Ingestor
 from ldj.instruments import load_instruments
@@ -354,11 +355,11 @@ def test_objectors_count_only_in_their_own_organisation(hand):
 
 def test_access_members_see_only_their_own_organisation_identified(hand):
     settings, engine = hand
-    with pytest.raises(gov.PermissionDenied):
+    with pytest.raises(policy.Refused):
         ind.change(ind.View("cbcl_6_18", "total_problems", "parent", organisation="ORG02"), "praktijk", engine, settings)
-    with pytest.raises(gov.PermissionDenied):
+    with pytest.raises(policy.Refused):
         ind.dashboard(ind.View("cbcl_6_18", "total_problems", "parent", organisation="ORG02"), "praktijk", engine, settings)
-    with pytest.raises(gov.PermissionDenied):
+    with pytest.raises(policy.Refused):
         ind.change(VIEW, "onderzoeker", engine, settings)  # a researcher is not a member's staff
     points, _ = ind.funnel(VIEW, "praktijk", "change", engine, settings)
     text = points.to_csv()

@@ -20,7 +20,7 @@ import pandas as pd
 import panel as pn
 from tornado.ioloop import IOLoop
 
-from .. import governance, indicators, policy, versions
+from .. import indicators, policy, versions
 from ..factsheet import display_labels
 from ..instruments import load_instruments
 from .html import pane, text
@@ -130,7 +130,7 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
     settings = visitor.settings.model_copy(update={"language": visitor.language})
     engine = visitor.engine
     try:
-        opts = indicators.options(visitor.name, engine, settings)
+        opts = indicators.options(visitor.actor, engine, settings)
     except Exception as exc:  # no data yet, or no cube: say so rather than fail the page
         return message(visitor.t("dash_no_data", detail=str(exc)), "warning")
     if not opts["instruments"]:
@@ -187,9 +187,9 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
                                    age_group=chosen(age_group), gender=chosen(gender), start_year=chosen(year),
                                    team=chosen(team), organisation=organisation.value if organisation else None)
         try:
-            figures = indicators.dashboard(the_view, visitor.name, engine, settings,
+            figures = indicators.dashboard(the_view, visitor.actor, engine, settings,
                                            funnel_indicator=funnel_indicator.value)
-        except Exception as exc:  # PermissionDenied and bad choices come back as a message
+        except Exception as exc:  # a refusal and bad choices come back as a message
             results.append(message(str(exc)))
             return
         scale_label = next((k for k, v in scale.options.items() if v == scale.value), scale.value)
@@ -317,29 +317,27 @@ class FiguresHandler(PortalHandler):
     ("figures.all_organisations" for another organisation's)."""
 
     plain_errors = True
+    action = "page.dashboard"
 
     async def get(self, kind: str):
         visitor = self.visitor()
         settings = visitor.settings.model_copy(update={"language": visitor.language})
         arguments = self.arguments(skip=())
         organisation = (arguments.get("organisation") or [None])[-1] or visitor.organisation
-        try:
-            visitor.check("figures.own_organisation", policy.Target(organisation=visitor.organisation))
-            if organisation != visitor.organisation:
-                visitor.check("figures.all_organisations", policy.Target(organisation=organisation))
-        except policy.Refused as exc:
-            raise Refusal(403, str(exc)) from None
+        self.check("figures.own_organisation", policy.Target(organisation=visitor.organisation))
+        if organisation != visitor.organisation:
+            self.check("figures.all_organisations", policy.Target(organisation=organisation))
         engine = visitor.engine
         loop = IOLoop.current()
         try:
             opts = await loop.run_in_executor(None, lambda: indicators.options(
-                visitor.name, engine, settings, organisation=organisation if visitor.allows("figures.all_organisations") else None))
+                visitor.actor, engine, settings, organisation=organisation if visitor.allows("figures.all_organisations") else None))
             request = parse_figures_request(arguments, opts, visitor, csv=kind == "csv")
             figures = await loop.run_in_executor(None, lambda: indicators.dashboard(
-                request.view, visitor.name, engine, settings, funnel_indicator=request.funnel))
+                request.view, visitor.actor, engine, settings, funnel_indicator=request.funnel))
         except BadArgument as exc:
             raise Refusal(400, str(exc)) from None
-        except (governance.PermissionDenied, policy.Refused) as exc:
+        except policy.Refused as exc:
             raise Refusal(403, str(exc)) from None
         version = indicators.get_cube(engine, settings).version
         self.set_header("Cache-Control", "no-store")

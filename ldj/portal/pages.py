@@ -10,7 +10,7 @@ import logging
 
 import panel as pn
 
-from .. import governance, policy
+from .. import policy
 from . import catalogue, dashboards, factsheet, home, registry, requests, session, vraagbank
 from .layout import GUEST, LanguageHandler, LogoutHandler, Page, frame, login_needed, message
 from .params import BadParameter, arg, one_of
@@ -56,7 +56,7 @@ def _route(page: Page):
             try:
                 visitor.check(page.action)
                 content = page.view(visitor)
-            except (governance.PermissionDenied, policy.Refused, BadParameter) as exc:
+            except (policy.Refused, BadParameter) as exc:
                 content = message(str(exc))  # the page's own checks, before anything is shown
             except Exception:  # logged with its traceback here; the visitor sees no internals
                 log.exception("page /%s failed", page.path)
@@ -76,4 +76,6 @@ def extra_handlers() -> list[tuple]:
     plain = [(r"/taal", LanguageHandler), (r"/uitloggen", LogoutHandler),
              *[(f"/{p.path}", p.handler) for p in PAGES if p.handler], *factsheet.HANDLERS, *vraagbank.HANDLERS,
              *dashboards.HANDLERS, *catalogue.HANDLERS]
+    for _, handler in plain:
+        policy.rule(handler.action)  # every route names its row in the policy (checked in its prepare)
     return [(pattern, handler, {"pages": tuple(PAGES)}) for pattern, handler in plain]

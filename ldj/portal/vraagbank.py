@@ -420,6 +420,8 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
 class FeedHandler(PortalHandler):
     """GET {prefix}/vraagbank/feed.atom: the newest published questions, for everyone."""
 
+    action = "page.vraagbank"
+
     def get(self):
         visitor = self.visitor()
         feed = vb.atom_feed(visitor.engine, visitor.settings.portal_url, visitor.language)
@@ -428,13 +430,15 @@ class FeedHandler(PortalHandler):
 
 
 class ExportHandler(PortalHandler):
-    """GET {prefix}/vraagbank/export.csv: every question as CSV; the domain refuses anyone but a steward."""
+    """GET {prefix}/vraagbank/export.csv: every question as CSV, for the steward."""
+
+    action = "question.export"
 
     def get(self):
         visitor = self.visitor()
         try:
-            text = vb.export_csv(visitor.engine, visitor.name, visitor.language)
-        except (gov.PermissionDenied, policy.Refused) as exc:
+            text = vb.export_csv(visitor.engine, visitor.name, visitor.language)  # the domain checks it too
+        except policy.Refused as exc:
             raise Refusal(403, str(exc)) from None
         self.set_header("Content-Type", "text/csv; charset=utf-8")
         self.set_header("Content-Disposition", 'attachment; filename="vraagbank.csv"')
