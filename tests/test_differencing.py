@@ -59,17 +59,9 @@ def stack():
     indicators.get_cube(engine, settings)  # as `ldj ingest` does after an import
     running = make_stack(root).start()
     running.engine, running.settings = engine, settings
-    running.member = portal_session(running, "praktijk")
+    running.member = running.portal_session("praktijk", PASSWORD)
     yield running
     running.stop()
-
-
-def portal_session(stack, name: str) -> requests.Session:
-    """Logged in at the hub, then at the portal (its OAuth login with the hub), as a browser does."""
-    session = stack.login(name, PASSWORD)
-    response = session.get(f"{stack.portal}/login", timeout=60)
-    assert response.status_code == 200 and session.cookies.get("user"), response.status_code
-    return session
 
 
 def grid(stack) -> tuple[list, list]:
@@ -317,7 +309,7 @@ def test_figures_download_parses_its_arguments_and_checks_the_policy(stack):
     # another organisation's figures, a visitor without login, a student: refused
     assert stack.member.get(url, params={**BASE, "organisation": "ORG02"}, timeout=60).status_code == 403
     assert requests.get(url, params=BASE, timeout=60).status_code == 403
-    student = portal_session(stack, "student")
+    student = stack.portal_session("student", PASSWORD)
     assert student.get(url, params=BASE, timeout=60).status_code == 403
     # the feasibility endpoint: unknown entry, dimension or category
     count = f"{stack.portal}/catalogus/telling.json"

@@ -19,16 +19,18 @@ from tornado.web import decode_signed_value
 
 import browser
 from ldj import governance as gov
-from ldj import registry, store
+from ldj import policy, registry, store
 from ldj import vraagbank as vb
 from ldj.catalogue import load_entries
+from ldj.portal import pages as portal_pages
 from ldj.settings import REPO_ROOT, Settings
 from portalserver import make_stack
 
 pytestmark = pytest.mark.slow
 PASSWORD = "aanval-test-2026"
 ACCOUNTS = [("beheer", "SEJN", ["steward"]), ("apo-a", "UNI01", ["apo"]), ("apo-b", "UNI02", ["apo"]),
-            ("onderzoeker", "ORG01", ["researcher"]), ("praktijk", "ORG01", ["member"]),
+            ("onderzoeker", "ORG01", ["researcher"]), ("onderzoeker-b", "ORG02", ["researcher"]),
+            ("praktijk", "ORG01", ["member"]),
             ("student", "Hogeschool Utrecht", ["student"])]
 PORTAL = "/services/ldj-portal"
 SCRIPT = '"><img src=x onerror="window.__xss=1"><script>window.__xss=1</script>'
@@ -69,7 +71,7 @@ def stack():
 
     running = make_stack(root, portal_session_check_seconds=str(CHECK_SECONDS)).start()
     running.engine = engine
-    running.ids = {"request": request, "question": question}
+    running.ids = {"request": request, "question": question, "declined": declined}
     yield running
     running.stop()
 
@@ -261,3 +263,77 @@ def test_the_portals_logout_ends_the_hub_login_too(stack, page):
     assert not [c for c in page.context.cookies() if c["name"] in ("user", "access_token")]
     page.goto(f"{stack.url}/hub/home")
     page.wait_for_url("**/hub/login**")  # no hub session left either
+
+
+# --- every page and route for every role: the access matrix over HTTP ---------------------------------------
+
+ROLE_ACCOUNTS = {"visitor": None, policy.STEWARD: "beheer", policy.APO: "apo-a", policy.RESEARCHER: "onderzoeker",
+                 policy.MEMBER: "praktijk", policy.STUDENT: "student"}
+ROUTE_PATHS = {  # a path for every plain route; a new route needs one here
+    r"/taal": f"/taal?lang=nl&next={PORTAL}/", r"/uitloggen": "/uitloggen", r"/factsheet": "/factsheet",
+    r"/factsheet\.json": "/factsheet.json", r"/factsheet\.pdf": "/factsheet.pdf",
+    r"/vraagbank/feed(?:\.atom)?": "/vraagbank/feed.atom", r"/vraagbank/export\.csv": "/vraagbank/export.csv",
+    r"/dashboard/figures\.(json|csv)": "/dashboard/figures.json", r"/catalogus/telling\.json": "/catalogus/telling.json",
+}
+LOGIN_NEEDED, NO_ACCESS = "Log in om deze pagina te zien", "U heeft geen toegang"
+CELLS = {row.action: row.cells for row in policy.table()}  # the table of docs/security.md
+
+
+def test_every_plain_route_answers_every_role_as_the_policy_table_says(stack):
+    routes = [(pattern, handler) for pattern, handler, _ in portal_pages.extra_handlers()]
+    assert {pattern for pattern, _ in routes} == set(ROUTE_PATHS), "give every plain route a path in ROUTE_PATHS"
+    mismatches = []
+    for role, account in ROLE_ACCOUNTS.items():
+        session = requests.Session() if account is None else stack.portal_session(account, PASSWORD)
+        for pattern, handler in sorted(routes, key=lambda route: route[0] == r"/uitloggen"):  # logout ends it: last
+            allowed = CELLS[handler.action][role] == "ja"
+            response = session.get(f"{stack.portal}{ROUTE_PATHS[pattern]}", allow_redirects=False, timeout=120)
+            if (response.status_code == 403) == allowed or response.status_code >= 500:
+                mismatches.append(f"{pattern} as {role}: expected {'answered' if allowed else 'refused'}, "
+                                  f"got {response.status_code}")
+    assert "\n".join(mismatches) == ""
+
+
+def test_every_page_shows_or_refuses_every_role_as_the_policy_table_says(stack, chromium):
+    mismatches = []
+    for role, account in ROLE_ACCOUNTS.items():
+        context = chromium.new_context()
+        page = context.new_page()
+        if account is not None:
+            login(page, stack, account, "/")
+        for portal_page in portal_pages.PAGES:
+            if portal_page.handler:
+                continue  # a plain page: a route of the test above
+            browser.open_page(page, f"{stack.portal}/{portal_page.path}")
+            allowed = CELLS[portal_page.action][role] == "ja"
+            refusal = LOGIN_NEEDED if account is None else NO_ACCESS
+            refused = page.get_by_text(refusal).count() > 0
+            if refused == allowed:
+                mismatches.append(f"/{portal_page.path} as {role}: expected {'shown' if allowed else 'refused'}")
+        context.close()
+    assert "\n".join(mismatches) == ""
+
+
+def test_id_bearing_pages_show_an_object_only_to_whom_the_policy_allows(stack, chromium):
+    """IDOR: a submitted data request and an unpublished question, opened by id by every role and by a
+    researcher who is not on the request."""
+    request, declined = stack.ids["request"], stack.ids["declined"]
+    asker = vb.get_question(stack.engine, declined, "beheer").asker
+    for label, account in {**ROLE_ACCOUNTS, "other researcher": "onderzoeker-b"}.items():
+        actor = policy.actor_for(stack.engine, account)
+        context = chromium.new_context()
+        page = context.new_page()
+        if account is not None:
+            login(page, stack, account, "/")
+        browser.open_page(page, f"{stack.portal}/vraagbank?vraag={declined}")
+        may_see = policy.allows(actor, "question.view", policy.Target(owner=asker))
+        assert (page.get_by_text("Een vraag die wordt afgewezen").count() > 0) == may_see, (label, "question")
+        for path, action in ((f"/aanvragen?id={request}", "page.requests"), (f"/apo?id={request}", "page.apo")):
+            browser.open_page(page, f"{stack.portal}{path}")
+            may_see = policy.allows(actor, action) and policy.allows(
+                actor, "request.view", policy.Target(owner="onderzoeker", submitted=True))
+            shown = page.get_by_text('Organisatie "><img src=x onerror=').count() > 0
+            assert shown == may_see, (label, path)
+        context.close()
+    assert not policy.allows(policy.actor_for(stack.engine, "onderzoeker-b"), "request.view",
+                             policy.Target(owner="onderzoeker", submitted=True))

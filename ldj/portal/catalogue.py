@@ -7,7 +7,7 @@ import json
 
 import panel as pn
 
-from .. import feasibility, policy
+from .. import feasibility
 from ..catalogue import Entry, load_age_groups, load_entries
 from .html import markdown, pane, text
 from .layout import PortalHandler, Refusal, message
@@ -103,13 +103,10 @@ class CountHandler(PortalHandler):
     value one of its categories (a dimension may be repeated to choose several), else 400."""
 
     plain_errors = True
+    action = "feasibility.count"
 
     def get(self):
         visitor = self.visitor()
-        try:
-            visitor.check("feasibility.count")
-        except policy.Refused as exc:
-            raise Refusal(403, str(exc)) from None
         arguments = self.arguments()
         entry = arguments.pop("entry", [None])
         if len(entry) != 1 or entry[0] not in load_entries(visitor.settings.catalog_dir):

@@ -44,6 +44,8 @@ class FactsheetPage(PortalHandler):
     same for every visitor, so it is made once per factsheet and language and a view costs a lookup;
     the chart is drawn by BokehJS from its `json_item` (no Bokeh document or websocket on the server)."""
 
+    action = "page.factsheet"
+
     def get(self):
         visitor = self.visitor()
         sheet = fs.factsheet(visitor.engine, visitor.settings)  # per view: a new import shows once refreshed
@@ -142,6 +144,8 @@ def pdf_bytes(engine: sa.Engine, settings: Settings, language: str) -> tuple[str
 class JsonHandler(PortalHandler):
     """GET {prefix}/factsheet.json: the published numbers as JSON, for everyone."""
 
+    action = "page.factsheet"
+
     def get(self):
         visitor = self.visitor()
         sheet = fs.factsheet(visitor.engine, visitor.settings)
@@ -153,6 +157,8 @@ class JsonHandler(PortalHandler):
 
 class PdfHandler(PortalHandler):
     """GET {prefix}/factsheet.pdf[?lang=en]: the printable factsheet (A4), for everyone."""
+
+    action = "page.factsheet"
 
     async def get(self):
         visitor = self.visitor()

@@ -139,9 +139,14 @@ class PortalHandler(web.RequestHandler):
     pages (Panel's signed `user` and `access_token` cookies, set by the hub's OAuth, and the login checked
     with the hub: ldj.portal.session) and language (`?lang=`, else the cookie). `pages` (the registered
     pages, for the navigation) is given by ldj.portal.pages. Data endpoints set `plain_errors`: their
-    refusals are answered as plain text (the message only), not as a page."""
+    refusals are answered as plain text (the message only), not as a page.
+
+    Every handler names its `action` (a row of ldj.policy.RULES); `prepare` checks it for the visitor
+    before any method runs, so no route answers without a policy decision. A handler that acts on an
+    object checks that object's action too (with its `policy.Target`)."""
 
     plain_errors = False
+    action: str | None = None
 
     def initialize(self, pages: tuple[Page, ...] = ()) -> None:
         self.pages = list(pages)
@@ -160,6 +165,16 @@ class PortalHandler(web.RequestHandler):
                 model = None
         self._visitor = from_groups(model["name"] if model else None, model.get("groups") if model else None,
                                     language)
+        if self.action is None:
+            raise RuntimeError(f"{type(self).__name__} names no action (ldj.policy.RULES)")
+        self.check(self.action)
+
+    def check(self, action: str, target: policy.Target | None = None) -> None:
+        """The policy's decision for the visitor; a refusal is answered with 403 and its message."""
+        try:
+            self.visitor().check(action, target)
+        except policy.Refused as exc:
+            raise Refusal(403, str(exc)) from None
 
     def visitor(self) -> Visitor:
         assert self._visitor is not None, "prepare() makes the visitor"
@@ -203,6 +218,8 @@ class PortalHandler(web.RequestHandler):
 class LanguageHandler(PortalHandler):
     """GET {prefix}/taal?lang=en&next=...: remember the language and go back (a path on this site only)."""
 
+    action = "page.session"
+
     def get(self):
         language = self.arg("lang", one_of(LANGUAGES), "nl")
         target = self.arg("next", local_path, prefix() + "/")
@@ -213,6 +230,8 @@ class LanguageHandler(PortalHandler):
 class LogoutHandler(PortalHandler):
     """GET {prefix}/uitloggen: end the portal's login (its cookies, what it knew of the token), then the hub's
     (which deletes the tokens of that login and ends the login's other services)."""
+
+    action = "page.session"
 
     def get(self):
         session.forget(session.cookie_token(self))
