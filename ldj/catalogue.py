@@ -18,7 +18,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 import yaml
 
-from . import store
+from . import paths, store
 from .instruments import Instrument, load_instruments
 from .outcomes import pairs
 
@@ -308,7 +308,7 @@ def snapshot(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrument]
 
 def refresh_snapshots(engine: sa.Engine, settings) -> Path:
     """Snapshot every entry at the store's current data version; returns the version's folder."""
-    folder = settings.data_dir / "snapshots" / store.data_version(engine)[0]
+    folder = paths.snapshot_folder(settings.data_dir, store.data_version(engine)[0])
     instruments = load_instruments(settings.catalog_dir)
     for entry in load_entries(settings.catalog_dir).values():
         snapshot(engine, entry, instruments, folder)

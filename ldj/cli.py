@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from . import paths
 from .policy import ROLES
 from .settings import get_settings
 
@@ -228,7 +229,7 @@ def catalog_build(out: Path | None) -> None:
     from .catalogue import write_master_catalogue
 
     engine, entries, instruments = _catalogue()
-    folder = out or get_settings().data_dir / "snapshots" / store.data_version(engine)[0]
+    folder = out or paths.snapshot_folder(get_settings().data_dir, store.data_version(engine)[0])
     path = write_master_catalogue(engine, entries, instruments, folder)
     click.echo(f"Intake-catalogus geschreven: {path}")
 
@@ -545,7 +546,7 @@ def catalog_for_user(name: str, out: Path | None) -> None:
     grants = [{"project": g.project_id, "entry": g.entry, "variables": g.variables}
               for g in governance.active_grants(engine, name)]
     path = write_user_catalogue(load_entries(settings.catalog_dir), grants, settings.data_service_url,
-                                out or settings.data_dir / "users" / name / "catalog.yaml")
+                                out or paths.user_file(settings.data_dir, name, "catalog.yaml"))
     click.echo(f"{path} ({len(grants)} toekenningen)")
 
 

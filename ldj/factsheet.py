@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from . import store
+from . import paths, store
 from .disclosure import TOTAL, controlled_count, suppress, with_margins
 from .settings import REPO_ROOT, Settings, get_settings
 
@@ -159,8 +159,8 @@ def _cache_key(settings: Settings, version: str) -> tuple[tuple, str]:
     from .versions import store_identity
 
     key = (store_identity(settings), version, settings.disclosure_threshold, settings.disclosure_rounding, FORMAT, _CODE)
-    file_name = f"{version}-{hashlib.sha256(repr(key).encode()).hexdigest()[:12]}.json"
-    return (str(settings.data_dir.resolve()), file_name), file_name  # in memory: per data folder
+    path = paths.factsheet_cache_file(settings.data_dir, version, hashlib.sha256(repr(key).encode()).hexdigest()[:12])
+    return (str(settings.data_dir.resolve()), path.name), path  # in memory: per data folder
 
 
 def _remember(key: tuple, result: Factsheet) -> None:
@@ -171,10 +171,9 @@ def _remember(key: tuple, result: Factsheet) -> None:
 
 def _cached(engine: sa.Engine, settings: Settings, version: str) -> Factsheet | None:
     """The factsheet of `version` from memory or its cache file, or None."""
-    key, file_name = _cache_key(settings, version)
+    key, path = _cache_key(settings, version)
     if key in _cache:
         return _cache[key]
-    path = settings.data_dir / "factsheet" / "cache" / file_name
     try:
         result = Factsheet.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError):
@@ -202,8 +201,8 @@ def factsheet(engine: sa.Engine | None = None, settings: Settings | None = None,
         found = _cached(engine, settings, current)
         if found is None:
             found = compute(engine, settings)
-            key, file_name = _cache_key(settings, current)
-            _write_cache(settings.data_dir / "factsheet" / "cache" / file_name, found)
+            key, path = _cache_key(settings, current)
+            _write_cache(path, found)
             _remember(key, found)
         return found
 
@@ -360,7 +359,7 @@ def _pairs(engine: sa.Engine, settings: Settings, instruments) -> tuple[pd.DataF
     from .catalogue import load_entries, snapshot
 
     entries = load_entries(settings.catalog_dir)
-    folder = settings.data_dir / "snapshots" / store.data_version(engine)[0]
+    folder = paths.snapshot_folder(settings.data_dir, store.data_version(engine)[0])
     frames = []
     for entry in entries.values():
         if entry.source != "pairs":

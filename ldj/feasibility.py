@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from . import disclosure, store
+from . import disclosure, paths, store
 from .catalogue import age_group_of, load_age_groups, load_entries, snapshot
 from .instruments import load_instruments
 from .settings import Settings, get_settings
@@ -85,10 +85,10 @@ def _snapshot_path(engine: sa.Engine, settings: Settings, entry_id: str) -> tupl
         raise LookupError(entry_id)
     current = store.data_version(engine)[0]
     version = shown_version(engine, settings, current)  # the last refreshed version, as the dashboards show
-    if not (settings.data_dir / "snapshots" / version / f"{entry_id}.parquet").exists():
+    if not paths.snapshot_file(settings.data_dir, version, entry_id).exists():
         version = current
     path = snapshot(engine, entries[entry_id], load_instruments(settings.catalog_dir),
-                    settings.data_dir / "snapshots" / version)
+                    paths.snapshot_folder(settings.data_dir, version))
     return str(path), version
 
 

@@ -79,7 +79,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from . import disclosure, outcomes, policy, store
+from . import disclosure, outcomes, paths, policy, store
 from .i18n import t
 from .catalogue import age_group_of, load_age_groups
 from .instruments import Instrument, load_instruments
@@ -314,7 +314,7 @@ def build_cube(engine: sa.Engine, settings: Settings | None = None, folder: Path
     `<data_dir>/indicators/<version>/`); returns the folder. Written to a temporary folder first."""
     settings = settings or get_settings()
     version, batches = store.data_version(engine)
-    folder = folder or settings.data_dir / "indicators" / version
+    folder = folder or paths.cube_folder(settings.data_dir, version)
     instruments = load_instruments(settings.catalog_dir)
     scale_parts, response_parts, meta = [], [], {}
     with engine.connect() as conn:
@@ -380,7 +380,7 @@ def build_cube(engine: sa.Engine, settings: Settings | None = None, folder: Path
 def refresh_cube(engine: sa.Engine, settings: Settings | None = None) -> Path:
     """The cube at the current data version, built when missing (the hook after `ldj ingest`)."""
     settings = settings or get_settings()
-    folder = settings.data_dir / "indicators" / store.data_version(engine)[0]
+    folder = paths.cube_folder(settings.data_dir, store.data_version(engine)[0])
     return folder if (folder / "meta.json").exists() else build_cube(engine, settings, folder)
 
 
@@ -449,14 +449,14 @@ def get_cube(engine: sa.Engine, settings: Settings | None = None) -> Cube:
     settings = settings or get_settings()
     current = store.data_version(engine)[0]
     version = shown_version(engine, settings, current)
-    if not (settings.data_dir / "indicators" / version / "meta.json").exists():
+    if not (paths.cube_folder(settings.data_dir, version) / "meta.json").exists():
         version = current
     cache_key = (str(settings.data_dir.resolve()), version)
     cube = _cubes.get(cache_key)
     if cube is not None:
         return cube
     with _cube_lock:
-        folder = settings.data_dir / "indicators" / version
+        folder = paths.cube_folder(settings.data_dir, version)
         if version == current:
             folder = refresh_cube(engine, settings)
         with engine.connect() as conn:

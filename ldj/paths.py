@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 VERSION = re.compile(r"[0-9a-f]{16}")  # store.data_version: the first 16 hex digits of a sha256
+ENTRY = re.compile(r"[a-z][a-z0-9_]{0,63}")  # a catalogue entry's id (catalog/entries/<id>.yaml)
 
 
 class UnsafePath(ValueError):
@@ -38,6 +39,37 @@ def _version(version: str) -> str:
     if not is_version(version):
         raise UnsafePath(f"ongeldige gegevensversie {version!r}")
     return version
+
+
+def cube_folder(data_dir: Path, version: str) -> Path:
+    """`<data_dir>/indicators/<version>/`: one data version's dashboard cube."""
+    return within(data_dir, "indicators", _version(version))
+
+
+def snapshot_file(data_dir: Path, version: str, entry: str) -> Path:
+    """`<data_dir>/snapshots/<version>/<entry>.parquet`: one catalogue entry's snapshot."""
+    if not isinstance(entry, str) or ENTRY.fullmatch(entry) is None:
+        raise UnsafePath(f"ongeldige catalogusingang {entry!r}")
+    return within(data_dir, "snapshots", _version(version), f"{entry}.parquet")
+
+
+def factsheet_cache_file(data_dir: Path, version: str, digest: str) -> Path:
+    """`<data_dir>/factsheet/cache/<version>-<digest>.json`: a computed factsheet of a data version."""
+    if re.fullmatch(r"[0-9a-f]{1,64}", digest) is None:
+        raise UnsafePath(f"ongeldige samenvatting {digest!r}")
+    return within(data_dir, "factsheet", "cache", f"{_version(version)}-{digest}.json")
+
+
+def factsheet_pdf(data_dir: Path, version: str, language: str) -> Path:
+    """`<data_dir>/factsheet/<version>-<language>/factsheet.pdf`: the printable factsheet."""
+    if re.fullmatch(r"[a-z]{2}", language) is None:
+        raise UnsafePath(f"ongeldige taal {language!r}")
+    return within(data_dir, "factsheet", f"{_version(version)}-{language}", "factsheet.pdf")
+
+
+def user_file(data_dir: Path, user: str, name: str) -> Path:
+    """`<data_dir>/users/<login>/<name>`: a file made for one account (its catalogue)."""
+    return within(data_dir, "users", user, name)
 
 
 def snapshot_folder(data_dir: Path, version: str) -> Path:

@@ -27,7 +27,7 @@ from markupsafe import Markup
 from tornado.ioloop import IOLoop
 
 from .. import factsheet as fs
-from .. import versions
+from .. import paths, versions
 from ..settings import Settings
 from .html import render
 from .layout import PortalHandler, prefix
@@ -108,8 +108,8 @@ _build_lock = threading.Lock()
 
 def pdf_path(engine: sa.Engine, settings: Settings, language: str) -> Path:
     """The factsheet PDF of the shown data version (ldj.versions), built once per version and language."""
-    root = settings.data_dir / "factsheet"
-    path = root / f"{fs.factsheet(engine, settings).data_version}-{language}" / "factsheet.pdf"
+    path = paths.factsheet_pdf(settings.data_dir, fs.factsheet(engine, settings).data_version, language)
+    root = path.parent.parent
     if path.exists():
         return path
     with _build_lock:
@@ -120,7 +120,7 @@ def pdf_path(engine: sa.Engine, settings: Settings, language: str) -> Path:
         try:
             built = fs.build(work, engine=engine, settings=settings, language=language)
             version = json.loads(built["json"].read_text(encoding="utf-8"))["data_version"]  # what it was built from
-            folder = root / f"{version}-{language}"
+            folder = paths.factsheet_pdf(settings.data_dir, version, language).parent
             if not folder.exists():
                 work.rename(folder)
         finally:
