@@ -1,9 +1,12 @@
 """The access log: one structured entry per access to person-level data, that user text cannot forge.
 
 Every read through the data service (allowed or refused), every workspace the lifecycle service
-stops and every extract file removed (a project ended, a client objected) is one row of the
-append-only `access_log` table, in the spirit of NEN 7513: who, which data, when, for which
-project, the outcome, and why — the why as a reason *code* with typed fields, never free text.
+stops, every extract file removed (a project ended, a client objected) and every event of a
+workflow (`ldj.workflow`: a data request, a Vraagbank question or a release moved, created or
+noted) is one row of the append-only `access_log` table, in the spirit of NEN 7513: who, which
+data, when, for which project, the outcome, and why — the why as a reason *code* with typed
+fields, never free text (a field may hold text someone typed, such as a workflow comment: it is
+normalised like every other value).
 
 Values that came from a request (a user name, a query argument, a path part) are normalised before
 they are stored: control characters, Unicode line and paragraph separators and invisible format
@@ -33,12 +36,13 @@ from . import store
 from .i18n import TEXTS
 from .settings import get_settings
 
-ACTIONS = ("extract.read", "workspace.stop", "extract.remove")
-OUTCOMES = ("allowed", "refused", "stopped", "removed")
+ACTIONS = ("extract.read", "workspace.stop", "extract.remove", "workflow.event")
+OUTCOMES = ("allowed", "refused", "stopped", "removed", "recorded")
 REASONS = (  # each has its text in ldj.i18n as `audit_<code>`, formatted with the entry's fields
     "no_token", "bad_input", "unknown_entry", "unknown_variables", "version_unavailable", "no_grant",
     "grant_revoked", "project_closed", "grant_expired", "account_inactive", "variables_not_granted", "refused",
     "no_active_grant", "project_ended", "objection",
+    "transition", "created", "note",  # a workflow's events (ldj.workflow)
 )
 
 MAX_CHARS = 200  # longest value a field keeps (escapes included); the rest is cut, and counted
@@ -120,11 +124,12 @@ def reason_text(code: str | None, fields: dict | None, language: str | None = No
     return (en if (language or get_settings().language) == "en" else nl).format_map(values)
 
 
-def log_access(engine: sa.Engine, *, user: str | None, outcome: str, action: str = "extract.read",
+def log_access(engine: sa.Engine | sa.Connection, *, user: str | None, outcome: str, action: str = "extract.read",
                project: int | None = None, entry: str | None = None, variables: list[str] | None = None,
                rows: int | None = None, version: str | None = None, reason: Reason | None = None) -> None:
     """Append one entry. Only `outcome`, `action` and the reason's code are trusted (checked against
-    their lists); every other text is normalised and bounded, whoever supplied it."""
+    their lists); every other text is normalised and bounded, whoever supplied it. Given a connection,
+    the entry is written in its transaction (it lands with what it records, or not at all)."""
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown access-log outcome {outcome!r}")
     if action not in ACTIONS:
@@ -134,13 +139,17 @@ def log_access(engine: sa.Engine, *, user: str | None, outcome: str, action: str
     if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool)):
         raise TypeError(f"rows must be an int, not {type(rows).__name__}")
     details = {clean(k, 40): _clean_field(v) for k, v in (reason.fields if reason else {}).items()}
+    insert = store.access_log.insert().values(
+        at=datetime.now(timezone.utc), user_name=clean(user or "-", 100), action=action, outcome=outcome,
+        project_id=project, entry=None if entry is None else clean(entry, 100),
+        variables=None if variables is None else _clean_field(variables), rows=rows,
+        data_version=None if version is None else clean(version, 64),
+        reason_code=reason.code if reason else None, details=details or None)
+    if isinstance(engine, sa.Connection):
+        engine.execute(insert)
+        return
     with engine.begin() as conn:
-        conn.execute(store.access_log.insert().values(
-            at=datetime.now(timezone.utc), user_name=clean(user or "-", 100), action=action, outcome=outcome,
-            project_id=project, entry=None if entry is None else clean(entry, 100),
-            variables=None if variables is None else _clean_field(variables), rows=rows,
-            data_version=None if version is None else clean(version, 64),
-            reason_code=reason.code if reason else None, details=details or None))
+        conn.execute(insert)
 
 
 # --- reading -----------------------------------------------------------------------------------

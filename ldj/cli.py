@@ -460,7 +460,8 @@ def apo_revoke(grant_id: int, actor: str) -> None:
 @main.command()
 @click.option("--user", default=None)
 @click.option("--project", type=int, default=None)
-@click.option("--outcome", type=click.Choice(["allowed", "refused", "stopped", "removed"]), default=None)
+@click.option("--outcome", type=click.Choice(["allowed", "refused", "stopped", "removed", "recorded"]), default=None,
+              help="recorded: the events of data requests, Vraagbank questions and releases.")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, every field apart.")
 def audit(user: str | None, project: int | None, outcome: str | None, limit: int, as_json: bool) -> None:

@@ -5,11 +5,20 @@ CLI code here. Every function takes a SQLAlchemy engine and runs in one transact
 (`engine.begin()`), so a transition, its audit event and its consequences (a project, grants) land
 together or not at all. Times are timezone-aware UTC.
 
-Workflow (`TRANSITIONS`)::
+Workflow (`WORKFLOW`, declared on the engine of `ldj.workflow`; each step names the policy action
+that allows it)::
 
-    draft -> submitted -> in_review -> revision_requested | approved | approved_with_conditions | rejected
-    revision_requested -> submitted            (resubmission; the next in_review opens a new round)
-    approved | approved_with_conditions -> closed   (close_project, with a final report)
+    draft -> submitted                                       request.edit
+    submitted -> in_review                                   request.start_review
+    in_review -> revision_requested | approved | approved_with_conditions | rejected
+                                                             request.decide
+    revision_requested -> submitted                          request.edit (resubmission; the next in_review
+                                                             opens a new round)
+    approved | approved_with_conditions -> closed            project.close (close_project, with a final report)
+
+Each step and each new request is an event in the append-only `request_events` (actor, time, note) and
+an entry in the access log (`ldj.audit`), in the same transaction. A step the workflow does not allow
+from the current status is `WorkflowError` (naming both statuses).
 
 Who does what (the rules are `ldj.policy.RULES`, checked with `policy.check`; a refusal is
 `policy.Refused`): the applicant (role `researcher`) creates, edits and submits; a steward moves submitted
@@ -41,7 +50,7 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
-from . import policy
+from . import policy, workflow
 from .i18n import TEXTS, t
 from .settings import get_settings
 from .store import (
@@ -54,6 +63,7 @@ from .store import (
     reviews,
     users,
 )
+from .workflow import Transition, WorkflowError
 
 # --- texts (to move into ldj/i18n.py TEXTS; keys are used unchanged) ---------------------------
 
@@ -90,16 +100,20 @@ DECISIONS = (REVISION_REQUESTED, APPROVED, APPROVED_WITH_CONDITIONS, REJECTED)
 APPROVING = (APPROVED, APPROVED_WITH_CONDITIONS)
 EDITABLE = (DRAFT, REVISION_REQUESTED)
 
-TRANSITIONS: dict[str, tuple[str, ...]] = {
-    DRAFT: (SUBMITTED,),
-    SUBMITTED: (IN_REVIEW,),
-    IN_REVIEW: DECISIONS,
-    REVISION_REQUESTED: (SUBMITTED,),
-    APPROVED: (CLOSED,),
-    APPROVED_WITH_CONDITIONS: (CLOSED,),
-    REJECTED: (),
-    CLOSED: (),
-}
+WORKFLOW = workflow.Workflow(  # who may take each step: the policy action's rule
+    name="request", table=data_requests, events=request_events, object_column="request_id",
+    states=STATUSES, initial=DRAFT,
+    transitions=(
+        Transition(DRAFT, SUBMITTED, "request.edit"),
+        Transition(SUBMITTED, IN_REVIEW, "request.start_review"),
+        *(Transition(IN_REVIEW, decision, "request.decide") for decision in DECISIONS),
+        Transition(REVISION_REQUESTED, SUBMITTED, "request.edit"),  # resubmission
+        Transition(APPROVED, CLOSED, "project.close"),
+        Transition(APPROVED_WITH_CONDITIONS, CLOSED, "project.close"),
+    ),
+    label=status_label, illegal_text="gov_illegal_transition", changed_text="gov_changed_meanwhile",
+    any_of_text="gov_a_decision",
+)
 
 NEW = "new"
 AMENDMENT = "amendment"
@@ -121,8 +135,9 @@ SCRYPT_MAXMEM = 512 * 1024 * 1024
 
 # --- errors ----------------------------------------------------------------------------------
 
-class GovernanceError(Exception):
-    """Base of every refusal here; the message is for people, in the configured language."""
+# Base of every refusal here; the message is for people, in the configured language. It is the
+# workflow engine's base, so that `WorkflowError` (defined there, re-exported here) is one too.
+GovernanceError = workflow.DomainError
 
 
 class ValidationError(GovernanceError, ValueError):
@@ -132,30 +147,6 @@ class ValidationError(GovernanceError, ValueError):
 class NotFound(GovernanceError, LookupError):
     pass
 
-
-
-
-class WorkflowError(GovernanceError):
-    """The request's status does not allow this; `current` and `wanted` name the statuses."""
-
-    def __init__(self, message: str, *, request_id: int | None = None, current: str | None = None,
-                 wanted: str | None = None):
-        super().__init__(message)
-        self.request_id = request_id
-        self.current = current
-        self.wanted = wanted
-
-    @classmethod
-    def illegal(cls, request_id: int, current: str, wanted: str | Sequence[str]) -> WorkflowError:
-        allowed = TRANSITIONS.get(current, ())
-        if isinstance(wanted, str):
-            wanted_text = status_label(wanted)
-        else:  # a decision: any of several statuses
-            wanted_text = f"{_t('gov_a_decision')} ({', '.join(wanted)})"
-            wanted = "|".join(wanted)
-        message = _t("gov_illegal_transition", id=request_id, current=status_label(current), wanted=wanted_text,
-                     allowed=", ".join(status_label(s) for s in allowed) if allowed else _t("gov_nothing"))
-        return cls(message, request_id=request_id, current=current, wanted=wanted)
 
 
 class ConflictOfInterest(GovernanceError):
@@ -379,29 +370,6 @@ def _grant_from_row(row: Any) -> Grant:
     return Grant(id=row.id, project_id=row.project_id, user_name=row.user_name, entry=row.entry,
                  variables=tuple(row.variables), valid_from=row.valid_from, valid_until=row.valid_until,
                  revoked_at=_aware(row.revoked_at), revoked_by=row.revoked_by, created_at=_aware(row.created_at))
-
-
-def _transition(conn: sa.Connection, request: Request, wanted: str, actor: str, note: str | None = None,
-                **values: Any) -> None:
-    """Move `request` to `wanted` if the workflow allows it, and write the audit event."""
-    if wanted not in TRANSITIONS.get(request.status, ()):
-        raise WorkflowError.illegal(request.id, request.status, wanted)
-    now = _now()
-    result = conn.execute(
-        sa.update(data_requests)
-        .where(data_requests.c.id == request.id, data_requests.c.status == request.status)
-        .values(status=wanted, updated_at=now, **values)
-    )
-    if result.rowcount != 1:  # someone moved it between our read and this write
-        raise WorkflowError(_t("gov_changed_meanwhile", id=request.id), request_id=request.id,
-                            current=request.status, wanted=wanted)
-    _event(conn, request.id, request.status, wanted, actor, note, now)
-
-
-def _event(conn: sa.Connection, request_id: int, from_status: str | None, to_status: str, actor: str,
-           note: str | None, at: datetime) -> None:
-    conn.execute(sa.insert(request_events).values(request_id=request_id, from_status=from_status,
-                                                  to_status=to_status, actor=actor, at=at, note=note))
 
 
 # --- accounts --------------------------------------------------------------------------------
@@ -647,7 +615,7 @@ def _check_complete(conn: sa.Connection, request: Request) -> None:
         project = _load_project(conn, request.project_id)
         if project.status != PROJECT_ACTIVE:
             raise WorkflowError(_t("gov_project_not_active", id=project.id, status=project.status),
-                                request_id=request.id, current=request.status)
+                                object_id=request.id, current=request.status)
         if not (request.entries or request.members or request.access_until):
             raise ValidationError(_t("gov_amendment_empty"))
         if not (request.criteria.get(AMENDMENT_REASON) or "").strip():
@@ -704,7 +672,7 @@ def create_request(engine: sa.Engine, applicant: str, *, title: str, applicant_o
         )).inserted_primary_key[0]
         _write_entries(conn, request_id, cleaned_entries)
         _write_members(conn, request_id, member_names)
-        _event(conn, request_id, None, DRAFT, applicant, _t("gov_note_created"), now)
+        workflow.created(conn, WORKFLOW, request_id, actor, _t("gov_note_created"), at=now)
     return request_id
 
 
@@ -728,7 +696,7 @@ def update_request(engine: sa.Engine, request_id: int, actor: str, *, title: str
         policy.check(who, "request.edit", _request_target(conn, request))
         if request.status not in EDITABLE:
             raise WorkflowError(_t("gov_not_editable", id=request_id, current=status_label(request.status)),
-                                request_id=request_id, current=request.status)
+                                object_id=request_id, current=request.status)
         values: dict[str, Any] = {}
         if title is not _UNSET:
             if not (title or "").strip():
@@ -768,11 +736,12 @@ def submit(engine: sa.Engine, request_id: int, actor: str, note: str | None = No
     who = policy.actor_of(engine, actor)
     with engine.begin() as conn:
         request = _load_request(conn, request_id, lock=True)
-        policy.check(who, "request.edit", _request_target(conn, request))
-        if SUBMITTED not in TRANSITIONS[request.status]:
-            raise WorkflowError.illegal(request_id, request.status, SUBMITTED)
+        target = _request_target(conn, request)
+        policy.check(who, "request.edit", target)
+        WORKFLOW.check(request_id, request.status, SUBMITTED)
         _check_complete(conn, request)
-        _transition(conn, request, SUBMITTED, who.name, note)
+        workflow.move(conn, WORKFLOW, request_id, SUBMITTED, who, target, note, from_state=request.status,
+                      project=request.project_id)
         return _load_request(conn, request_id)
 
 
@@ -781,9 +750,8 @@ def start_review(engine: sa.Engine, request_id: int, steward: str, note: str | N
     actor = _may(engine, steward, "request.start_review")
     with engine.begin() as conn:
         request = _load_request(conn, request_id, lock=True)
-        if IN_REVIEW not in TRANSITIONS[request.status]:
-            raise WorkflowError.illegal(request_id, request.status, IN_REVIEW)
-        _transition(conn, request, IN_REVIEW, actor.name, note)
+        workflow.move(conn, WORKFLOW, request_id, IN_REVIEW, actor, _request_target(conn, request), note,
+                      from_state=request.status, project=request.project_id)
         return _load_request(conn, request_id)
 
 
@@ -839,10 +807,9 @@ def request_history(engine: sa.Engine, request_id: int) -> list[Event]:
     """Every transition of the request, oldest first, with who and when."""
     with engine.connect() as conn:
         _load_request(conn, request_id)
-        rows = conn.execute(sa.select(request_events).where(request_events.c.request_id == request_id)
-                            .order_by(request_events.c.id)).all()
-    return [Event(id=r.id, request_id=r.request_id, from_status=r.from_status, to_status=r.to_status,
-                  actor=r.actor, at=_aware(r.at), note=r.note) for r in rows]
+        events = workflow.history(conn, WORKFLOW, request_id)
+    return [Event(id=e.id, request_id=e.object_id, from_status=e.from_state, to_status=e.to_state, actor=e.actor,
+                  at=e.at, note=e.comment) for e in events]
 
 
 # --- reviews ---------------------------------------------------------------------------------
@@ -927,7 +894,7 @@ def review(engine: sa.Engine, request_id: int, reviewer: str, scores: Mapping[in
         request = _load_request(conn, request_id, lock=True)
         if request.status != IN_REVIEW:
             raise WorkflowError(_t("gov_not_in_review", id=request_id, current=status_label(request.status),
-                                   in_review=status_label(IN_REVIEW)), request_id=request_id, current=request.status)
+                                   in_review=status_label(IN_REVIEW)), object_id=request_id, current=request.status)
         user = _load_user(conn, reviewer)
         if vote is not None:
             reason = _conflict(conn, request, user)
@@ -1080,11 +1047,11 @@ def decide(engine: sa.Engine, request_id: int, steward: str, conditions: str | N
     """
     decision_rule = _resolve_rule(rule, min_votes)
     conditions = (conditions or "").strip() or None
-    steward = _may(engine, steward, "request.decide").name
+    actor = _may(engine, steward, "request.decide")
     with engine.begin() as conn:
         request = _load_request(conn, request_id, lock=True)
         if request.status != IN_REVIEW:
-            raise WorkflowError.illegal(request_id, request.status, DECISIONS)
+            raise WORKFLOW.illegal(request_id, request.status, DECISIONS)
         votes = [r.vote for r in _reviews(conn, request_id, request.round) if r.vote is not None]
         outcome = decision_rule.decide(votes)
         if outcome == APPROVED_WITH_CONDITIONS and conditions is None:
@@ -1096,8 +1063,10 @@ def decide(engine: sa.Engine, request_id: int, steward: str, conditions: str | N
             project = _load_project(conn, request.project_id, lock=True)
             if project.status != PROJECT_ACTIVE:
                 raise WorkflowError(_t("gov_project_not_active", id=project.id, status=project.status),
-                                    request_id=request_id, current=request.status, wanted=outcome)
-        _transition(conn, request, outcome, steward, note, decision=outcome, conditions=conditions)
+                                    object_id=request_id, current=request.status, wanted=outcome)
+        workflow.move(conn, WORKFLOW, request_id, outcome, actor, _request_target(conn, request), note,
+                      from_state=request.status, values={"decision": outcome, "conditions": conditions},
+                      project=request.project_id)
         project_id = None
         if outcome in APPROVING:
             project_id = _create_project(conn, request) if request.kind == NEW else _apply_amendment(conn, request)
@@ -1222,7 +1191,7 @@ def create_amendment(engine: sa.Engine, project_id: int, applicant: str, *,
         )).inserted_primary_key[0]
         _write_entries(conn, request_id, cleaned_entries)
         _write_members(conn, request_id, new_members)
-        _event(conn, request_id, None, DRAFT, applicant, _t("gov_note_created"), now)
+        workflow.created(conn, WORKFLOW, request_id, actor, _t("gov_note_created"), at=now, project=project_id)
     return request_id
 
 
@@ -1285,15 +1254,14 @@ def close_project(engine: sa.Engine, project_id: int, actor: str, final_report: 
     if len(report) < minimum:
         raise ValidationError(_t("gov_report_too_short", minimum=minimum, length=len(report)))
     who = policy.actor_of(engine, actor)
-    actor = who.name
     with engine.begin() as conn:
         project = _load_project(conn, project_id, lock=True)
-        policy.check(who, "project.close", _project_target(conn, project))
+        target = _project_target(conn, project)
+        policy.check(who, "project.close", target)
         if project.status != PROJECT_ACTIVE:
             raise WorkflowError(_t("gov_project_not_active", id=project_id, status=project.status))
         original = _load_request(conn, project.request_id, lock=True)
-        if CLOSED not in TRANSITIONS[original.status]:
-            raise WorkflowError.illegal(original.id, original.status, CLOSED)
+        WORKFLOW.check(original.id, original.status, CLOSED)
         conn.execute(sa.update(projects).where(projects.c.id == project_id)
                      .values(status=PROJECT_CLOSED, final_report=report, closed_at=_now()))
         note = _t("gov_note_project_closed", id=project_id)
@@ -1301,5 +1269,5 @@ def close_project(engine: sa.Engine, project_id: int, actor: str, final_report: 
                                                                data_requests.c.status.in_(APPROVING))
                            .order_by(data_requests.c.id)).scalars().all()
         for request_id in ids:
-            _transition(conn, _load_request(conn, request_id, lock=True), CLOSED, actor, note)
+            workflow.move(conn, WORKFLOW, request_id, CLOSED, who, target, note, project=project_id)
         return _load_project(conn, project_id)

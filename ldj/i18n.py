@@ -113,7 +113,6 @@ TEXTS: dict[str, tuple[str, str]] = {
     "gov_status_rejected": ("afgewezen", "rejected"),
     "gov_status_closed": ("afgesloten", "closed"),
     "gov_a_decision": ("een besluit", "a decision"),
-    "gov_nothing": ("niets (eindstatus)", "nothing (final status)"),
     # accounts
     "gov_unknown_user": ("onbekende gebruiker '{name}'", "unknown user '{name}'"),
     "gov_user_exists": ("gebruiker '{name}' bestaat al", "user '{name}' already exists"),
@@ -127,6 +126,13 @@ TEXTS: dict[str, tuple[str, str]] = {
     "gov_unknown_project": ("project {id} bestaat niet", "project {id} does not exist"),
     "gov_unknown_grant": ("autorisatie {id} bestaat niet", "grant {id} does not exist"),
     # transitions
+    "workflow_nothing": ("niets (eindstatus)", "nothing (final status)"),
+    "workflow_illegal_transition": ("{workflow} {id} staat op {current} en kan niet naar {wanted}; vanuit {current} "
+                                    "kan alleen: {allowed}",
+                                    "{workflow} {id} is {current} and cannot move to {wanted}; from {current} it can "
+                                    "only move to: {allowed}"),
+    "workflow_changed_meanwhile": ("{workflow} {id} is intussen door iemand anders gewijzigd; probeer het opnieuw",
+                                   "{workflow} {id} was changed by someone else meanwhile; try again"),
     "gov_illegal_transition": ("aanvraag {id} staat op {current} en kan niet naar {wanted}; vanuit {current} kan alleen: {allowed}",
                                "request {id} is {current} and cannot move to {wanted}; from {current} it can only move to: {allowed}"),
     "gov_changed_meanwhile": ("aanvraag {id} is intussen door iemand anders gewijzigd; probeer het opnieuw",
@@ -755,6 +761,12 @@ TEXTS: dict[str, tuple[str, str]] = {
     "audit_objection": ("extract verwijderd: een cliënt erin maakte bezwaar; de volgende keer wordt het zonder "
                         "bezwaarmakers opnieuw gemaakt",
                         "extract removed: a client in it objected; next time it is made again without objectors"),
+    "audit_transition": ("{workflow} {id}: {from_state} → {to_state} ({rule}, gebeurtenis {event})",
+                         "{workflow} {id}: {from_state} → {to_state} ({rule}, event {event})"),
+    "audit_created": ("{workflow} {id} aangemaakt: {to_state} (gebeurtenis {event})",
+                      "{workflow} {id} created: {to_state} (event {event})"),
+    "audit_note": ("{workflow} {id}: notitie bij {to_state} (gebeurtenis {event})",
+                   "{workflow} {id}: note at {to_state} (event {event})"),
     # the deployment's separation (deployment.py, ldj serve)
     "dep_shared_refused": ("de hub draait niet als root, dus de lokale spawner kan werkomgevingen niet elk onder een "
                            "eigen account starten; dan zou elke notebook de opslag en de pseudoniemsleutel kunnen "

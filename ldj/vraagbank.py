@@ -8,12 +8,20 @@ Workflow and input errors are the governance errors (`ValidationError`, `NotFoun
 with a message for people in the configured language. A question the viewer may not see is NotFound,
 so its existence does not leak.
 
-Workflow (`TRANSITIONS`)::
+Workflow (`WORKFLOW`, declared on the engine of `ldj.workflow`; each step names the policy action
+that allows it)::
 
-    submitted -> published | merged | declined              (triage by a steward)
-    published -> picked_up | answered | merged | declined    (answered here: a steward, from known research)
-    picked_up -> answered | published                        (published again when every pick-up is withdrawn)
+    submitted -> published | merged | declined               question.triage (a steward)
+    published -> picked_up                                   question.pick_up
+    published -> answered                                    question.answer (a steward, from known research)
+    published -> merged | declined                           question.triage
+    picked_up -> answered                                    question.answer (whoever picked it up, a steward)
+    picked_up -> published                                   question.pickup_manage (every pick-up withdrawn)
     answered, merged, declined: final
+
+Each step and each new question is an event in the append-only `question_events` and an entry in the
+access log (`ldj.audit`); so is a note that changes no status (another pick-up, a linked request, a
+withdrawal with pick-ups left, a duplicate merged into the question).
 
 Who does what: members (practitioners) post and vote, not on their own question; any logged-in user
 who can see a question comments; researchers and students pick questions up and link their APO data
@@ -44,8 +52,8 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from . import policy
-from .governance import NotFound, User, ValidationError, WorkflowError, person_label, role_label, users_by_name
+from . import policy, workflow
+from .governance import NotFound, User, ValidationError, person_label, role_label, users_by_name
 from .i18n import t
 from .markup import render_markdown
 from .settings import get_settings
@@ -59,6 +67,7 @@ from .store import (
     questions,
     request_members,
 )
+from .workflow import Transition, WorkflowError
 
 # --- vocabulary ------------------------------------------------------------------------------
 
@@ -71,15 +80,6 @@ DECLINED = "declined"  # afgewezen
 STATUSES = (SUBMITTED, PUBLISHED, PICKED_UP, ANSWERED, MERGED, DECLINED)
 PUBLIC_STATUSES = (PUBLISHED, PICKED_UP, ANSWERED)
 OPEN_FOR_VOTES = (PUBLISHED, PICKED_UP)
-
-TRANSITIONS: dict[str, tuple[str, ...]] = {
-    SUBMITTED: (PUBLISHED, MERGED, DECLINED),
-    PUBLISHED: (PICKED_UP, ANSWERED, MERGED, DECLINED),
-    PICKED_UP: (ANSWERED, PUBLISHED),
-    ANSWERED: (),
-    MERGED: (),
-    DECLINED: (),
-}
 
 CATEGORIES = ("target_group", "approach", "outcome")  # doelgroep, aanpak, resultaat
 TAG_KINDS = ("instrument", "intervention", "age_group")
@@ -242,6 +242,24 @@ def status_label(status: str, language: str | None = None) -> str:
     return t(f"vb_status_{status}", language)
 
 
+WORKFLOW = workflow.Workflow(  # who may take each step: the policy action's rule
+    name="question", table=questions, events=question_events, object_column="question_id",
+    states=STATUSES, initial=SUBMITTED,
+    transitions=(
+        Transition(SUBMITTED, PUBLISHED, "question.triage"),
+        Transition(SUBMITTED, MERGED, "question.triage"),
+        Transition(SUBMITTED, DECLINED, "question.triage"),
+        Transition(PUBLISHED, PICKED_UP, "question.pick_up"),
+        Transition(PUBLISHED, ANSWERED, "question.answer"),  # a steward, from research already known
+        Transition(PUBLISHED, MERGED, "question.triage"),
+        Transition(PUBLISHED, DECLINED, "question.triage"),
+        Transition(PICKED_UP, ANSWERED, "question.answer"),
+        Transition(PICKED_UP, PUBLISHED, "question.pickup_manage"),  # the last pick-up withdrawn
+    ),
+    label=status_label, illegal_text="vb_illegal_transition", changed_text="vb_changed_meanwhile",
+)
+
+
 def category_label(category: str, language: str | None = None) -> str:
     return t(f"vb_category_{category}", language)
 
@@ -330,37 +348,6 @@ def _visible_row(conn: sa.Connection, viewer: policy.Actor, question_id: int, *,
     if not _visible(viewer, row):
         raise NotFound(t("vb_unknown_question", id=question_id))
     return row
-
-
-def _illegal(question_id: int, current: str, wanted: str) -> WorkflowError:
-    allowed = TRANSITIONS.get(current, ())
-    message = t("vb_illegal_transition", id=question_id, current=status_label(current),
-                wanted=status_label(wanted),
-                allowed=", ".join(status_label(s) for s in allowed) if allowed else t("gov_nothing"))
-    return WorkflowError(message, current=current, wanted=wanted)
-
-
-def _check_transition(row: Any, wanted: str) -> None:
-    if wanted not in TRANSITIONS.get(row.status, ()):
-        raise _illegal(row.id, row.status, wanted)
-
-
-def _transition(conn: sa.Connection, row: Any, wanted: str, actor: str, note: str | None = None,
-                **values: Any) -> None:
-    """Move the question to `wanted` if the workflow allows it, and write the event."""
-    _check_transition(row, wanted)
-    now = _now()
-    result = conn.execute(sa.update(questions).where(questions.c.id == row.id, questions.c.status == row.status)
-                          .values(status=wanted, updated_at=now, **values))
-    if result.rowcount != 1:  # someone moved it between our read and this write
-        raise WorkflowError(t("vb_changed_meanwhile", id=row.id), current=row.status, wanted=wanted)
-    _event(conn, row.id, row.status, wanted, actor, note, now)
-
-
-def _event(conn: sa.Connection, question_id: int, from_status: str | None, to_status: str, actor: str,
-           note: str | None, at: datetime) -> None:
-    conn.execute(sa.insert(question_events).values(question_id=question_id, from_status=from_status,
-                                                   to_status=to_status, actor=actor, at=at, note=note))
 
 
 def _text(value: str | None) -> str:
@@ -478,7 +465,7 @@ def _refusal(action: str, user: policy.Actor, row: Any, conn: sa.Connection) -> 
         if refused is not None:
             return refused
         wanted = {PUBLISH: PUBLISHED, MERGE: MERGED, DECLINE: DECLINED}[action]
-        return None if wanted in TRANSITIONS[row.status] else _illegal(row.id, row.status, wanted)
+        return None if WORKFLOW.transition(row.status, wanted) else WORKFLOW.illegal(row.id, row.status, wanted)
     if action in (VOTE, UNVOTE):
         refused = _permission(user, "question.vote", _target(row))
         if refused is not None:
@@ -504,20 +491,25 @@ def _refusal(action: str, user: policy.Actor, row: Any, conn: sa.Connection) -> 
         refused = _permission(user, "question.pick_up", _target(row))
         if refused is not None:
             return refused
-        if PICKED_UP not in TRANSITIONS[row.status] and row.status != PICKED_UP:
+        if WORKFLOW.transition(row.status, PICKED_UP) is None and row.status != PICKED_UP:
             return WorkflowError(t("vb_pickup_closed", id=row.id, status=status_label(row.status)),
                                  current=row.status, wanted=PICKED_UP)
         if _active_pickup(conn, row.id, user.name) is not None:
             return ValidationError(t("vb_already_picked_up", name=user.name, id=row.id))
         return None
     if action == ANSWER:
-        pickers = frozenset(conn.execute(sa.select(question_pickups.c.picked_by).where(
-            question_pickups.c.question_id == row.id, question_pickups.c.withdrawn_at.is_(None))).scalars())
-        refused = _permission(user, "question.answer", policy.Target(members=pickers, public=False))
+        refused = _permission(user, "question.answer", _answer_target(conn, row))
         if refused is not None:
             return refused
-        return None if ANSWERED in TRANSITIONS[row.status] else _illegal(row.id, row.status, ANSWERED)
+        return None if WORKFLOW.transition(row.status, ANSWERED) else WORKFLOW.illegal(row.id, row.status, ANSWERED)
     raise ValueError(f"unknown action {action!r}")
+
+
+def _answer_target(conn: sa.Connection, row: Any) -> policy.Target:
+    """Who may answer: whoever picked the question up (and has not withdrawn), or a steward."""
+    pickers = frozenset(conn.execute(sa.select(question_pickups.c.picked_by).where(
+        question_pickups.c.question_id == row.id, question_pickups.c.withdrawn_at.is_(None))).scalars())
+    return policy.Target(members=pickers, public=False)
 
 
 def _check(action: str, user: policy.Actor, row: Any, conn: sa.Connection) -> None:
@@ -562,7 +554,7 @@ def post(engine: sa.Engine, actor: str, title: str, body: str, category: str,
             **values, asker=user.name, asker_organisation=user.organisation, status=SUBMITTED,
             created_at=now, updated_at=now)).inserted_primary_key[0]
         _write_tags(conn, question_id, cleaned_tags)
-        _event(conn, question_id, None, SUBMITTED, user.name, None, now)
+        workflow.created(conn, WORKFLOW, question_id, user, at=now)
     return question_id
 
 
@@ -600,7 +592,8 @@ def publish(engine: sa.Engine, actor: str, question_id: int, note: str | None = 
         policy.check(user, "question.triage")
         row = _visible_row(conn, user, question_id, lock=True)
         _check(PUBLISH, user, row, conn)
-        _transition(conn, row, PUBLISHED, user.name, note, published_at=_now())
+        workflow.move(conn, WORKFLOW, row.id, PUBLISHED, user, _target(row), note, from_state=row.status,
+                      values={"published_at": _now()})
         return _question(conn, user, question_id)
 
 
@@ -614,7 +607,8 @@ def decline(engine: sa.Engine, actor: str, question_id: int, reason: str) -> Que
         reason = _text(reason)
         if len(reason) < REASON_MIN:
             raise ValidationError(t("vb_reason_required", minimum=REASON_MIN))
-        _transition(conn, row, DECLINED, user.name, reason, decline_reason=reason)
+        workflow.move(conn, WORKFLOW, row.id, DECLINED, user, _target(row), reason, from_state=row.status,
+                      values={"decline_reason": reason})
         return _question(conn, user, question_id)
 
 
@@ -646,9 +640,9 @@ def merge_duplicate(engine: sa.Engine, actor: str, question_id: int, into: int) 
             conn.execute(sa.insert(question_votes), [
                 {"question_id": into, "user_name": n, "created_at": now, "carried_from": question_id}
                 for n in new_voters])
-        _transition(conn, row, MERGED, user.name, t("vb_note_merged_into", target=into), merged_into=into)
-        _event(conn, into, target.status, target.status, user.name,
-               t("vb_note_merged_from", source=question_id, votes=len(new_voters)), now)
+        workflow.move(conn, WORKFLOW, row.id, MERGED, user, _target(row), t("vb_note_merged_into", target=into),
+                      from_state=row.status, values={"merged_into": into})
+        workflow.record(conn, WORKFLOW, into, user, t("vb_note_merged_from", source=question_id, votes=len(new_voters)))
         conn.execute(sa.update(questions).where(questions.c.id == into).values(updated_at=now))
         return _question(conn, user, into)
 
@@ -746,9 +740,9 @@ def pick_up(engine: sa.Engine, actor: str, question_id: int, *, kind: str, insti
         note = t("vb_note_picked_up", name=_display_name(conn, user.name), kind=pickup_kind_label(kind),
                  institution=institution)
         if row.status == PICKED_UP:  # another project on the same question
-            _event(conn, question_id, PICKED_UP, PICKED_UP, user.name, note, now)
+            workflow.record(conn, WORKFLOW, question_id, user, note)
         else:
-            _transition(conn, row, PICKED_UP, user.name, note)
+            workflow.move(conn, WORKFLOW, question_id, PICKED_UP, user, _target(row), note, from_state=row.status)
         return _pickups(conn, user, question_id, pickup_id=pickup_id)[0]
 
 
@@ -797,9 +791,7 @@ def link_request(engine: sa.Engine, actor: str, pickup_id: int, request_id: int)
         _check_request(conn, user, request_id)
         conn.execute(sa.update(question_pickups).where(question_pickups.c.id == pickup_id)
                      .values(request_id=request_id))
-        row = _row(conn, pickup.question_id)
-        _event(conn, row.id, row.status, row.status, user.name, t("vb_note_request_linked", request=request_id),
-               _now())
+        workflow.record(conn, WORKFLOW, pickup.question_id, user, t("vb_note_request_linked", request=request_id))
         return _pickups(conn, user, pickup.question_id, pickup_id=pickup_id)[0]
 
 
@@ -818,9 +810,10 @@ def withdraw_pickup(engine: sa.Engine, actor: str, pickup_id: int, note: str | N
             question_pickups.c.question_id == row.id, question_pickups.c.withdrawn_at.is_(None))).scalar_one()
         text = t("vb_note_withdrawn", id=pickup_id) + (f": {_text(note)}" if _text(note) else "")
         if left:
-            _event(conn, row.id, PICKED_UP, PICKED_UP, user.name, text, now)
+            workflow.record(conn, WORKFLOW, row.id, user, text)
         else:
-            _transition(conn, row, PUBLISHED, user.name, text)
+            workflow.move(conn, WORKFLOW, row.id, PUBLISHED, user, policy.Target(owner=pickup.picked_by), text,
+                          from_state=row.status)
         return _question(conn, user, row.id)
 
 
@@ -841,8 +834,9 @@ def answer(engine: sa.Engine, actor: str, question_id: int, summary: str, report
             raise ValidationError(t("vb_body_long", maximum=BODY_MAX, length=len(summary)))
         url = _check_url(report_url)
         now = _now()
-        _transition(conn, row, ANSWERED, user.name, None, answer_summary=summary, answer_url=url,
-                    answered_by=user.name, answered_at=now)
+        workflow.move(conn, WORKFLOW, row.id, ANSWERED, user, _answer_target(conn, row), from_state=row.status,
+                      values={"answer_summary": summary, "answer_url": url, "answered_by": user.name,
+                              "answered_at": now})
         return _question(conn, user, question_id)
 
 
@@ -969,13 +963,11 @@ def _pickups(conn: sa.Connection, user: policy.Actor, question_id: int, pickup_i
 
 
 def _events(conn: sa.Connection, names: _Names, question_id: int) -> list[Event]:
-    rows = conn.execute(sa.select(question_events).where(question_events.c.question_id == question_id)
-                        .order_by(question_events.c.id)).all()
     found = []
-    for r in rows:
-        login, _, label = names.of(r.actor)
-        found.append(Event(id=r.id, question_id=r.question_id, from_status=r.from_status, to_status=r.to_status,
-                           actor=login, at=_aware(r.at), note=r.note if login else None, actor_label=label))
+    for e in workflow.history(conn, WORKFLOW, question_id):
+        login, _, label = names.of(e.actor)
+        found.append(Event(id=e.id, question_id=e.object_id, from_status=e.from_state, to_status=e.to_state,
+                           actor=login, at=e.at, note=e.comment if login else None, actor_label=label))
     return found
 
 
