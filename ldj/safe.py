@@ -664,7 +664,8 @@ def describe(output: dict, language: str | None = None) -> str:
         elif reason.get("figures"):
             label += " (" + ", ".join(f"{k}={v}" for k, v in reason["figures"].items() if v is not None) + ")"
         parts.append(label)
-    return t("safe_line", language, name=output["name"], kind=t(f"safe_kind_{output['kind']}", language),
+    kind = output["kind"] if output["kind"] in KINDS else "custom"
+    return t("safe_line", language, name=output["name"], kind=t(f"safe_kind_{kind}", language),
              status=t(f"safe_status_{output['status']}", language), findings="; ".join(parts) or "-")
 
 
@@ -681,28 +682,24 @@ def check_paths(paths: list[Path], settings: Settings | None = None) -> list[dic
         else:
             files.append(path)
     results, seen_meta = [], set()
-    metas: list[tuple[Path, dict | None]] = []
     for file in files:
         meta_path = file if file.name.endswith(META_SUFFIX) else file.with_name(file.name.split(".")[0] + META_SUFFIX)
-        key = meta_path.resolve()
-        if key in seen_meta:
+        if meta_path.resolve() in seen_meta:
             continue
         try:
             meta = read_meta(meta_path)
         except (OSError, ValueError):
             meta = None
         if meta is None or (file != meta_path and file.name not in meta.get("files", {})):
-            if file.name.endswith(META_SUFFIX):
-                reasons = [{"rule": "bad-metadata", "outcome": "review", "figures": {"file": file.name}}]
-            else:
-                reasons = [{"rule": "no-metadata", "outcome": "review", "figures": {"file": file.name}}]
+            rule = "bad-metadata" if file.name.endswith(META_SUFFIX) else "no-metadata"
             results.append({"path": str(file), "name": file.name, "kind": "custom", "status": "review",
-                            "reasons": reasons})
+                            "reasons": [{"rule": rule, "outcome": "review", "figures": {"file": file.name}}]})
             continue
-        seen_meta.add(key)
-        metas.append((meta_path, meta))
-    for meta_path, meta in metas:
-        status, reasons = evaluate(meta, settings, meta_path.parent)
+        seen_meta.add(meta_path.resolve())
+        try:
+            status, reasons = evaluate(meta, settings, meta_path.parent)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):  # metadata edited by hand
+            status, reasons = "review", [{"rule": "bad-metadata", "outcome": "review", "figures": {"file": meta_path.name}}]
         results.append({"path": str(meta_path), "name": meta.get("name"), "kind": meta.get("kind"), "status": status,
                         "reasons": reasons, "comments": meta.get("comments", []),
                         "exception": meta.get("exception")})
