@@ -18,7 +18,8 @@ Rules (settings `LDJ_SAFE_*`, ACRO's defaults; docs/airlock.md has the table):
     fail (exactly 90% fails; ACRO's own code fails only above 90%);
   - p-ratio: (total - largest - second largest) / largest < `safe_p_ratio`: fail (exactly 10% passes);
   - all-values-are-same: two or more contributors, all with the same value: fail;
-  - negative: a negative value in the cell: review (nk and p% are not defined then, so not run);
+  - negative: a negative value in the cell: review (nk and p% are then applied to the contributions'
+    absolute values, as the SDC handbook advises for variables that can be negative: a change score);
   - missing: missing values in the cell: review (they are left out of the statistic).
 - dof: a regression with fewer than `safe_min_dof` residual degrees of freedom fails.
 - histogram: a bin with 1 to `safe_threshold` - 1 values fails, an empty bin is a zero; a histogram
@@ -154,7 +155,6 @@ def _table_reasons(checks: dict, s: Settings) -> list[dict]:
             add("missing", cell, missing=cell["missing"])
         if cell.get("negative"):
             add("negative", cell, negative=cell["negative"])
-            continue
         if n == 0:
             continue
         if cell.get("nk_share") is not None and cell["nk_share"] >= s.safe_nk_k - EPSILON:
@@ -242,13 +242,14 @@ def _cell_numbers(long: pd.DataFrame, keys: list[str], magnitude: bool, nk_n: in
     per_unit["value"] = per_unit["value"].where(per_unit["filled"] > 0)  # a contributor with only missing values
     out = {}
     for key, group in per_unit.groupby(keys, sort=False):
-        values = group["value"].dropna().sort_values(ascending=False).to_numpy(dtype=float)
-        total = float(values.sum())
-        top = np.pad(values, (0, max(0, max(nk_n, 2) - len(values))))
+        values = group["value"].dropna().to_numpy(dtype=float)
+        sizes = np.sort(np.abs(values))[::-1]  # NK and p% weigh how large a contribution is, whatever its sign
+        total = float(sizes.sum())
+        top = np.pad(sizes, (0, max(0, max(nk_n, 2) - len(sizes))))
         numbers = {"n": int(len(values)), "missing": int(group["missing"].sum()),
                    "negative": int(group["negative"].sum()), "nk_share": None, "p_ratio": None,
-                   "all_same": bool(len(values) >= 1 and values[0] == values[-1])}
-        if len(values) and total > 0 and not numbers["negative"]:
+                   "all_same": bool(len(values) >= 1 and values.min() == values.max())}
+        if len(values) and total > 0:
             numbers["nk_share"] = round(float(top[:nk_n].sum() / total), 6)
             numbers["p_ratio"] = round(float((total - top[0] - top[1]) / top[0]), 6)
         out[_key_tuple(key, keys)] = numbers
@@ -310,6 +311,8 @@ def _suppress(table: pd.DataFrame, checks: dict, positions: list[tuple], setting
         if hide and ((row_is_margin and col_is_margin) or (col_is_margin and i in rows)
                      or (row_is_margin and j in cols)):
             hide.add(k)
+    if not hide:
+        return table
     safe = table.astype(float)
     for k in sorted(hide):
         safe.iat[positions[k][0], positions[k][1]] = np.nan
@@ -582,7 +585,8 @@ class OutputSession:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         for file_name, write in writers.items():
             write(within(self.output_dir, file_name))
-        meta = {"format": FORMAT, "name": name, "kind": kind, "method": method, "created": _now(),
+        meta = {"format": FORMAT, "name": name, "sequence": _number(name), "kind": kind, "method": method,
+                "created": _now(),
                 "files": {f: _digest(self.output_dir, f) for f in writers}, "checks": checks,
                 "rules": self._rules(), "comments": list(comments), "exception": None}
         meta["status"], meta["reasons"] = evaluate(meta, self.settings)
@@ -611,12 +615,15 @@ class OutputSession:
                 continue
             if meta.get("name") == path.name[: -len(META_SUFFIX)]:
                 found.append(meta)
-        return sorted(found, key=lambda m: (m.get("created", ""), _number(m["name"]), m["name"]))
+        return sorted(found, key=lambda m: (m.get("sequence", 0), m.get("created", ""), m["name"]))
 
     def _next_name(self) -> str:
-        taken = [_number(p.name[: -len(META_SUFFIX)]) for p in self.output_dir.glob("*" + META_SUFFIX)] \
-            if self.output_dir.is_dir() else []
-        return f"output_{max([0, *taken]) + 1}"
+        """`output_<n>`, n one more than any output's so far (renamed ones keep their place)."""
+        metas = self._all_meta()
+        n = max([0, *(m.get("sequence", 0) for m in metas), *(_number(m["name"]) for m in metas)]) + 1
+        while self._meta_path(f"output_{n}").exists():
+            n += 1
+        return f"output_{n}"
 
 
 ACRO = OutputSession  # `acro = ACRO(suppress=True)`, as researchers know it

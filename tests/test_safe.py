@@ -146,14 +146,19 @@ def test_all_values_the_same_fails(tmp_path):
     assert output["status"] == "fail"
 
 
-def test_negative_values_go_to_review_without_nk_or_p_percent(tmp_path):
-    data = magnitude_frame([-40.0, 45] + [1.0] * 8)
+def test_negative_values_go_to_review_and_nk_weighs_their_size(tmp_path):
+    """A change score can be negative: the cell goes to review, and NK and p% take absolute values."""
+    data = magnitude_frame([-5.0, 6] + [4.0] * 8, [-40.0, 45] + [1.0] * 8)
     acro = session(tmp_path)
     acro.pivot_table(data, values="value", index="group", columns="column", aggfunc="mean")
     output = only(acro)
-    assert output["status"] == "review"
-    assert reason(output, "negative")["cells"] == [{"row": ["c0"], "column": ["x"], "negative": 1}]
-    assert reason(output, "nk-rule") is None and reason(output, "p-ratio") is None
+    assert reason(output, "negative")["cells"] == [{"row": ["c0"], "column": ["x"], "negative": 1},
+                                                   {"row": ["c1"], "column": ["x"], "negative": 1}]
+    assert reason(output, "nk-rule")["cells"] == [{"row": ["c1"], "column": ["x"], "nk_share": 0.913978}]
+    assert output["status"] == "fail"
+    acro.remove_output("output_1")
+    acro.pivot_table(data[data.group == "c0"], values="value", index="group", columns="column", aggfunc="mean")
+    assert only(acro)["status"] == "review"
 
 
 def test_missing_values_go_to_review_and_do_not_count_as_contributors(tmp_path):
@@ -288,8 +293,11 @@ def test_rename_remove_comments_and_exceptions(tmp_path):
     assert output["status"] == "fail"  # an exception is for the checker; the finding stays
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["leeftijd-per-groep.csv",
                                                                     "leeftijd-per-groep.meta.json"]
-    _small_table(acro)  # numbering goes on from what the folder holds
-    assert [o["name"] for o in acro.outputs()] == ["leeftijd-per-groep", "output_1"]
+    _small_table(acro)  # numbering goes on from what the folder holds, in the order written
+    assert [o["name"] for o in acro.outputs()] == ["leeftijd-per-groep", "output_2"]
+    acro.rename_output("leeftijd-per-groep", "output_4")
+    _small_table(acro)
+    assert [o["name"] for o in acro.outputs()] == ["output_4", "output_2", "output_5"]
 
 
 @pytest.mark.parametrize("bad", ["../buiten", "Mooie Naam", "a/b", "", "manifest", ".verborgen", "x" * 65, "tabel.csv"])
@@ -432,3 +440,28 @@ def test_airlock_check_sends_metadata_edited_by_hand_to_review(tmp_path):
     meta["kind"] = "table"
     meta_path.write_text(json.dumps(meta))
     assert json.loads(airlock("--json", str(meta_path)).stdout)["reasons"][0]["rule"] == "bad-metadata"
+
+
+def test_two_level_tables_with_margins_and_suppression(tmp_path):
+    data = pd.DataFrame({"org": ["A"] * 40 + ["B"] * 24, "year": [2024, 2025] * 32,
+                         "sex": ["m"] * 20 + ["v"] * 20 + ["m"] * 20 + ["v"] * 4})
+    acro = session(tmp_path, suppress=True)
+    table = acro.crosstab([data.org, data.year], data.sex, margins=True)
+    plain = pd.crosstab([data.org, data.year], data.sex, margins=True)
+    hidden = {(("B", 2024), "v"), (("B", 2025), "v"), (("B", 2024), "All"), (("B", 2025), "All"),
+              (("All", ""), "v"), (("All", ""), "All")}
+    for row in plain.index:
+        for column in plain.columns:
+            shown = table.loc[row, column]
+            assert np.isnan(shown) if (row, column) in hidden else shown == plain.loc[row, column], (row, column)
+    output = only(acro)
+    assert reason(output, "threshold")["cells"] == [{"row": ["B", 2024], "column": ["v"], "n": 2},
+                                                    {"row": ["B", 2025], "column": ["v"], "n": 2}]
+    unsuppressed = acro.crosstab([data.org, data.year], data.sex, margins=True, suppress=False)
+    pd.testing.assert_frame_equal(unsuppressed, plain)
+
+
+def test_a_safe_table_is_returned_unchanged_under_suppression(tmp_path):
+    index, columns = pd.Series(["a"] * 10 + ["b"] * 10), pd.Series(["x"] * 20)
+    table = session(tmp_path, suppress=True).crosstab(index, columns, margins=True)
+    pd.testing.assert_frame_equal(table, pd.crosstab(index, columns, margins=True))
