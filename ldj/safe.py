@@ -40,7 +40,7 @@ Files in the output folder, each name a short slug (`output_1`, renamed as you l
   with the bins when matplotlib is missing), `<name><ext>` (custom outputs);
 - `<name>.meta.json`, the metadata the checks re-run from (`ldj airlock check`)::
 
-    {"format": "ldj.safe/1", "name": "output_1", "kind": "table|regression|histogram|custom",
+    {"format": "ldj.safe/1", "name": "output_1", "sequence": 1, "kind": "table|regression|histogram|custom",
      "method": "crosstab", "created": "2026-12-05T10:00:00+00:00",
      "files": {"output_1.csv": "<sha256>"},        # a file changed afterwards sends it to review
      "checks": {...},                               # the numbers the rules need, below

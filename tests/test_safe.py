@@ -123,8 +123,9 @@ def test_p_percent_fails_just_under_ten_percent_and_passes_at_it(tmp_path):
     """(total - largest - second) / largest: 10 / 100 passes, 9.6 / 100 fails."""
     at = [100, 50] + [1.25] * 8
     under = [100, 50] + [1.2] * 8
+    data = magnitude_frame(at, under)
     acro = session(tmp_path)
-    acro.crosstab(magnitude_frame(at, under).group, "x", values=magnitude_frame(at, under).value, aggfunc="sum")
+    acro.crosstab(data.group, data.column, values=data.value, aggfunc="sum")
     assert reason(only(acro), "p-ratio")["cells"] == [{"row": ["c1"], "column": ["x"], "p_ratio": 0.096}]
 
 
@@ -465,3 +466,13 @@ def test_a_safe_table_is_returned_unchanged_under_suppression(tmp_path):
     index, columns = pd.Series(["a"] * 10 + ["b"] * 10), pd.Series(["x"] * 20)
     table = session(tmp_path, suppress=True).crosstab(index, columns, margins=True)
     pd.testing.assert_frame_equal(table, pd.crosstab(index, columns, margins=True))
+
+
+def test_an_output_cannot_be_written_outside_its_folder_through_a_link(tmp_path):
+    outside = tmp_path / "elders.csv"
+    outside.write_text("van iemand anders")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "output_1.csv").symlink_to(outside)
+    with pytest.raises(ValueError, match="buiten"):
+        session(tmp_path).crosstab(pd.Series(["a"] * 10), pd.Series(["x"] * 10))
+    assert outside.read_text() == "van iemand anders"
