@@ -714,6 +714,32 @@ def registry_demo() -> None:
     click.echo(f"Onderzoeksregister: {reg.demo(store.get_engine())} voorbeeldonderzoeken toegevoegd")
 
 
+# --- the airlock: outputs leaving a workspace ---------------------------------------------------
+
+@main.group()
+def airlock() -> None:
+    """The airlock: outputs written by ldj.safe, checked before they leave a workspace."""
+
+
+@airlock.command("check")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per output: path, name, kind, status, reasons.")
+def airlock_check(paths: tuple[Path, ...], as_json: bool) -> None:
+    """Re-run the disclosure rules on outputs of ldj.safe from their metadata (files or folders);
+    a file without metadata is `review`. Exit status 0 when every output passes, 1 otherwise."""
+    from .i18n import t
+    from .safe import check_paths, describe
+
+    results = check_paths(list(paths))
+    for result in results:
+        click.echo(json.dumps(result, ensure_ascii=False) if as_json else f"{describe(result)}  [{result['path']}]")
+    if not as_json:
+        count = {status: sum(r["status"] == status for r in results) for status in ("pass", "fail", "review")}
+        click.echo(t("safe_summary", n=len(results), passed=count["pass"], failed=count["fail"],
+                     review=count["review"]))
+    sys.exit(0 if results and all(r["status"] == "pass" for r in results) else 1)
+
+
 # --- the access policy ------------------------------------------------------------------------
 
 @main.group("policy")

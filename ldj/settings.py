@@ -46,6 +46,20 @@ class Settings(BaseSettings):
                                         "than it is packed (compression bombs unpack about 1,000 times).")
     disclosure_threshold: int = Field(10, description="Smallest number of clients behind a published count or statistic.")
     disclosure_rounding: int = Field(5, description="Published counts are rounded to a multiple of this (1: no rounding).")
+    output_dir: Path = Field(Path("outputs"), description="ldj.safe: folder where checked outputs, their metadata "
+                             "and the release manifest are written (in a workspace: relative to the notebook).")
+    safe_threshold: int = Field(10, ge=1, description="ldj.safe: a table cell or histogram bin with fewer "
+                                "contributors than this fails.")
+    safe_p_ratio: float = Field(0.1, gt=0, lt=1, description="ldj.safe: p-percent rule; a magnitude cell fails when "
+                                "its total minus the two largest contributions is less than this share of the largest.")
+    safe_nk_n: int = Field(2, ge=1, description="ldj.safe: NK dominance rule, the number of largest contributors.")
+    safe_nk_k: float = Field(0.9, gt=0, le=1, description="ldj.safe: NK dominance rule; a magnitude cell fails when "
+                             "its safe_nk_n largest contributors make up this share of its total or more.")
+    safe_min_dof: int = Field(10, ge=1, description="ldj.safe: fewest residual degrees of freedom of a regression.")
+    safe_zeros_review: bool = Field(True, description="ldj.safe: an empty cell (no contributors) sends its table "
+                                    "to review (a checker decides whether the zero is structural).")
+    safe_suppress: bool = Field(False, description="ldj.safe: suppress failing cells by default (as ACRO's "
+                                "suppress=True); a call can say otherwise.")
     outcome_start_window_days: int = Field(90, description="A start measurement counts for pre-post pairs and response when taken within this many days of the trajectory's start.")
     outcome_end_window_days: int = Field(90, description="An end measurement counts when taken within this many days of the trajectory's end.")
     data_service_url: str = Field("http://127.0.0.1:8000/services/ldj-data",
