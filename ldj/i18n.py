@@ -126,6 +126,22 @@ TEXTS: dict[str, tuple[str, str]] = {
     "gov_unknown_project": ("project {id} bestaat niet", "project {id} does not exist"),
     "gov_unknown_grant": ("autorisatie {id} bestaat niet", "grant {id} does not exist"),
     # transitions
+    # the airlock (airlock.py)
+    "al_status_submitted": ("ingediend", "submitted"),
+    "al_status_in_review": ("in beoordeling", "in review"),
+    "al_status_returned": ("teruggegeven (wijzigingen gevraagd)", "returned (changes asked)"),
+    "al_status_approved": ("goedgekeurd", "approved"),
+    "al_status_released": ("vrijgegeven", "released"),
+    "al_status_rejected": ("afgewezen", "rejected"),
+    "al_status_withdrawn": ("ingetrokken", "withdrawn"),
+    "al_title_description": ("een vrijgaveverzoek heeft een titel (hoogstens {limit} tekens) en een beschrijving van "
+                             "wat de uitvoer laat zien", "a release request needs a title (at most {limit} characters) "
+                             "and a description of what the outputs show"),
+    "al_no_manifest": ("in {folder} staat geen manifest.json: sluit eerst af met ldj.safe.finalise()",
+                       "{folder} holds no manifest.json: finish with ldj.safe.finalise() first"),
+    "al_nothing": ("in {folder} staat geen uitvoer om vrij te geven", "{folder} holds no outputs to release"),
+    "al_note_submitted": ("ingediend met {files} uitvoer(en)", "submitted with {files} output(s)"),
+    "al_not_found": ("vrijgaveverzoek {id} bestaat niet", "release request {id} does not exist"),
     "workflow_nothing": ("niets (eindstatus)", "nothing (final status)"),
     "workflow_illegal_transition": ("{workflow} {id} staat op {current} en kan niet naar {wanted}; vanuit {current} "
                                     "kan alleen: {allowed}",

@@ -245,6 +245,10 @@ RULES: dict[str, Rule] = _rules(
     Rule("question.queue", (STEWARD,), "vragen die wachten op triage"),
     Rule("person.see_name", (STEWARD, f"{ANY}:member_of", f"{PUBLIC}:published"),
          "naam van een persoon zien (anders rol en instelling; gepubliceerd: die persoon toont de naam)"),
+    # the airlock (ldj.airlock): a project's checked outputs leave only as a reviewed release
+    Rule("release.submit", (f"{ANY}:project",), "uitvoer ter vrijgave indienen (project met toekenning)"),
+    Rule("release.view", (STEWARD, f"{ANY}:member_of"), "vrijgaveverzoek inzien (projectleden)"),
+    Rule("release.withdraw", (f"{ANY}:owner",), "eigen vrijgaveverzoek intrekken"),
     # the research registry
     Rule("study.register", (MEMBER, RESEARCHER, STUDENT, STEWARD), "eigen onderzoek registreren"),
     Rule("study.edit", (STEWARD, f"{ANY}:owner"), "geregistreerd onderzoek afronden of verwijderen"),

@@ -248,7 +248,7 @@ access_log = sa.Table(  # append-only (triggers, migrations 0002 and 0006); writ
 
 # Tables whose rows are never changed or removed, and the triggers that make it so: per dialect,
 # the trigger names each must have (migrations 0002, 0003 and 0006). `upgrade` checks them.
-APPEND_ONLY = ("access_log", "request_events", "question_events")
+APPEND_ONLY = ("access_log", "request_events", "question_events", "release_events")
 APPEND_ONLY_TRIGGERS = {"sqlite": ("{table}_no_update", "{table}_no_delete"),
                         "postgresql": ("{table}_no_change", "{table}_no_truncate")}
 
@@ -360,6 +360,45 @@ question_events = sa.Table(  # append-only: triggers refuse UPDATE and DELETE (m
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("note", sa.Text),
 )
+
+releases = sa.Table(  # the airlock: a release request of a project's checked outputs (ldj.airlock, migration 0008)
+    "releases", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False, index=True),
+    sa.Column("author", sa.String(100), sa.ForeignKey("users.name"), nullable=False),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),  # what the outputs show, for the checkers
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+release_files = sa.Table(  # one output of a release: the file kept in the data folder, its automatic findings
+    "release_files", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("release_id", sa.Integer, sa.ForeignKey("releases.id"), nullable=False, index=True),
+    sa.Column("output", sa.String(64), nullable=False),  # the ldj.safe output's name
+    sa.Column("kind", sa.String(16), nullable=False),  # table | regression | histogram | custom
+    sa.Column("file", sa.String(80), nullable=False),  # the file's name in the release folder
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),  # pass | fail | review, as re-checked at submission
+    sa.Column("reasons", sa.JSON, nullable=False),
+    sa.Column("comments", sa.Text),  # the researcher's comments and exception, as typed
+    sa.Column("exception", sa.Text),
+    sa.UniqueConstraint("release_id", "file"),
+)
+
+release_events = sa.Table(  # append-only: triggers refuse UPDATE and DELETE (migration 0008)
+    "release_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("release_id", sa.Integer, sa.ForeignKey("releases.id"), nullable=False, index=True),
+    sa.Column("from_status", sa.String(16)),
+    sa.Column("to_status", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("note", sa.Text),
+)
+
 
 
 # Research-usable rows: the views research_clients / research_trajectories /
