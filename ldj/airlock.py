@@ -148,6 +148,20 @@ def get_release(engine: sa.Engine, release_id: int, viewer: policy.Actor | str) 
                                                      f.comments, f.exception) for f in files))
 
 
+def list_releases(engine: sa.Engine, viewer: policy.Actor | str) -> list[Release]:
+    """The release requests `viewer` may see (their projects'; the steward: all), newest first."""
+    actor = policy.actor_of(engine, viewer)
+    with engine.connect() as conn:
+        ids = conn.execute(sa.select(releases.c.id).order_by(releases.c.id.desc())).scalars().all()
+    found = []
+    for release_id in ids:
+        try:
+            found.append(get_release(engine, release_id, actor))
+        except policy.Refused:
+            continue
+    return found
+
+
 def withdraw(engine: sa.Engine, release_id: int, author: policy.Actor | str, comment: str | None = None) -> None:
     """The author takes her request back (before it is decided); its files are removed."""
     actor = policy.actor_of(engine, author)

@@ -740,6 +740,64 @@ def airlock_check(paths: tuple[Path, ...], as_json: bool) -> None:
     sys.exit(0 if results and all(r["status"] == "pass" for r in results) else 1)
 
 
+@airlock.command("submit")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--project", "project_id", type=int, required=True)
+@click.option("--as", "actor", required=True, help="The researcher of the project who submits.")
+@click.option("--title", required=True)
+@click.option("--description", required=True, help="What the outputs show, for the output checkers.")
+@_governed
+def airlock_submit(folder: Path, project_id: int, actor: str, title: str, description: str) -> None:
+    """A release request of the project from a finalised ldj.safe folder (its manifest.json)."""
+    from . import airlock as al
+
+    release_id = al.submit(_gov()[1], actor, project_id, folder, title=title, description=description)
+    click.echo(f"vrijgaveverzoek {release_id}: {al.status_label(al.SUBMITTED)}")
+
+
+@airlock.command("list")
+@click.option("--as", "actor", required=True, help="Whose view: the project's people see theirs, the steward all.")
+@_governed
+def airlock_list(actor: str) -> None:
+    """Release requests, newest first."""
+    from . import airlock as al
+
+    for r in al.list_releases(_gov()[1], actor):
+        click.echo(f"{r.id:>5} project {r.project_id:<5} {al.status_label(r.status):<36} {r.author:<12} {r.title}")
+
+
+@airlock.command("show")
+@click.argument("release_id", type=int)
+@click.option("--as", "actor", required=True)
+@_governed
+def airlock_show(release_id: int, actor: str) -> None:
+    """A release request: its files with their findings, and its history."""
+    from . import airlock as al
+
+    engine = _gov()[1]
+    r = al.get_release(engine, release_id, actor)
+    click.echo(f"vrijgaveverzoek {r.id}: {r.title}\nstatus: {al.status_label(r.status)}  project: {r.project_id}  "
+               f"door: {r.author}\n{r.description}")
+    for f in r.files:
+        rules = ", ".join(dict.fromkeys(reason["rule"] for reason in f.reasons)) or "-"
+        click.echo(f"  {f.status:<7} {f.kind:<11} {f.file}  ({rules})")
+    for e in al.history(engine, release_id):
+        click.echo(f"  {e.at:%Y-%m-%d %H:%M} {e.actor}: {e.from_state or '-'} -> {e.to_state}"
+                   f"{'  ' + repr(e.comment) if e.comment else ''}")
+
+
+@airlock.command("withdraw")
+@click.argument("release_id", type=int)
+@click.option("--as", "actor", required=True)
+@click.option("--comment", default=None)
+@_governed
+def airlock_withdraw(release_id: int, actor: str, comment: str | None) -> None:
+    """The author takes her release request back; its copied files are removed."""
+    from . import airlock as al
+
+    al.withdraw(_gov()[1], release_id, actor, comment)
+    click.echo(f"vrijgaveverzoek {release_id}: {al.status_label(al.WITHDRAWN)}")
+
 # --- the access policy ------------------------------------------------------------------------
 
 @main.group("policy")

@@ -7,12 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
 from projects import add_committee, approve
 
 from ldj import airlock, policy, safe, store
 from ldj import governance as gov
 from ldj.catalogue import load_entries
-from ldj.settings import REPO_ROOT
+from ldj.cli import main
+from ldj.settings import REPO_ROOT, get_settings
 from ldj.workflow import WorkflowError
 
 
@@ -20,6 +22,7 @@ from ldj.workflow import WorkflowError
 def project(settings, monkeypatch, tmp_path):
     monkeypatch.setenv("LDJ_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("LDJ_DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
     engine = store.get_engine(settings)
     add_committee(engine)
     gov.add_user(engine, "olga", display_name="Olga", organisation="ORG01", roles=["researcher"])
@@ -118,3 +121,28 @@ def test_the_author_withdraws_once_and_the_files_go(project, monkeypatch, tmp_pa
     assert events[-1].comment == "Toch niet\nnu"
     with pytest.raises(sa.exc.DBAPIError), engine.begin() as conn:  # the events are append-only
         conn.execute(sa.update(store.release_events).values(note="anders"))
+
+
+def test_the_command_line_submits_lists_shows_and_withdraws(project, monkeypatch, tmp_path):
+    engine, settings, pid = project
+    folder = outputs(tmp_path / "uit", monkeypatch, small_cell=True)
+    runner = CliRunner()
+
+    def ldj(*args):
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    refused = ldj("airlock", "submit", str(folder), "--project", str(pid), "--as", "bram", "--title", "T",
+                  "--description", "D")
+    assert refused.exit_code == 1 and "geen toegang" in refused.output and "Traceback" not in refused.output
+    made = ldj("airlock", "submit", str(folder), "--project", str(pid), "--as", "olga", "--title", "Uitval",
+               "--description", "Trajecten per interventie")
+    assert made.exit_code == 0 and "ingediend" in made.output
+    release_id = int(made.output.split()[1].rstrip(":"))
+    assert f"project {pid}" in ldj("airlock", "list", "--as", "steward").output
+    assert ldj("airlock", "list", "--as", "bram").output == ""
+    shown = ldj("airlock", "show", str(release_id), "--as", "olga").output
+    assert "Uitval" in shown and "threshold" in shown and "fail" in shown and "-> submitted" in shown
+    assert ldj("airlock", "show", str(release_id), "--as", "bram").exit_code == 1
+    assert "ingetrokken" in ldj("airlock", "withdraw", str(release_id), "--as", "olga", "--comment", "weg").output
+    again = ldj("airlock", "withdraw", str(release_id), "--as", "olga")
+    assert again.exit_code == 1 and "ingetrokken" in again.output
