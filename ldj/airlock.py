@@ -21,7 +21,6 @@ two independent output checkers, the release and the downloads come next (issue 
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -115,19 +114,20 @@ def submit(engine: sa.Engine, author: policy.Actor | str, project_id: int, folde
         target = release_folder(settings, release_id)
         target.mkdir(parents=True, mode=0o700)
         for output in checked:
-            meta_path = Path(output["path"])
-            names = [meta_path.name] if output["name"] is None or not meta_path.name.endswith(safe.META_SUFFIX) \
-                else [meta_path.name, *json.loads(meta_path.read_text(encoding="utf-8")).get("files", {})]
+            names = [Path(output["path"]).name, *output.get("files", [])]  # a free file: itself only
             comments = "\n".join(output.get("comments") or []) or None
             for name in names:
                 source = paths.within(folder, name)
                 if not source.is_file():
                     continue  # a file the metadata lists but that is gone: the findings say "changed"
-                shutil.copyfile(source, paths.within(target, name))
+                kept = paths.within(target, name)
+                shutil.copyfile(source, kept)
+                with kept.open("rb") as copied:
+                    digest = hashlib.file_digest(copied, "sha256").hexdigest()
                 conn.execute(release_files.insert().values(
                     release_id=release_id, output=output["name"] or name, kind=output["kind"], file=name,
-                    sha256=hashlib.sha256(paths.within(target, name).read_bytes()).hexdigest(), status=output["status"], reasons=output["reasons"],
-                    comments=comments, exception=output.get("exception")))
+                    sha256=digest, status=output["status"], reasons=output["reasons"], comments=comments,
+                    exception=output.get("exception")))
         workflow.created(conn, WORKFLOW, release_id, actor, t("al_note_submitted", settings.language,
                                                                files=len(checked)), project=project_id)
     return release_id
@@ -137,12 +137,12 @@ def get_release(engine: sa.Engine, release_id: int, viewer: policy.Actor | str) 
     """The release request, for the people of its project and the steward; else `policy.Refused`."""
     with engine.connect() as conn:
         row = conn.execute(sa.select(releases).where(releases.c.id == release_id)).first()
-        if row is None:
-            raise governance.NotFound(t("al_not_found", id=release_id))
+    if row is None:
+        raise governance.NotFound(t("al_not_found", id=release_id))
+    policy.check(policy.actor_of(engine, viewer), "release.view", _project_target(engine, row.project_id, row.author))
+    with engine.connect() as conn:
         files = conn.execute(sa.select(release_files).where(release_files.c.release_id == release_id)
                              .order_by(release_files.c.id)).all()
-    actor = policy.actor_of(engine, viewer)
-    policy.check(actor, "release.view", _project_target(engine, row.project_id, row.author))
     return Release(row.id, row.project_id, row.author, row.title, row.description, row.status,
                    row.created_at, tuple(ReleaseFile(f.output, f.kind, f.file, f.sha256, f.status, list(f.reasons),
                                                      f.comments, f.exception) for f in files))

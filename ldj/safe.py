@@ -709,7 +709,7 @@ def check_paths(paths: list[Path], settings: Settings | None = None) -> list[dic
             status, reasons = "review", [{"rule": "bad-metadata", "outcome": "review", "figures": {"file": meta_path.name}}]
         results.append({"path": str(meta_path), "name": meta.get("name"), "kind": meta.get("kind"), "status": status,
                         "reasons": reasons, "comments": meta.get("comments", []),
-                        "exception": meta.get("exception")})
+                        "exception": meta.get("exception"), "files": list(meta.get("files") or {})})
     return results
 
 
