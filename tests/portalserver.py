@@ -215,7 +215,7 @@ class Stack:
         kernel = json.loads((await client.fetch(base, method="POST", body="{}", headers=headers)).body)
         ws = await websocket_connect(HTTPRequest(f"{base.replace('http', 'ws', 1)}/{kernel['id']}/channels",
                                                  headers=headers))
-        msg_id, out = uuid.uuid4().hex, []
+        msg_id, out, replied, idle = uuid.uuid4().hex, [], False, False
         ws.write_message(json.dumps({
             "header": {"msg_id": msg_id, "username": user, "session": uuid.uuid4().hex,
                        "msg_type": "execute_request", "version": "5.3"},
@@ -236,6 +236,10 @@ class Stack:
                 elif msg["msg_type"] == "error":
                     raise RuntimeError(f"error in the workspace: {msg['content']['ename']}: {msg['content']['evalue']}")
                 elif msg["msg_type"] == "execute_reply":
+                    replied = True
+                elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    idle = True
+                if replied and idle:  # the reply (shell) may overtake the output (iopub): wait for both
                     return "".join(out)
             raise TimeoutError("no reply from the workspace's kernel")
         finally:
