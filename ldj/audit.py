@@ -36,13 +36,14 @@ from . import store
 from .i18n import TEXTS
 from .settings import get_settings
 
-ACTIONS = ("extract.read", "workspace.stop", "extract.remove", "workflow.event")
+ACTIONS = ("extract.read", "workspace.stop", "extract.remove", "workflow.event", "release.download")
 OUTCOMES = ("allowed", "refused", "stopped", "removed", "recorded")
 REASONS = (  # each has its text in ldj.i18n as `audit_<code>`, formatted with the entry's fields
     "no_token", "bad_input", "unknown_entry", "unknown_variables", "version_unavailable", "no_grant",
     "grant_revoked", "project_closed", "grant_expired", "account_inactive", "variables_not_granted", "refused",
     "no_active_grant", "project_ended", "objection",
     "transition", "created", "note",  # a workflow's events (ldj.workflow)
+    "release_file",  # a released file downloaded (ldj.airlock)
 )
 
 MAX_CHARS = 200  # longest value a field keeps (escapes included); the rest is cut, and counted

@@ -1130,8 +1130,11 @@ def get_project(engine: sa.Engine, project_id: int) -> Project:
         return _load_project(conn, project_id)
 
 
-def project_members(engine: sa.Engine, project_id: int) -> list[str]:
-    """Whoever holds a grant in the project that is not revoked."""
+def project_members(engine: sa.Engine | sa.Connection, project_id: int) -> list[str]:
+    """Whoever holds a grant in the project that is not revoked (`engine` may be an open connection)."""
+    if isinstance(engine, sa.Connection):
+        _load_project(engine, project_id)
+        return sorted(_project_members(engine, project_id))
     with engine.connect() as conn:
         _load_project(conn, project_id)
         return sorted(_project_members(conn, project_id))

@@ -36,11 +36,12 @@ APO = "apo"
 STEWARD = "steward"
 MEMBER = "member"
 STUDENT = "student"
-ROLES: tuple[str, ...] = (RESEARCHER, APO, STEWARD, MEMBER, STUDENT)
+CHECKER = "checker"  # output checker of the airlock
+ROLES: tuple[str, ...] = (RESEARCHER, APO, STEWARD, MEMBER, STUDENT, CHECKER)
 ROLE_LABELS = {  # the table's column heads and the pages' words for a role
     RESEARCHER: ("onderzoeker", "researcher"), APO: ("APO-lid", "APO member"),
     STEWARD: ("databeheerder", "data steward"), MEMBER: ("lid (praktijk)", "member (practice)"),
-    STUDENT: ("student", "student"),
+    STUDENT: ("student", "student"), CHECKER: ("uitvoercontroleur", "output checker"),
 }
 ANY = "*"  # any logged-in role
 PUBLIC = "public"  # anyone, no login needed
@@ -158,6 +159,8 @@ RELATIONS: dict[str, tuple[Callable[[Actor, Target], bool], str]] = {
     "member_of": (lambda a, x: a.name is not None and (a.name in x.members or a.name == x.owner
                                                      or (x.project is not None and x.project in a.projects)),
                   "betrokken"),
+    "not_member": (lambda a, x: a.name is not None and a.name != x.owner and a.name not in x.members
+                   and (x.project is None or x.project not in a.projects), "niet betrokken"),
     "project": (lambda a, x: x.project is not None and x.project in a.projects, "project"),
     "has_project": (lambda a, x: bool(a.projects), "met project"),
     "own_organisation": (lambda a, x: a.organisation is not None and a.organisation == x.organisation,
@@ -215,6 +218,7 @@ RULES: dict[str, Rule] = _rules(
     # accounts
     Rule("user.manage", (STEWARD,), "accounts aanmaken, rollen geven, deactiveren"),
     Rule("user.preferences", (f"{ANY}:owner",), "eigen voorkeuren (naam tonen)"),
+    Rule("notification.read", (ANY,), "eigen meldingen lezen"),
     # data requests and projects (governance)
     Rule("request.create", (RESEARCHER,), "data-aanvraag opstellen"),
     Rule("request.edit", (f"{RESEARCHER}:owner",), "eigen aanvraag wijzigen en indienen"),
@@ -247,8 +251,17 @@ RULES: dict[str, Rule] = _rules(
          "naam van een persoon zien (anders rol en instelling; gepubliceerd: die persoon toont de naam)"),
     # the airlock (ldj.airlock): a project's checked outputs leave only as a reviewed release
     Rule("release.submit", (f"{ANY}:project",), "uitvoer ter vrijgave indienen (project met toekenning)"),
-    Rule("release.view", (STEWARD, f"{ANY}:member_of"), "vrijgaveverzoek inzien (projectleden)"),
+    Rule("release.view", (STEWARD, CHECKER, f"{ANY}:member_of"),
+         "vrijgaveverzoek inzien (projectleden, controleurs)"),
     Rule("release.withdraw", (f"{ANY}:owner",), "eigen vrijgaveverzoek intrekken"),
+    Rule("release.verdicts", (STEWARD, f"{ANY}:member_of"),
+         "oordelen van de controleurs zien (projectleden: na het besluit)"),
+    Rule("release.review", (f"{CHECKER}:not_member",),
+         "uitvoer beoordelen als een van twee controleurs (niet de auteur, geen projectlid)"),
+    Rule("release.decide", (f"{CHECKER}:not_member",),
+         "vrijgaveverzoek teruggeven, goedkeuren, afwijzen of vrijgeven (een van de twee controleurs)"),
+    Rule("release.download", (STEWARD, f"{ANY}:member_of", f"{PUBLIC}:published"),
+         "vrijgegeven uitvoer downloaden (projectleden; iedereen als openbaar)", "endpoint"),
     # the research registry
     Rule("study.register", (MEMBER, RESEARCHER, STUDENT, STEWARD), "eigen onderzoek registreren"),
     Rule("study.edit", (STEWARD, f"{ANY}:owner"), "geregistreerd onderzoek afronden of verwijderen"),

@@ -248,7 +248,7 @@ access_log = sa.Table(  # append-only (triggers, migrations 0002 and 0006); writ
 
 # Tables whose rows are never changed or removed, and the triggers that make it so: per dialect,
 # the trigger names each must have (migrations 0002, 0003 and 0006). `upgrade` checks them.
-APPEND_ONLY = ("access_log", "request_events", "question_events", "release_events")
+APPEND_ONLY = ("access_log", "request_events", "question_events", "release_events", "release_reviews")
 APPEND_ONLY_TRIGGERS = {"sqlite": ("{table}_no_update", "{table}_no_delete"),
                         "postgresql": ("{table}_no_change", "{table}_no_truncate")}
 
@@ -385,7 +385,39 @@ release_files = sa.Table(  # one output of a release: the file kept in the data 
     sa.Column("reasons", sa.JSON, nullable=False),
     sa.Column("comments", sa.Text),  # the researcher's comments and exception, as typed
     sa.Column("exception", sa.Text),
+    sa.Column("public", sa.Boolean, nullable=False, server_default=sa.false()),  # the author offers it publicly (0009)
     sa.UniqueConstraint("release_id", "file"),
+)
+
+release_reviewers = sa.Table(  # the two output checkers who took a release request (migration 0009)
+    "release_reviewers", metadata,
+    sa.Column("release_id", sa.Integer, sa.ForeignKey("releases.id"), primary_key=True),
+    sa.Column("reviewer", sa.String(100), sa.ForeignKey("users.name"), primary_key=True),
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+release_reviews = sa.Table(  # append-only: each verdict on a file as it was (its sha256); the latest counts
+    "release_reviews", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("release_id", sa.Integer, sa.ForeignKey("releases.id"), nullable=False, index=True),
+    sa.Column("file", sa.String(80), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),  # the file reviewed: a changed file has no reviews yet
+    sa.Column("reviewer", sa.String(100), sa.ForeignKey("users.name"), nullable=False),
+    sa.Column("verdict", sa.String(8), nullable=False),  # approve | changes | reject
+    sa.Column("public", sa.Boolean, nullable=False),  # the checker agrees the file may be public
+    sa.Column("comment", sa.Text),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+notifications = sa.Table(  # what a person should know since her last visit (ldj.notifications, migration 0009)
+    "notifications", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_name", sa.String(100), sa.ForeignKey("users.name"), nullable=False, index=True),
+    sa.Column("kind", sa.String(32), nullable=False),  # ldj.notifications.KINDS: its text
+    sa.Column("details", JSON, nullable=False),  # the text's fields
+    sa.Column("link", sa.String(200)),  # a portal path, e.g. /vraagbank?vraag=3
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("read_at", sa.DateTime(timezone=True)),
 )
 
 release_events = sa.Table(  # append-only: triggers refuse UPDATE and DELETE (migration 0008)

@@ -840,6 +840,19 @@ def answer(engine: sa.Engine, actor: str, question_id: int, summary: str, report
         return _question(conn, user, question_id)
 
 
+def answer_with_release(conn: sa.Connection, question_id: int, author: policy.Actor, summary: str,
+                        project_members: frozenset[str]) -> None:
+    """A released output of the project the question was picked up for answers it (`ldj.airlock.release`,
+    in its transaction): the researcher's description is the summary; the question page lists the
+    released outputs. The author may answer as one of the pick-up's people or of its project."""
+    row = _row(conn, question_id, lock=True)
+    target = _answer_target(conn, row)
+    target = policy.Target(members=target.members | project_members)
+    workflow.move(conn, WORKFLOW, row.id, ANSWERED, author, target, from_state=row.status,
+                  values={"answer_summary": _text(summary)[:BODY_MAX], "answer_url": None,
+                          "answered_by": author.name, "answered_at": _now()})
+
+
 # --- reading -----------------------------------------------------------------------------------
 
 def _vote_count(conn: sa.Connection, question_id: int) -> int:

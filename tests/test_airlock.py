@@ -146,3 +146,198 @@ def test_the_command_line_submits_lists_shows_and_withdraws(project, monkeypatch
     assert "ingetrokken" in ldj("airlock", "withdraw", str(release_id), "--as", "olga", "--comment", "weg").output
     again = ldj("airlock", "withdraw", str(release_id), "--as", "olga")
     assert again.exit_code == 1 and "ingetrokken" in again.output
+
+
+# --- review by two independent checkers, the decision, the release and the answer ---------------------------
+
+@pytest.fixture
+def reviewed(project, monkeypatch, tmp_path):
+    """olga's request with a table and a text, bram on her project, checkers chk1, chk2 and chk3."""
+    engine, settings, pid = project
+    for name in ("chk1", "chk2", "chk3"):
+        gov.add_user(engine, name, display_name=name, organisation="CBS", roles=["checker"])
+    folder = outputs(tmp_path / "uit", monkeypatch)
+    custom = next(o["name"] for o in safe.check_paths([folder]) if o["kind"] == "custom")
+    release_id = airlock.submit(engine, "olga", pid, folder, title="Uitval", description="Trajecten per interventie.",
+                                public=[custom], settings=settings)
+    return engine, settings, pid, release_id, folder
+
+
+def text_file(engine, release_id):
+    """The file of the custom output (the researcher's text), as kept in the release."""
+    return next(f.file for f in airlock.get_release(engine, release_id, "steward").files
+                if f.kind == "custom" and not f.file.endswith(safe.META_SUFFIX))
+
+
+def review_all(engine, release_id, checker, verdict=airlock.APPROVE, comment=None, public=True):
+    for f in airlock.get_release(engine, release_id, "steward").files:
+        airlock.review_file(engine, release_id, checker, f.file, verdict, comment, public=public)
+
+
+def test_two_checkers_take_it_neither_the_author_a_member_nor_a_third(reviewed):
+    engine, settings, pid, release_id, _ = reviewed
+    with pytest.raises(policy.Refused):
+        airlock.claim(engine, release_id, "olga")  # the author, and no checker
+    gov.set_roles(engine, "olga", ["researcher", "checker"])
+    with pytest.raises(policy.Refused):
+        airlock.claim(engine, release_id, "olga")  # a checker, but her own request
+    gov.add_user(engine, "cora", display_name="Cora", organisation="ORG01", roles=["researcher", "checker"])
+    approve(engine, "olga", {"trajectories": ["trajectory"]}, {"trajectories": {"trajectory"}}, members=["cora"])
+    cora_projects = policy.actor_for(engine, "cora").projects
+    assert cora_projects  # cora now works on a project of olga's, not on this one
+    airlock.claim(engine, release_id, "chk1")
+    assert airlock.get_release(engine, release_id, "olga").status == airlock.IN_REVIEW
+    with pytest.raises(airlock.AirlockError, match="al"):
+        airlock.claim(engine, release_id, "chk1")
+    airlock.claim(engine, release_id, "chk2")
+    with pytest.raises(airlock.AirlockError, match="twee controleurs"):
+        airlock.claim(engine, release_id, "chk3")
+    with pytest.raises(airlock.AirlockError, match="geen controleur"):
+        airlock.review_file(engine, release_id, "chk3", text_file(engine, release_id), airlock.APPROVE)
+    assert airlock.get_release(engine, release_id, "chk3").reviewers == ("chk1", "chk2")
+
+
+def test_a_project_member_who_checks_may_not_review_her_projects_request(reviewed):
+    engine, settings, pid, release_id, _ = reviewed
+    gov.add_user(engine, "kees", display_name="Kees", organisation="ORG01", roles=["researcher", "checker"])
+    amendment = gov.create_amendment(engine, pid, "olga", add_members=["kees"], reason="Erbij")
+    gov.submit(engine, amendment, "olga")
+    gov.start_review(engine, amendment, "steward")
+    for reviewer in ("apo1", "apo2"):
+        gov.review(engine, amendment, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
+    gov.decide(engine, amendment, "steward")
+    with pytest.raises(policy.Refused):
+        airlock.claim(engine, release_id, "kees")
+
+
+def test_each_checker_sees_the_others_verdict_only_after_giving_her_own(reviewed):
+    engine, settings, pid, release_id, _ = reviewed
+    airlock.claim(engine, release_id, "chk1")
+    airlock.claim(engine, release_id, "chk2")
+    airlock.review_file(engine, release_id, "chk1", text_file(engine, release_id), airlock.CHANGES, "Noem de bron.")
+    assert airlock.reviews(engine, release_id, "chk2")[text_file(engine, release_id)] == []
+    assert [r.reviewer for r in airlock.reviews(engine, release_id, "chk1")[text_file(engine, release_id)]] == ["chk1"]
+    assert airlock.reviews(engine, release_id, "olga")[text_file(engine, release_id)] == []  # not decided yet
+    airlock.review_file(engine, release_id, "chk2", text_file(engine, release_id), airlock.APPROVE)
+    seen = airlock.reviews(engine, release_id, "chk2")[text_file(engine, release_id)]
+    assert [(r.reviewer, r.verdict, r.comment) for r in seen] == [("chk1", "changes", "Noem de bron."),
+                                                                   ("chk2", "approve", None)]
+    notes = " ".join(e.comment or "" for e in airlock.history(engine, release_id))
+    assert "Noem de bron" not in notes and "changes" not in notes  # the history does not leak verdicts
+
+
+def test_the_decision_follows_the_verdicts_and_needs_both(reviewed):
+    engine, settings, pid, release_id, _ = reviewed
+    airlock.claim(engine, release_id, "chk1")
+    review_all(engine, release_id, "chk1")
+    with pytest.raises(airlock.AirlockError, match="beide controleurs"):
+        airlock.decide(engine, release_id, "chk1", airlock.APPROVED)
+    airlock.claim(engine, release_id, "chk2")
+    with pytest.raises(airlock.AirlockError, match="ontbreekt"):
+        airlock.decide(engine, release_id, "chk1", airlock.APPROVED)
+    review_all(engine, release_id, "chk2", airlock.REJECT, "Te klein.")
+    with pytest.raises(airlock.AirlockError, match="elk bestand goedkeuren"):
+        airlock.decide(engine, release_id, "chk1", airlock.APPROVED)
+    with pytest.raises(airlock.AirlockError, match="beide controleurs hetzelfde bestand"):
+        airlock.decide(engine, release_id, "chk1", airlock.REJECTED)
+    with pytest.raises(airlock.AirlockError, match="toelichting"):
+        airlock.review_file(engine, release_id, "chk1", text_file(engine, release_id), airlock.CHANGES)  # says why
+    with pytest.raises(policy.Refused):
+        airlock.decide(engine, release_id, "olga", airlock.RETURNED)
+    airlock.decide(engine, release_id, "chk2", airlock.RETURNED, "Zie de opmerkingen.")
+    release = airlock.get_release(engine, release_id, "olga")
+    assert release.status == airlock.RETURNED
+    assert {r.verdict for rs in airlock.reviews(engine, release_id, "olga").values() for r in rs} == {"approve", "reject"}
+    from ldj import notifications
+    assert [n.kind for n in notifications.unread(engine, "olga")][:1] == ["release_decided"]
+    assert "teruggegeven" in notifications.unread(engine, "olga")[0].text("nl")
+
+
+def test_a_changed_file_loses_its_reviews_and_an_unchanged_one_keeps_them(reviewed, monkeypatch):
+    engine, settings, pid, release_id, folder = reviewed
+    for checker in ("chk1", "chk2"):
+        airlock.claim(engine, release_id, checker)
+        review_all(engine, release_id, checker, airlock.CHANGES, "Rond af op tientallen.")
+    airlock.decide(engine, release_id, "chk1", airlock.RETURNED)
+    with pytest.raises(policy.Refused):
+        airlock.resubmit(engine, release_id, "bram", folder, settings=settings)
+    (folder / text_file(engine, release_id)).write_text("Een betere samenvatting.", encoding="utf-8")
+    airlock.resubmit(engine, release_id, "olga", folder, description="Nu met bron.", settings=settings)
+    release = airlock.get_release(engine, release_id, "chk1")
+    assert release.status == airlock.SUBMITTED and release.description == "Nu met bron."
+    seen = airlock.reviews(engine, release_id, "chk1")
+    assert seen[text_file(engine, release_id)] == []  # changed: reviewed again from scratch
+    table = next(f.file for f in release.files if f.kind == "table" and f.file.endswith(".csv"))
+    assert [r.verdict for r in seen[table]] == ["changes", "changes"]  # unchanged: the verdicts stand
+    airlock.review_file(engine, release_id, "chk1", text_file(engine, release_id), airlock.APPROVE)
+    assert airlock.get_release(engine, release_id, "chk1").status == airlock.IN_REVIEW
+
+
+def test_released_files_go_to_the_project_and_public_ones_to_everyone(reviewed):
+    engine, settings, pid, release_id, _ = reviewed
+    for checker in ("chk1", "chk2"):
+        airlock.claim(engine, release_id, checker)
+    table = next(f.file for f in airlock.get_release(engine, release_id, "olga").files if f.kind == "table")
+    with pytest.raises(gov.NotFound):
+        airlock.download(engine, release_id, table, "olga")  # not yet released
+    review_all(engine, release_id, "chk1")
+    review_all(engine, release_id, "chk2", public=False)
+    airlock.decide(engine, release_id, "chk1", airlock.APPROVED)
+    with pytest.raises(airlock.AirlockError, match="geen controleur"):
+        airlock.release(engine, release_id, "chk3")  # a checker, but not one of the two
+    with pytest.raises(policy.Refused):
+        airlock.release(engine, release_id, "olga")
+    airlock.release(engine, release_id, "chk2")
+    assert airlock.download(engine, release_id, table, "olga").read_bytes()
+    for outsider in ("bram", "chk3", None):
+        with pytest.raises(policy.Refused):
+            airlock.download(engine, release_id, table, outsider)
+    with pytest.raises(policy.Refused):  # offered as public, but chk2 did not agree
+        airlock.download(engine, release_id, text_file(engine, release_id), None)
+    with engine.connect() as conn:
+        logged = conn.execute(sa.select(store.access_log.c.user_name).where(
+            store.access_log.c.action == "release.download")).scalars().all()
+    assert logged == ["olga"]
+    with pytest.raises(WorkflowError):
+        airlock.withdraw(engine, release_id, "olga")
+
+
+def test_a_public_file_both_checkers_agreed_on_is_everyones(reviewed):
+    engine, settings, pid, release_id, _ = reviewed
+    for checker in ("chk1", "chk2"):
+        airlock.claim(engine, release_id, checker)
+        review_all(engine, release_id, checker)
+    airlock.decide(engine, release_id, "chk1", airlock.APPROVED)
+    airlock.release(engine, release_id, "chk1")
+    assert airlock.download(engine, release_id, text_file(engine, release_id), None).read_text() == "Samenvatting voor de praktijk."
+    table = next(f.file for f in airlock.get_release(engine, release_id, "olga").files if f.kind == "table")
+    with pytest.raises(policy.Refused):  # not offered as public
+        airlock.download(engine, release_id, table, None)
+
+
+def test_the_release_answers_the_question_its_project_was_picked_up_for(reviewed):
+    from ldj import notifications
+    from ldj import vraagbank as vb
+
+    engine, settings, pid, release_id, _ = reviewed
+    gov.add_user(engine, "pia", display_name="Pia", organisation="ORG03", roles=["member"])
+    question = vb.post(engine, "pia", "Werkt MST even goed bij een LVB?", "Wij zien in ons team dat jongeren "
+                       "met een LVB vaker uitvallen. Werkt MST voor hen even goed?", "approach")
+    vb.publish(engine, "steward", question)
+    request_id = gov.get_project(engine, pid).request_id
+    from datetime import date, timedelta
+    vb.pick_up(engine, "olga", question, kind="researcher", institution="UU", supervisor=None,
+               planned_from=date.today(), planned_until=date.today() + timedelta(days=60), request_id=request_id)
+    for checker in ("chk1", "chk2"):
+        airlock.claim(engine, release_id, checker)
+        review_all(engine, release_id, checker)
+    airlock.decide(engine, release_id, "chk1", airlock.APPROVED)
+    assert airlock.release(engine, release_id, "chk2") == [question]
+    answered = vb.get_question(engine, question, None)
+    assert answered.status == vb.ANSWERED and answered.answer_summary == "Trajecten per interventie."
+    shown = airlock.released_for_question(engine, question)
+    assert [r.id for r in shown] == [release_id]
+    assert {f.kind for f in shown[0].files} == {"custom"} and text_file(engine, release_id) in {f.file for f in shown[0].files}
+    told = notifications.unread(engine, "pia")
+    assert told and told[0].link == f"/vraagbank?vraag={question}" and "antwoord" in told[0].text("nl")
+    assert notifications.mark_read(engine, "pia") == len(told) and notifications.unread(engine, "pia") == []

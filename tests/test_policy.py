@@ -11,16 +11,18 @@ here; their HTTP routes are walked by the portal, data-service and hub tests.
 from __future__ import annotations
 
 import itertools
+import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ldj import governance as gov
-from ldj import policy, registry, store
+from ldj import airlock, policy, registry, safe, store
 from ldj import vraagbank as vb
 from ldj.hub import hub_groups
 from ldj.settings import get_settings
@@ -54,6 +56,8 @@ class World:
         add(engine, "steve", display_name="Steve Steward", organisation="SEJN", roles=["steward"])
         add(engine, "rev1", display_name="Rev One", organisation="RUG", roles=["apo"])
         add(engine, "rev2", display_name="Rev Two", organisation="VU", roles=["apo"])
+        add(engine, "chk1", display_name="Check One", organisation="CBS", roles=["checker"])
+        add(engine, "chk2", display_name="Check Two", organisation="UvA", roles=["checker"])
 
     def account(self, column: str) -> str | None:
         """A fresh account of `column` (an inactive one holds every role until it is deactivated)."""
@@ -109,6 +113,31 @@ class World:
         for reviewer in ("rev1", "rev2"):
             gov.review(self.engine, amendment, reviewer, {i: 4 for i in range(1, 7)}, {}, "approve")
         gov.decide(self.engine, amendment, "steve")
+
+    # --- the airlock ---
+    def release(self, project_id: int | None = None, stage: str = airlock.SUBMITTED, public: bool = False) -> int:
+        """A release request of olga's (in `project_id`, else a new project), taken to `stage` by chk1 and chk2."""
+        pid = project_id or self.project()
+        folder = Path(tempfile.mkdtemp(prefix="ldj-policy-release-"))
+        acro = safe.OutputSession(folder)
+        acro.crosstab(pd.Series(["MST", "IAG"] * 40, name="interventie"), pd.Series(["m"] * 80, name="geslacht"))
+        acro.finalise()
+        rid = airlock.submit(self.engine, "olga", pid, folder, title="Tabel", description="Trajecten per interventie",
+                             public=[o["name"] for o in acro.outputs()] if public else ())
+        if stage != airlock.SUBMITTED:
+            self.review(rid, ("chk1", "chk2"))
+        if stage == airlock.RELEASED:
+            airlock.decide(self.engine, rid, "chk1", airlock.APPROVED)
+            airlock.release(self.engine, rid, "chk1")
+        return rid
+
+    def review(self, rid: int, checkers: tuple[str, ...]) -> None:
+        for checker in checkers:
+            if checker not in airlock.get_release(self.engine, rid, "steve").reviewers:
+                airlock.claim(self.engine, rid, checker)
+        for checker in checkers:
+            for f in airlock.get_release(self.engine, rid, "steve").files:
+                airlock.review_file(self.engine, rid, checker, f.file, airlock.APPROVE, public=True)
 
     # --- the Vraagbank and the registry ---
     def question(self, asker: str = "pia", published: bool = True) -> int:
@@ -194,6 +223,25 @@ def _asker_name(qid_of):
 def _shown(w, name):
     gov.set_show_name(w.engine, name, True, by=name)
     return name
+
+
+def _decide(w, who):
+    rid = w.release()
+
+    def op():
+        airlock.claim(w.engine, rid, who)
+        w.review(rid, ("chk1", who))
+        airlock.decide(w.engine, rid, who, airlock.APPROVED)
+        airlock.release(w.engine, rid, who)
+    return op
+
+
+def _download(release_of):
+    def setup(w, who):
+        rid = release_of(w, who)
+        name = airlock.get_release(w.engine, rid, "steve").files[0].file
+        return lambda: airlock.download(w.engine, rid, name, who)
+    return setup
 
 
 def _link(request_of):
@@ -309,6 +357,18 @@ DOMAIN: dict[str, list[Scenario]] = {
         related(_asker_name(lambda w, who: (lambda q: (w.pickup(q, who or "sam"), q)[1])(w.question())), "betrokken",
                 first="person.see_name"),
     ],
+    "release.review": [
+        plain(lambda w, who: (lambda rid: lambda: airlock.claim(w.engine, rid, who))(w.release()), "niet betrokken"),
+        related(lambda w, who: (lambda rid: lambda: airlock.claim(w.engine, rid, who))(
+            w.release(w.project(members=(who,) if who else ()))), first="release.review"),
+    ],
+    "release.decide": [related(_decide, "niet betrokken", first="release.review")],
+    "release.download": [
+        plain(_download(lambda w, who: w.release(stage=airlock.RELEASED))),
+        plain(_download(lambda w, who: w.release(stage=airlock.RELEASED, public=True)), "gepubliceerd"),
+        related(_download(lambda w, who: w.release(w.project(members=(who,) if who else ()), airlock.RELEASED)),
+                "betrokken", first="release.download"),
+    ],
     "study.register": [plain(lambda w, who: lambda: registry.register(
         w.engine, who, title="Eigen onderzoek", organisation="ORG01", summary=SUMMARY, starts=today()))],
     "study.edit": [
@@ -334,6 +394,10 @@ TARGETS: dict[str, list[tuple[frozenset[str], Callable[[policy.Actor], policy.Ta
                   (frozenset({"gepubliceerd"}), lambda a: policy.Target(public=True))],
     "submitted": [(frozenset(), lambda a: policy.Target()),
                   (frozenset({"ingediend"}), lambda a: policy.Target(submitted=True))],
+    "not_member": [(frozenset(), lambda a: policy.Target(owner=a.name)),
+                   (frozenset(), lambda a: policy.Target(owner="x", members=frozenset({a.name}))),
+                   (frozenset({"niet betrokken"}), lambda a: policy.Target(owner="x", members=frozenset({"y"}),
+                                                                           project=999))],
     "has_project": [(frozenset(), lambda a: policy.Target()),
                     (frozenset({"met project"}), lambda a: policy.Target())],
 }
