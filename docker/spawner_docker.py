@@ -2,8 +2,8 @@
 
 Executed by hub/jupyterhub_config.py in its namespace (`c`, `settings`, `REPO_ROOT` are defined there),
 after the common hub settings, so it may override them. Needs `pip install "ldj[docker]"` in the hub's
-environment. With docker/compose.yaml the hub runs in a container named `hub` on the network `ldj`;
-change the names below together with the compose file.
+environment. With docker/compose.yaml the hub runs in a container named `hub` on the networks `ldj` and
+`ldj-workspaces`; change the names below together with the compose file.
 """
 
 import sys
@@ -15,7 +15,9 @@ c.JupyterHub.hub_ip = "0.0.0.0"  # noqa: F821 - workspaces reach the hub API fro
 c.JupyterHub.hub_connect_ip = "hub"  # noqa: F821
 
 c.DockerSpawner.image = "ldj-singleuser:latest"  # noqa: F821 - docker/Dockerfile.singleuser
-c.DockerSpawner.network_name = "ldj"  # noqa: F821
+# The workspace's only network: internal, shared with the hub alone (docker/compose.yaml). DockerSpawner makes
+# it the container's network_mode, so the container is on no other network; the hub reaches it there.
+c.DockerSpawner.network_name = "ldj-workspaces"  # noqa: F821
 c.DockerSpawner.use_internal_ip = True  # noqa: F821
 c.DockerSpawner.remove = True  # noqa: F821 - containers are throw-away; the home volume stays
 c.DockerSpawner.cmd = ["ldj-workspace-start", "jupyterhub-singleuser"]  # noqa: F821

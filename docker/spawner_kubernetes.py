@@ -4,6 +4,8 @@ Executed by hub/jupyterhub_config.py in its namespace (`c`, `settings`, `REPO_RO
 after the common hub settings, so it may override them. Needs `pip install "ldj[kubernetes]"` in the
 hub image. docker/z2jh-values.yaml runs the hub with this file; storage, the image and the idle culler
 are set there in the chart's own terms, and the chart's `hub.extraConfig` execs this file last.
+The workspaces' network is limited by the chart's NetworkPolicy (`singleuser.networkPolicy` there), not
+here: a hub run without the chart needs the same policy applied on its own (docker/README.md).
 """
 
 import sys

@@ -10,6 +10,7 @@ with each other and name files that exist.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import re
 import shutil
@@ -20,12 +21,13 @@ import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 from docker.errors import DockerException
 from jupyterhub.objects import Hub
-from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner
+from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner, Spawner
 from tornado import web
 from traitlets.config import Config
 from traitlets.utils.importstring import import_item
@@ -258,7 +260,6 @@ def test_compose_builds_existing_files_and_agrees_with_the_docker_spawner(monkey
             assert context == REPO_ROOT and (context / service["build"]["dockerfile"]).is_file()
     config = load_hub_config(monkeypatch, tmp_path, "docker")
     assert services["hub"]["container_name"] == config.JupyterHub.hub_connect_ip
-    assert compose["networks"]["ldj"]["name"] == config.DockerSpawner.network_name
     assert services["singleuser"]["image"] == config.DockerSpawner.image
     assert services["hub"]["environment"]["LDJ_SPAWNER"] == "docker"
     assert re.fullmatch(r"postgresql\+psycopg://ldj:\$\{POSTGRES_PASSWORD\}@db/ldj",
@@ -281,3 +282,86 @@ def test_chart_values_have_kubespawner_storage_and_the_culler():
     # The data service's port in extraConfig is the one the network policy opens to the proxy.
     port = int(re.search(r":(\d+)\"", extra).group(1))
     assert port in [p["port"] for rule in values["hub"]["networkPolicy"]["ingress"] for p in rule["ports"]]
+
+
+# --- what a workspace can reach over the network ----------------------------------------------------
+
+def test_docker_workspaces_are_on_an_internal_network_with_the_hub_alone(monkeypatch, tmp_path):
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    services, networks = compose["services"], compose["networks"]
+    config = load_hub_config(monkeypatch, tmp_path, "docker")
+    spawner = config.DockerSpawner
+    [key] = [k for k, n in networks.items() if n["name"] == spawner.network_name]
+    workspaces = networks[key]
+    # No route out, and no address of the host on the bridge (Docker 28: the host's services stay out of reach).
+    assert workspaces["internal"] is True
+    assert workspaces["driver_opts"] == {"com.docker.network.bridge.gateway_mode_ipv4": "isolated",
+                                         "com.docker.network.bridge.gateway_mode_ipv6": "isolated"}
+    assert {name for name, s in services.items() if key in s.get("networks", [])} == {"hub"}
+    assert key not in services["db"]["networks"]
+    # The hub keeps its own way out (published port, login provider) on a network workspaces are not on.
+    assert [n for n in services["hub"]["networks"] if n != key] and not any(
+        networks[n].get("internal") for n in services["hub"]["networks"] if n != key)
+    # The container gets that network as its network_mode and nothing adds another or a way around it.
+    assert spawner.use_internal_ip is True
+    assert not {"network_mode", "extra_hosts", "dns", "links"} & set(spawner.extra_host_config)
+    assert not {"networking_config", "host_config"} & set(spawner.extra_create_kwargs)
+    assert "links" not in spawner
+    # On it, the hub container offers the hub API and the proxy (with the data service behind it); the data
+    # service and the portal themselves listen on the hub's loopback only.
+    data_service = urlsplit(services["hub"]["environment"]["LDJ_DATA_SERVICE_URL"])
+    assert (data_service.hostname, data_service.port) == (services["hub"]["container_name"], config.JupyterHub.port)
+    assert data_service.path == "/services/ldj-data"
+    assert config.JupyterHub.hub_connect_ip == services["hub"]["container_name"]
+    for service in config.JupyterHub.services:
+        if "url" in service:
+            assert urlsplit(service["url"]).hostname == "127.0.0.1", service["name"]
+
+
+EGRESS_ALLOW_RULES = {"cloudMetadataServer", "dnsPortsCloudMetadataServer", "dnsPortsKubeSystemNamespace",
+                      "dnsPortsPrivateIPs", "nonPrivateIPs", "privateIPs"}  # the chart's (3.x and 4.x)
+
+
+def test_kubernetes_workspaces_may_reach_the_hub_and_the_proxy_only():
+    policy = yaml.safe_load((DOCKER / "z2jh-values.yaml").read_text())["singleuser"]["networkPolicy"]
+    assert policy["enabled"] is True
+    assert policy["egressAllowRules"] == dict.fromkeys(EGRESS_ALLOW_RULES, False)
+    allowed = []
+    for rule in policy["egress"]:
+        assert set(rule) == {"to", "ports"}  # a rule without ports or without `to` opens every port or address
+        [peer] = rule["to"]
+        assert set(peer) == {"podSelector"}  # no ipBlock, no namespaceSelector
+        allowed.append((peer["podSelector"]["matchLabels"]["component"],
+                        sorted((p["port"], p["protocol"]) for p in rule["ports"])))
+        assert peer["podSelector"]["matchLabels"]["app"] == "jupyterhub"
+    # The hub API, and the proxy, which routes /services/ldj-data to the data service. No DNS (port 53).
+    assert sorted(allowed) == [("hub", [(8081, "TCP")]), ("proxy", [(8000, "TCP")])]
+
+
+def expand_kubernetes_variables(value: str, variables: dict) -> str:
+    """$(NAME) as Kubernetes expands it in a container's environment."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: variables[m.group(1)], value)
+
+
+def test_kubernetes_workspaces_need_no_dns(monkeypatch):
+    values = yaml.safe_load((DOCKER / "z2jh-values.yaml").read_text())
+    # The variables Kubernetes gives every pod for the chart's services (their cluster addresses).
+    services = {"HUB_SERVICE_HOST": "10.96.0.10", "HUB_SERVICE_PORT": "8081",
+                "PROXY_PUBLIC_SERVICE_HOST": "10.96.0.20", "PROXY_PUBLIC_SERVICE_PORT_HTTP": "80"}
+    raw = values["hub"]["extraEnv"]["LDJ_DATA_SERVICE_URL"]
+    assert set(re.findall(r"\$\((\w+)\)", raw)) <= set(services)
+    data_service = urlsplit(expand_kubernetes_variables(raw, services))
+    assert data_service.path == "/services/ldj-data"
+    for name, value in {**services, "POD_IP": "10.1.0.7"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # extraConfig adds the image's docker/ folder
+    config = Config()
+    exec(compile(values["hub"]["extraConfig"]["ldj"], "hub.extraConfig.ldj", "exec"), {"c": config})
+    # JupyterHub's own Spawner (KubeSpawner's base) turns it into the workspace's hub API and activity URLs.
+    user = SimpleNamespace(name="anna", url="/user/anna/", escaped_name="anna", id=1)
+    env = Spawner(hub_connect_url=config.KubeSpawner.hub_connect_url, user=user, api_token="t",
+                  hub=Hub(ip="0.0.0.0", port=8081, base_url="/hub/", connect_ip="hub")).get_env()
+    urls = [data_service, urlsplit(env["JUPYTERHUB_API_URL"]), urlsplit(env["JUPYTERHUB_ACTIVITY_URL"])]
+    assert urls[1].netloc == "10.96.0.10:8081"
+    for url in urls:
+        ipaddress.ip_address(url.hostname)  # an address, not a name: nothing for a workspace to look up
