@@ -778,9 +778,14 @@ def airlock_show(release_id: int, actor: str) -> None:
     r = al.get_release(engine, release_id, actor)
     click.echo(f"vrijgaveverzoek {r.id}: {r.title}\nstatus: {al.status_label(r.status)}  project: {r.project_id}  "
                f"door: {r.author}\n{r.description}")
+    verdicts = al.reviews(engine, release_id, actor)
+    click.echo(f"controleurs: {', '.join(r.reviewers) or '-'}")
     for f in r.files:
         rules = ", ".join(dict.fromkeys(reason["rule"] for reason in f.reasons)) or "-"
-        click.echo(f"  {f.status:<7} {f.kind:<11} {f.file}  ({rules})")
+        click.echo(f"  {f.status:<7} {f.kind:<11} {f.file}  ({rules}){'  [openbaar aangeboden]' if f.public else ''}")
+        for v in verdicts.get(f.file, []):
+            click.echo(f"      {v.reviewer}: {al.verdict_label(v.verdict)}{' (mag openbaar)' if v.public else ''}"
+                       f"{'  ' + repr(v.comment) if v.comment else ''}")
     for e in al.history(engine, release_id):
         click.echo(f"  {e.at:%Y-%m-%d %H:%M} {e.actor}: {e.from_state or '-'} -> {e.to_state}"
                    f"{'  ' + repr(e.comment) if e.comment else ''}")
@@ -797,6 +802,55 @@ def airlock_withdraw(release_id: int, actor: str, comment: str | None) -> None:
 
     al.withdraw(_gov()[1], release_id, actor, comment)
     click.echo(f"vrijgaveverzoek {release_id}: {al.status_label(al.WITHDRAWN)}")
+
+
+@airlock.command("claim")
+@click.argument("release_id", type=int)
+@click.option("--as", "actor", required=True, help="An output checker outside the project.")
+@_governed
+def airlock_claim(release_id: int, actor: str) -> None:
+    """An output checker takes the request as one of its two checkers."""
+    from . import airlock as al
+
+    engine = _gov()[1]
+    al.claim(engine, release_id, actor)
+    click.echo(f"vrijgaveverzoek {release_id}: {al.status_label(al.get_release(engine, release_id, actor).status)}")
+
+
+@airlock.command("review")
+@click.argument("release_id", type=int)
+@click.argument("file")
+@click.argument("verdict", type=click.Choice(["approve", "changes", "reject"]))
+@click.option("--as", "actor", required=True)
+@click.option("--comment", default=None, help="Why (needed unless approving).")
+@click.option("--public", is_flag=True, help="The checker agrees the file may be public once released.")
+@_governed
+def airlock_review(release_id: int, file: str, verdict: str, actor: str, comment: str | None, public: bool) -> None:
+    """A checker's verdict on one file of the request."""
+    from . import airlock as al
+
+    al.review_file(_gov()[1], release_id, actor, file, verdict, comment, public=public)
+    click.echo(f"vrijgaveverzoek {release_id}, {file}: {al.verdict_label(verdict)}")
+
+
+@airlock.command("decide")
+@click.argument("release_id", type=int)
+@click.argument("decision", type=click.Choice(["returned", "approved", "rejected", "released"]))
+@click.option("--as", "actor", required=True)
+@click.option("--comment", default=None)
+@_governed
+def airlock_decide(release_id: int, decision: str, actor: str, comment: str | None) -> None:
+    """One of the two checkers returns, approves or rejects the request, or releases an approved one."""
+    from . import airlock as al
+
+    engine = _gov()[1]
+    if decision == al.RELEASED:
+        answered = al.release(engine, release_id, actor, comment)
+        if answered:
+            click.echo(f"antwoord op vraag {', '.join(map(str, answered))}")
+    else:
+        al.decide(engine, release_id, actor, decision, comment)
+    click.echo(f"vrijgaveverzoek {release_id}: {al.status_label(decision)}")
 
 # --- the access policy ------------------------------------------------------------------------
 
@@ -833,6 +887,8 @@ DEMO_ACCOUNTS = (  # name, display name, organisation, roles
     ("onderzoeker", "Olga Onderzoeker (met project)", "ORG01", ["researcher"]),
     ("student", "Sam Student (zonder project)", "Hogeschool Utrecht", ["researcher"]),
     ("praktijk", "Pim Praktijk (ORG01)", "ORG01", ["member"]),
+    ("controle-a", "Carla Controleur (CBS)", "CBS", ["checker"]),
+    ("controle-b", "Cor Controleur (UvA)", "Universiteit van Amsterdam", ["checker"]),
 )
 
 

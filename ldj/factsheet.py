@@ -28,6 +28,8 @@ tiny stores, never under-suppression). Pairs come with client pseudonyms, so the
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import threading
@@ -72,6 +74,8 @@ class Factsheet:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     growth_quarterly: pd.DataFrame = field(default_factory=pd.DataFrame)
     growth_yearly: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # research with the LDJ (not cached: it changes without a new data version): projects, released outputs
+    research: list[dict] = field(default_factory=list)
 
     def cells(self, name: str) -> pd.DataFrame:
         """A table's finest cells (no margin rows)."""
@@ -123,6 +127,7 @@ class Factsheet:
                                   columns=[] if internal else ["suppression"], errors="ignore"))}
                        for name, table in self.tables.items()},
             "growth": {"quarterly": rows(self.growth_quarterly), "yearly": rows(self.growth_yearly)},
+            **({} if internal else {"research": self.research}),
         }
 
     @classmethod
@@ -191,12 +196,12 @@ def factsheet(engine: sa.Engine | None = None, settings: Settings | None = None,
     settings = settings or get_settings()
     engine = engine or store.get_engine(settings)
     if not cache:
-        return compute(engine, settings)
+        return dataclasses.replace(compute(engine, settings), research=research(engine))
     current = store.data_version(engine)[0]
     for wanted in dict.fromkeys((version or shown_version(engine, settings, current), current)):
         found = _cached(engine, settings, wanted)
         if found is not None:
-            return found
+            return dataclasses.replace(found, research=research(engine))
     with _lock:
         found = _cached(engine, settings, current)
         if found is None:
@@ -204,7 +209,19 @@ def factsheet(engine: sa.Engine | None = None, settings: Settings | None = None,
             key, path = _cache_key(settings, current)
             _write_cache(path, found)
             _remember(key, found)
-        return found
+        return dataclasses.replace(found, research=research(engine))
+
+
+def research(engine: sa.Engine) -> list[dict]:
+    """The LDJ projects (public in the research registry) with the outputs each released through the
+    airlock: counts of reviewed releases, no person-level figure, so no disclosure control is needed."""
+    from .registry import released_per_project
+
+    p = store.projects
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(p.c.id, p.c.title, p.c.status).order_by(p.c.id)).all()
+        released = released_per_project(conn)
+    return [{"project": r.id, "title": r.title, "status": r.status, "released": released.get(r.id, 0)} for r in rows]
 
 
 def _write_cache(path: Path, result: Factsheet) -> None:

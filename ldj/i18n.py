@@ -653,6 +653,12 @@ TEXTS: dict[str, tuple[str, str]] = {
     "fs_year": ("Jaar", "Year"),
     "fs_per_year": ("Per jaar", "Per year"),
     "fs_cumulative": ("Cumulatief", "Cumulative"),
+    "fs_research_heading": ("Onderzoek met het LDJ", "Research with the LDJ"),
+    "fs_research_summary": ("{projects} project(en) met toegang via de APO; samen {released} keer uitvoer vrijgegeven "
+                            "na controle.", "{projects} project(s) with access through the APO; together {released} "
+                            "release(s) of checked output."),
+    "fs_research_project": ("Project", "Project"),
+    "fs_research_released": ("Vrijgegeven uitvoer", "Released outputs"),
     "fs_total": ("Totaal", "Total"),
     "fs_informant_parent": ("ouder", "parent"),
     "fs_informant_youth": ("jongere", "youth"),
@@ -768,6 +774,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "reg_running": ("loopt", "running"),
     "reg_finished": ("afgerond", "finished"),
     "reg_period": ("{start} – {end}", "{start} – {end}"),
+    "reg_released": ("Vrijgegeven uitvoer (airlock)", "Released outputs (airlock)"),
     "reg_questions": ("Vragen uit de Vraagbank", "Question bank questions"),
     "reg_result": ("Wat het de praktijk oplevert", "What it gives practice"),
     "reg_more": ("Meer informatie", "More information"),

@@ -21,8 +21,8 @@ from urllib.parse import urlparse
 
 import sqlalchemy as sa
 
+from . import airlock, policy, store
 from . import governance as gov
-from . import policy, store
 from . import vraagbank as vb
 from .i18n import t
 from .markup import render_markdown
@@ -51,6 +51,7 @@ class Study:
     result: str | None  # Markdown: the final report or the registered result
     url: str | None
     questions: tuple[tuple[int, str], ...] = ()  # Vraagbank questions (id, title) an LDJ project takes up
+    released: int = 0  # outputs the project released through the airlock (ldj.airlock)
     mine: bool = False  # the viewer registered it (member studies)
 
     def summary_html(self) -> str:
@@ -132,14 +133,27 @@ def _ldj_studies(engine: sa.Engine, viewer: str | None, request_id: int | None =
         query = query.where(p.c.id == sa.select(r.c.project_id).where(r.c.id == request_id).scalar_subquery())
     with engine.connect() as conn:
         rows = conn.execute(query).all()
+        released = released_per_project(conn)
     out = []
     for row in rows:
         questions = tuple((q.id, q.title) for q in vb.list_questions(engine, viewer, request_id=row.request_id))
         out.append(Study(LDJ, row.id, row.title, row.applicant_organisation,
                          (row.criteria or {}).get("aim_question", ""), row.starts, row.ends,
                          FINISHED if row.status == gov.PROJECT_CLOSED else RUNNING,
-                         row.final_report if row.status == gov.PROJECT_CLOSED else None, None, questions))
+                         row.final_report if row.status == gov.PROJECT_CLOSED else None, None, questions,
+                         released=released.get(row.id, 0)))
     return out
+
+
+def released_per_project(conn: sa.Connection | sa.Engine) -> dict[int, int]:
+    """Project id -> how many release requests it has released (the airlock's, migration 0008)."""
+    r = store.releases
+    query = (sa.select(r.c.project_id, sa.func.count()).where(r.c.status == airlock.RELEASED)
+             .group_by(r.c.project_id))
+    if isinstance(conn, sa.Engine):
+        with conn.connect() as connection:
+            return dict(connection.execute(query).all())
+    return dict(conn.execute(query).all())
 
 
 def study_of_request(engine: sa.Engine, request_id: int, viewer: str | None = None) -> Study | None:

@@ -341,3 +341,28 @@ def test_the_release_answers_the_question_its_project_was_picked_up_for(reviewed
     told = notifications.unread(engine, "pia")
     assert told and told[0].link == f"/vraagbank?vraag={question}" and "antwoord" in told[0].text("nl")
     assert notifications.mark_read(engine, "pia") == len(told) and notifications.unread(engine, "pia") == []
+    from ldj import registry
+    assert {st.id: st.released for st in registry.studies(engine, kind=registry.LDJ)}[pid] == 1
+
+
+def test_the_checkers_work_from_the_command_line(reviewed):
+    engine, settings, pid, release_id, _ = reviewed
+    runner = CliRunner()
+
+    def run(*args):
+        return runner.invoke(main, ["airlock", *args])
+
+    assert run("claim", str(release_id), "--as", "olga").exit_code == 1  # the author: a message, no traceback
+    for checker in ("chk1", "chk2"):
+        assert run("claim", str(release_id), "--as", checker).exit_code == 0
+        for f in airlock.get_release(engine, release_id, "steward").files:
+            done = run("review", str(release_id), f.file, "approve", "--as", checker)
+            assert done.exit_code == 0, done.output
+    shown = run("show", str(release_id), "--as", "chk1")
+    assert shown.output.count("chk2: goedkeuren") == len(airlock.get_release(engine, release_id, "chk1").files)
+    refused = run("decide", str(release_id), "rejected", "--as", "chk1")
+    assert refused.exit_code == 1 and "beide controleurs hetzelfde bestand" in refused.output
+    assert run("decide", str(release_id), "approved", "--as", "chk1").exit_code == 0
+    released = run("decide", str(release_id), "released", "--as", "chk2")
+    assert released.exit_code == 0 and "vrijgegeven" in released.output
+    assert airlock.get_release(engine, release_id, "olga").status == airlock.RELEASED

@@ -43,11 +43,12 @@ def _listing(visitor: Visitor, found: list[reg.Study]) -> dict:
     studies = [{"kind": st.kind, "id": st.id, "title": st.title, "status": st.status,
                 "kind_label": t("reg_kind_" + st.kind), "status_label": t("reg_" + st.status),
                 "organisation": st.organisation, "period": t("reg_period", start=_day(st.starts), end=_day(st.ends)),
-                "summary": st.summary, "questions": list(st.questions), "result": st.result or "", "url": st.url or ""}
+                "summary": st.summary, "questions": list(st.questions), "released": st.released,
+                "result": st.result or "", "url": st.url or ""}
                for st in found]
-    return dict(studies=studies, count=t("reg_count", n=len(found)),
-                  none=t("reg_none"), questions_label=t("reg_questions"), result_label=t("reg_result"),
-                  more_label=t("reg_more"))
+    return dict(studies=studies, count=t("reg_count", n=len(found)), none=t("reg_none"),
+                questions_label=t("reg_questions"), released_label=t("reg_released"), result_label=t("reg_result"),
+                more_label=t("reg_more"))
 
 
 def _browse(visitor: Visitor) -> tuple[pn.Column, Callable[[], None]]:
