@@ -252,5 +252,15 @@ def test_a_real_workspace_gets_the_notebooks_and_runs_the_first_one_with_its_own
         trajectories = build_frame(world["engine"], world["entries"]["trajectories"], world["instruments"])
         assert f"trajectories: {len(trajectories)} rijen" in out and "Gegevensversie: " in out
         assert allowed_reads(world, "anna") > before
+        # A release request from the workspace itself: its OS account's home, its own server token.
+        released = {r.id for r in airlock.list_releases(world["engine"], "anna")}
+        out = hub.execute("anna", world["homes"]["anna"]["token"], "\n".join([
+            "import os, intake", "from ldj import safe",
+            "frame = intake.from_yaml_file(os.environ['LDJ_CATALOG'])['trajectories'].read()",
+            "safe.crosstab(frame['intervention'], frame['gender'])",
+            "print('release', safe.submit('Uit de werkomgeving', 'Trajecten per interventie en geslacht.'))"]))
+        made = [r for r in airlock.list_releases(world["engine"], "anna") if r.id not in released]
+        assert len(made) == 1 and f"release {made[0].id}" in out
+        assert (home / "outputs" / safe.MANIFEST).is_file() and made[0].files
     finally:
         hub.stop_server("anna")
