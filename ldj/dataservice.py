@@ -3,7 +3,7 @@
 A JupyterHub service (tornado). Clients authenticate with their own JupyterHub token; every read
 is checked against the grants at that moment and written to the access log, allowed or refused.
 
-    GET {prefix}api/me                                         the caller's active grants
+    GET {prefix}api/me                                         the caller's active grants (and the upload limit)
     GET {prefix}api/projects/{project}/entries/{entry}.parquet   an extract (?variables=a,b&version=v)
     GET {prefix}api/projects/{project}/entries/{entry}/manifest  its manifest (JSON)
     POST {prefix}api/projects/{project}/releases                 a release request (multipart/form-data)
@@ -16,7 +16,7 @@ A release request comes from the workspace, since the service cannot read the wo
 own OS account): `ldj.safe.submit` sends the finalised output folder as multipart/form-data, fields
 `title` and `description` and one `file` part per file (`manifest.json`, each output's files and its
 `<name>.meta.json`), each named by a plain file name. The upload is limited to `LDJ_RELEASE_MAX_MB`
-(413, refused from its Content-Length before it is read); the files are written into a fresh private
+(413; `api/me` tells the client the limit, so it need not send a folder too large); the files are written into a fresh private
 folder under `<data_dir>/release-uploads/`, handed to `ldj.airlock.submit` (which checks the policy,
 checks every output again and copies them) and removed. The answer is 201 with
 `{"release": id, "url": link to it in the portal}`; a refusal is written to the access log as
@@ -59,6 +59,17 @@ PLAIN_FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 # about 48 outputs (each a file and its metadata).
 RELEASE_MAX_PARTS = 2000
 RELEASE_PAGE = "uitvoer"  # the portal's page of a release request: {portal_url}/uitvoer?id=<id>
+
+
+def uploads_folder(settings: Settings) -> Path:
+    """`<data_dir>/release-uploads/`: one private folder per release upload while it is handed on."""
+    return paths.within(settings.data_dir, "release-uploads")
+
+
+def max_body_size(settings: Settings) -> int:
+    """The largest request body the service reads at all, in bytes: twice the release limit, plus room
+    for the form (see ReleaseHandler)."""
+    return (2 * settings.release_max_mb + 1) * 2**20
 
 
 def release_url(settings: Settings, release_id: int) -> str | None:
@@ -108,7 +119,8 @@ class MeHandler(_Base):
         grants = active_grants(self.ldj["engine"], name, on=date.today())
         self.finish({"user": name, "grants": [
             {"project": g.project_id, "entry": g.entry, "variables": list(g.variables),
-             "valid_until": g.valid_until.isoformat()} for g in grants]})
+             "valid_until": g.valid_until.isoformat()} for g in grants],
+            "release_max_mb": self.ldj["config"].release_max_mb})
 
 
 class ExtractHandler(_Base):
@@ -168,8 +180,10 @@ class ReleaseRefused(Exception):
 class ReleaseHandler(_Base):
     """POST a release request: the workspace's ldj.safe folder, checked and handed to `airlock.submit`.
 
-    The body is streamed in (up to `LDJ_RELEASE_MAX_MB`) so that a declared oversize upload is refused
-    before any of it is read; the caller's token and the project id are checked first."""
+    The body is streamed in; the caller's token and the project id are checked before any of it is read.
+    Beyond `LDJ_RELEASE_MAX_MB` nothing is kept: a body up to `hard_limit` (twice the limit) is read to
+    its end and answered with 413, since a client still sending when the connection closes may lose the
+    answer; a larger declared one is answered with 413 at once and the connection closed unread."""
 
     action = "release.submit"
 
@@ -182,13 +196,14 @@ class ReleaseHandler(_Base):
             self._project = parse_project(self.path_kwargs["project"])
         except BadInput as exc:
             raise self._refusal(400, exc.reason) from None
+        hard_limit = max_body_size(self.ldj["config"])
         declared = self.request.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self._limit:
-            # never read (tornado closes the connection after the answer); a larger body than the server's
-            # max_body_size must not make tornado answer a second time, so lift it for this request only
+        if declared.isdigit() and int(declared) > hard_limit:
+            # the answer goes before the body and tornado closes the connection after it; the body must not
+            # make tornado answer a second time (its own 400 for a body over max_body_size)
             self.request.connection.set_max_body_size(int(declared))
             raise self._refusal(413, Reason("too_large", {"size": int(declared), "limit": self._limit // 2**20}))
-        self.request.connection.set_max_body_size(self._limit + 2**20)  # a chunked body is cut beyond this
+        self.request.connection.set_max_body_size(hard_limit)  # a chunked body is cut beyond this
 
     def data_received(self, chunk: bytes) -> None:
         self._received += len(chunk)
@@ -259,7 +274,7 @@ class ReleaseHandler(_Base):
     def _submit(self, fields: dict[str, str], files: dict[str, bytes]) -> int:
         """Write the files into a fresh private folder, make the request from it, remove the folder."""
         config: Settings = self.ldj["config"]
-        uploads = paths.within(config.data_dir, "release-uploads")
+        uploads = uploads_folder(config)
         uploads.mkdir(mode=0o700, parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="upload-", dir=uploads))
         try:
@@ -293,8 +308,10 @@ def make_app(settings: Settings | None = None, prefix: str | None = None) -> web
 def main() -> None:
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8181"))
     settings = get_settings()
+    # Uploads a service stopped mid-request left behind (one service process: none is in flight now).
+    shutil.rmtree(uploads_folder(settings), ignore_errors=True)
     # No request body beyond a release upload (plus room for its form) is read at all.
-    server = HTTPServer(make_app(settings), max_body_size=(settings.release_max_mb + 1) * 2**20)
+    server = HTTPServer(make_app(settings), max_body_size=max_body_size(settings))
     server.listen(url.port or 80, url.hostname or "127.0.0.1")
     try:
         IOLoop.current().start()

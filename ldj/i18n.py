@@ -888,6 +888,10 @@ TEXTS: dict[str, tuple[str, str]] = {
     "safe_submitted": ("vrijgaveverzoek {id} ingediend voor project {project}; de beoordeling volg je in het portaal: "
                        "{url}", "release request {id} submitted for project {project}; follow its review in the "
                        "portal: {url}"),
+    "safe_too_large": ("je uitvoer is samen {size} MiB, meer dan de {limit} MiB die de gegevensdienst aanneemt "
+                       "(LDJ_RELEASE_MAX_MB): verwijder wat niet mee hoeft (remove_output) of vraag de beheerder",
+                       "your outputs are {size} MiB together, more than the {limit} MiB the data service takes "
+                       "(LDJ_RELEASE_MAX_MB): remove what need not go (remove_output) or ask the administrator"),
     "safe_bad_ext": ("finalise schrijft het manifest alleen als JSON (ext='json'), niet als {ext!r}",
                      "finalise writes the manifest only as JSON (ext='json'), not as {ext!r}"),
     "safe_path_exists": ("de map {path} bestaat al: kies een andere (zoals bij ACRO)",

@@ -634,10 +634,16 @@ class OutputSession:
     def _send(self, title: str, description: str, project: int | None) -> int:
         token, service = _workspace()
         headers = {"Authorization": f"token {token}"}
-        project = _only_project(service, headers) if project is None else int(project)
+        me = _me(service, headers)
+        project = _only_project(me) if project is None else int(project)
+        names = self._release_files()
+        size = sum(within(self.output_dir, name).stat().st_size for name in names)
+        limit = me.get("release_max_mb")
+        if limit and size > limit * 2**20:  # refused before anything is sent
+            raise SubmitError(t("safe_too_large", size=round(size / 2**20, 1), limit=limit))
         with ExitStack() as files:
             parts = [("file", (name, files.enter_context(within(self.output_dir, name).open("rb")),
-                               "application/octet-stream")) for name in self._release_files()]
+                               "application/octet-stream")) for name in names]
             response = _call("post", f"{service}/api/projects/{project}/releases", headers=headers,
                              data={"title": title, "description": description}, files=parts)
         if response.status_code != 201:
@@ -731,13 +737,18 @@ def _error_text(response: requests.Response) -> str:
         return response.reason or response.text[:200]
 
 
-def _only_project(service: str, headers: dict) -> int:
-    """The one project the caller holds an active grant on (`api/me`); else `SubmitError`."""
+def _me(service: str, headers: dict) -> dict:
+    """The data service's `api/me`: the caller's active grants and the upload limit."""
     response = _call("get", f"{service}/api/me", headers=headers)
     if response.status_code != 200:
         raise SubmitError(t("safe_submit_refused", status=response.status_code, error=_error_text(response)),
                           response.status_code)
-    projects = sorted({int(g["project"]) for g in response.json().get("grants", [])})
+    return response.json()
+
+
+def _only_project(me: dict) -> int:
+    """The one project the caller holds an active grant on; else `SubmitError`."""
+    projects = sorted({int(g["project"]) for g in me.get("grants", [])})
     if not projects:
         raise SubmitError(t("safe_no_project"))
     if len(projects) > 1:

@@ -17,7 +17,7 @@ import requests
 
 from portalserver import make_stack
 from projects import add_committee, approve
-from ldj import airlock, audit, safe, store
+from ldj import airlock, audit, dataservice, safe, store
 from ldj import governance as gov
 from ldj.catalogue import load_entries
 from ldj.settings import REPO_ROOT, Settings
@@ -98,7 +98,7 @@ def test_a_member_submits_and_the_files_are_copied(world, tmp_path):
     log = last_log(world)
     assert (log.user, log.action, log.outcome, log.project, log.reason) == \
         ("bram", "workflow.event", "recorded", world["p1"], "created")
-    uploads = world["settings"].data_dir / "release-uploads"
+    uploads = dataservice.uploads_folder(world["settings"])
     assert uploads.is_dir() and not list(uploads.iterdir())  # the upload's folder is gone
 
 
@@ -149,6 +149,18 @@ def test_an_oversize_upload_is_refused_with_413(world, tmp_path):
     log = last_log(world)
     assert (log.user, log.action, log.outcome, log.reason, log.project) == \
         ("anna", "release.submit", "refused", "too_large", world["p1"])
+
+
+def test_safe_submit_refuses_a_folder_over_the_limit_before_sending(world, tmp_path, monkeypatch):
+    as_workspace(world, monkeypatch, "anna")
+    session = safe.OutputSession(output_folder(tmp_path / "outputs"))
+    big = tmp_path / "groot.bin"
+    big.write_bytes(np.random.default_rng(2).bytes(MAX_MB * 2**20))
+    session.custom_output(big, "te groot")
+    before = audit.entries(world["engine"], limit=1)[0].id
+    with pytest.raises(safe.SubmitError, match=f"meer dan de {MAX_MB} MiB"):
+        session.submit("T", "D")
+    assert audit.entries(world["engine"], limit=1)[0].id == before  # nothing reached the release route
 
 
 def test_a_declared_huge_upload_is_refused_before_it_is_sent(world):
