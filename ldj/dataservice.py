@@ -42,7 +42,7 @@ from tornado import httputil, web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from . import airlock, paths, policy, store
+from . import airlock, paths, policy, safe, store
 from .audit import Reason, clean, log_access
 from .catalogue import load_entries
 from .extracts import PROJECT_ID, BadInput, ExtractError, parse_project, parse_query, read_extract
@@ -53,8 +53,9 @@ from .settings import Settings, get_settings
 SERVICE_NAME = "ldj-data"
 EXTRACT_ARGUMENTS = ("variables", "version")
 RELEASE_FIELDS = ("title", "description")
-# A file of an ldj.safe folder: letters, digits, '.', '_' and '-', not starting with a dot, no '..'.
-PLAIN_FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+# A file of an ldj.safe folder: letters, digits, '.', '_' and '-', not starting with a dot, no '..', at most
+# 80 characters (a release file's name in the store).
+PLAIN_FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}")
 # Parts of one upload: the size limit is what bounds it; tornado's default (100) would stop a folder of
 # about 48 outputs (each a file and its metadata).
 RELEASE_MAX_PARTS = 2000
@@ -168,6 +169,25 @@ class ExtractHandler(_Base):
         self.finish(path.read_bytes())
 
 
+def _plain_metadata(file_name: str, body: bytes) -> bool:
+    """Whether ldj.safe metadata (`<name>.meta.json`) holds only what ldj.safe writes where the airlock
+    uses it as a name or a path: its own name, a known kind, plain file names, comments as text. Anything
+    else is refused at the edge; a file that is not ldj.safe metadata at all goes in as a free file
+    (the airlock's `review`)."""
+    try:
+        meta = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return True
+    if not isinstance(meta, dict) or meta.get("format") != safe.FORMAT:
+        return True
+    files, comments, exception = meta.get("files"), meta.get("comments", []), meta.get("exception")
+    return (meta.get("name") == file_name[: -len(safe.META_SUFFIX)] and safe.NAME.fullmatch(meta["name"]) is not None
+            and meta.get("kind") in safe.KINDS and isinstance(files, dict)
+            and all(isinstance(f, str) and PLAIN_FILE_NAME.fullmatch(f) and ".." not in f for f in files)
+            and isinstance(comments, list) and all(isinstance(c, str) for c in comments)
+            and (exception is None or isinstance(exception, str)))
+
+
 class ReleaseRefused(Exception):
     """A release upload refused before it reached the airlock: the status and the access log's reason."""
 
@@ -181,7 +201,7 @@ class ReleaseHandler(_Base):
     """POST a release request: the workspace's ldj.safe folder, checked and handed to `airlock.submit`.
 
     The body is streamed in; the caller's token and the project id are checked before any of it is read.
-    Beyond `LDJ_RELEASE_MAX_MB` nothing is kept: a body up to `hard_limit` (twice the limit) is read to
+    Beyond `LDJ_RELEASE_MAX_MB` nothing is kept: a body up to `max_body_size` (twice the limit) is read to
     its end and answered with 413, since a client still sending when the connection closes may lose the
     answer; a larger declared one is answered with 413 at once and the connection closed unread."""
 
@@ -251,6 +271,9 @@ class ReleaseHandler(_Base):
                 if part.filename in files:
                     raise ReleaseRefused(400, Reason("bad_input", {"parameter": "file", "value": part.filename}))
                 files[part.filename] = part.body
+        for name, body in files.items():
+            if name.endswith(safe.META_SUFFIX) and not _plain_metadata(name, body):
+                raise ReleaseRefused(400, Reason("bad_input", {"parameter": "file", "value": name}))
         return fields, files
 
     async def post(self, project: str) -> None:

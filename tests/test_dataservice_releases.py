@@ -132,6 +132,30 @@ def test_refusals_are_clear_and_logged(world, tmp_path, case, user, project, fil
     assert len(airlock.list_releases(world["engine"], "steward")) == before
 
 
+def crafted_meta(**changes) -> bytes:
+    meta = {"format": safe.FORMAT, "name": "x", "kind": "custom", "files": {"x.txt": "0" * 64}, "comments": []}
+    return json.dumps({**meta, **changes}).encode()
+
+
+@pytest.mark.parametrize("meta", [
+    crafted_meta(files={"../../buiten": "0" * 64}),
+    crafted_meta(files={"a/b.txt": "0" * 64}),
+    crafted_meta(name="y"),  # not its own file's name
+    crafted_meta(name="x" * 65),
+    crafted_meta(kind=None),
+    crafted_meta(comments=[["geen tekst"]]),
+], ids=["path", "slash", "other name", "long name", "no kind", "comments not text"])
+def test_metadata_naming_paths_or_odd_values_is_refused_and_breaks_nothing(world, tmp_path, meta):
+    """The airlock takes names and paths from the metadata: a crafted one is refused at the edge, and the
+    next request is made as usual."""
+    files = [("manifest.json", b"{}"), ("x.txt", b"tekst"), ("x.meta.json", meta)]
+    response = post(world, world["p1"], world["tokens"]["anna"], files)
+    assert response.status_code == 400 and "x.meta.json" in response.json()["error"]
+    assert (last_log(world).action, last_log(world).reason) == ("release.submit", "bad_input")
+    response = post(world, world["p1"], world["tokens"]["anna"], folder_files(output_folder(tmp_path / "outputs")))
+    assert response.status_code == 201, response.text
+
+
 def test_title_and_description_are_needed(world, tmp_path):
     files = folder_files(output_folder(tmp_path / "outputs"))
     response = post(world, world["p1"], world["tokens"]["anna"], files, title="  ")
