@@ -169,23 +169,23 @@ class ExtractHandler(_Base):
         self.finish(path.read_bytes())
 
 
-def _plain_metadata(file_name: str, body: bytes) -> bool:
-    """Whether ldj.safe metadata (`<name>.meta.json`) holds only what ldj.safe writes where the airlock
-    uses it as a name or a path: its own name, a known kind, plain file names, comments as text. Anything
-    else is refused at the edge; a file that is not ldj.safe metadata at all goes in as a free file
-    (the airlock's `review`)."""
+def _listed_files(file_name: str, body: bytes) -> set[str] | None:
+    """The files an ldj.safe metadata file (`<name>.meta.json`) lists, when it holds only what ldj.safe
+    writes where the airlock takes names and paths from it (its own name, a known kind, plain file names,
+    comments as text); else None."""
     try:
         meta = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        return True
+        return None
     if not isinstance(meta, dict) or meta.get("format") != safe.FORMAT:
-        return True
+        return None
     files, comments, exception = meta.get("files"), meta.get("comments", []), meta.get("exception")
-    return (meta.get("name") == file_name[: -len(safe.META_SUFFIX)] and safe.NAME.fullmatch(meta["name"]) is not None
-            and meta.get("kind") in safe.KINDS and isinstance(files, dict)
-            and all(isinstance(f, str) and PLAIN_FILE_NAME.fullmatch(f) and ".." not in f for f in files)
-            and isinstance(comments, list) and all(isinstance(c, str) for c in comments)
-            and (exception is None or isinstance(exception, str)))
+    plain = (meta.get("name") == file_name[: -len(safe.META_SUFFIX)] and safe.NAME.fullmatch(meta["name"]) is not None
+             and meta.get("kind") in safe.KINDS and isinstance(files, dict)
+             and all(isinstance(f, str) and PLAIN_FILE_NAME.fullmatch(f) and ".." not in f for f in files)
+             and isinstance(comments, list) and all(isinstance(c, str) for c in comments)
+             and (exception is None or isinstance(exception, str)))
+    return set(files) if plain else None
 
 
 class ReleaseRefused(Exception):
@@ -271,8 +271,16 @@ class ReleaseHandler(_Base):
                 if part.filename in files:
                     raise ReleaseRefused(400, Reason("bad_input", {"parameter": "file", "value": part.filename}))
                 files[part.filename] = part.body
+        # Only what ldj.safe.submit sends: the manifest, each output's metadata and the files it lists.
+        listed = {safe.MANIFEST}
         for name, body in files.items():
-            if name.endswith(safe.META_SUFFIX) and not _plain_metadata(name, body):
+            if name.endswith(safe.META_SUFFIX):
+                found = _listed_files(name, body)
+                if found is None:
+                    raise ReleaseRefused(400, Reason("bad_input", {"parameter": "file", "value": name}))
+                listed |= {name, *found}
+        for name in files:
+            if name not in listed:
                 raise ReleaseRefused(400, Reason("bad_input", {"parameter": "file", "value": name}))
         return fields, files
 

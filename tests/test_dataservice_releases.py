@@ -110,13 +110,17 @@ def test_a_member_submits_and_the_files_are_copied(world, tmp_path):
     ("a name with NUL", "anna", "p1", [("a\x00.csv", b"1")], 400, "bad_input", "ongeldige waarde voor body"),
     ("the same file twice", "anna", "p1", [("a.csv", b"1"), ("a.csv", b"2")], 400, "bad_input", "a.csv"),
     ("a project that is not a number", "anna", "1e3", None, 400, "bad_input", "ongeldige waarde voor project: 1e3"),
-    ("no manifest", "anna", "p1", [("notities.txt", b"tekst")], 400, "bad_release", "manifest.json"),
+    ("a file no output lists", "anna", "p1", [("manifest.json", b"{}"), ("notities.txt", b"tekst")], 400,
+     "bad_input", "ongeldige waarde voor file: notities.txt"),
+    ("no manifest", "anna", "p1", "without manifest", 400, "bad_release", "manifest.json"),
     ("no token", None, "p1", None, 401, "no_token", "geen of ongeldig token"),
 ])
 def test_refusals_are_clear_and_logged(world, tmp_path, case, user, project, files, status, reason, message):
     before = len(airlock.list_releases(world["engine"], "steward"))
     project = world.get(project, project)
-    files = files if files is not None else folder_files(output_folder(tmp_path / "outputs"))
+    if files is None or files == "without manifest":
+        sent = folder_files(output_folder(tmp_path / "outputs"))
+        files = [f for f in sent if f[0] != safe.MANIFEST] if files else sent
     response = post(world, project, world["tokens"].get(user), files)
     assert response.status_code == status, response.text
     assert response.json()["status"] == status
@@ -144,7 +148,9 @@ def crafted_meta(**changes) -> bytes:
     crafted_meta(name="x" * 65),
     crafted_meta(kind=None),
     crafted_meta(comments=[["geen tekst"]]),
-], ids=["path", "slash", "other name", "long name", "no kind", "comments not text"])
+    b"geen JSON",
+    json.dumps({"format": "iets anders", "name": "x"}).encode(),
+], ids=["path", "slash", "other name", "long name", "no kind", "comments not text", "not json", "not ldj.safe"])
 def test_metadata_naming_paths_or_odd_values_is_refused_and_breaks_nothing(world, tmp_path, meta):
     """The airlock takes names and paths from the metadata: a crafted one is refused at the edge, and the
     next request is made as usual."""
