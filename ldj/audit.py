@@ -1,7 +1,7 @@
 """The access log: one structured entry per access to person-level data, that user text cannot forge.
 
-Every read through the data service (allowed or refused), every workspace the lifecycle service
-stops, every extract file removed (a project ended, a client objected) and every event of a
+Every read through the data service (allowed or refused), every release request it refused (a
+workspace's upload: `release.submit`), every workspace the lifecycle service stops, every extract file removed (a project ended, a client objected) and every event of a
 workflow (`ldj.workflow`: a data request, a Vraagbank question or a release moved, created or
 noted) is one row of the append-only `access_log` table, in the spirit of NEN 7513: who, which
 data, when, for which project, the outcome, and why — the why as a reason *code* with typed
@@ -36,7 +36,7 @@ from . import store
 from .i18n import TEXTS
 from .settings import get_settings
 
-ACTIONS = ("extract.read", "workspace.stop", "extract.remove", "workflow.event", "release.download")
+ACTIONS = ("extract.read", "workspace.stop", "extract.remove", "workflow.event", "release.submit", "release.download")
 OUTCOMES = ("allowed", "refused", "stopped", "removed", "recorded")
 REASONS = (  # each has its text in ldj.i18n as `audit_<code>`, formatted with the entry's fields
     "no_token", "bad_input", "unknown_entry", "unknown_variables", "version_unavailable", "no_grant",
@@ -44,6 +44,7 @@ REASONS = (  # each has its text in ldj.i18n as `audit_<code>`, formatted with t
     "no_active_grant", "project_ended", "objection",
     "transition", "created", "note",  # a workflow's events (ldj.workflow)
     "release_file",  # a released file downloaded (ldj.airlock)
+    "too_large", "bad_release",  # a release request the data service did not take (ldj.dataservice)
 )
 
 MAX_CHARS = 200  # longest value a field keeps (escapes included); the rest is cut, and counted

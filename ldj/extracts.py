@@ -73,11 +73,17 @@ PROJECT_ID = re.compile(r"[1-9][0-9]{0,9}")
 ENTRY_ID = re.compile(r"[a-z0-9_]{1,100}")
 
 
+def parse_project(project: str) -> int:
+    """A project id from a path part (digits, no leading zero, at most ten), else `BadInput`."""
+    if not PROJECT_ID.fullmatch(project or ""):
+        raise BadInput("bad_input", parameter="project", value=project)
+    return int(project)
+
+
 def parse_query(entries: dict[str, Entry], project: str, entry: str, variables: str | None = None,
                 version: str | None = None) -> ExtractQuery:
     """Raw path parts and arguments to an `ExtractQuery`, or `BadInput` / `NotFound` naming the part."""
-    if not PROJECT_ID.fullmatch(project or ""):
-        raise BadInput("bad_input", parameter="project", value=project)
+    parse_project(project)
     if entry not in entries:
         if ENTRY_ID.fullmatch(entry or ""):
             raise NotFound("unknown_entry", entry=entry)

@@ -826,6 +826,9 @@ TEXTS: dict[str, tuple[str, str]] = {
                       "{workflow} {id} created: {to_state} (event {event})"),
     "audit_note": ("{workflow} {id}: notitie bij {to_state} (gebeurtenis {event})",
                    "{workflow} {id}: note at {to_state} (event {event})"),
+    "audit_too_large": ("de upload is groter dan {limit} MiB ({size} bytes; LDJ_RELEASE_MAX_MB)",
+                        "the upload is larger than {limit} MiB ({size} bytes; LDJ_RELEASE_MAX_MB)"),
+    "audit_bad_release": ("vrijgaveverzoek niet gemaakt: {message}", "release request not made: {message}"),
     # the deployment's separation (deployment.py, ldj serve)
     "dep_shared_refused": ("de hub draait niet als root, dus de lokale spawner kan werkomgevingen niet elk onder een "
                            "eigen account starten; dan zou elke notebook de opslag en de pseudoniemsleutel kunnen "
@@ -910,6 +913,37 @@ TEXTS: dict[str, tuple[str, str]] = {
     "safe_rule_changed": ("bestand gewijzigd na de controle", "file changed after the check"),
     "safe_rule_no_metadata": ("geen metadata van ldj.safe", "no ldj.safe metadata"),
     "safe_rule_bad_metadata": ("onleesbare metadata", "unreadable metadata"),
+    # submitting from a workspace (safe.submit, through the data service)
+    "safe_not_in_workspace": ("indienen kan alleen in je LDJ-werkomgeving: {missing} ontbreekt in de omgeving. "
+                              "Start je werkomgeving via het portaal en dien daar in",
+                              "submitting works only in your LDJ workspace: {missing} is not in the environment. "
+                              "Start your workspace from the portal and submit there"),
+    "safe_no_project": ("je hebt geen actieve toekenning, dus geen project om uitvoer voor in te dienen",
+                        "you hold no active grant, so there is no project to submit outputs for"),
+    "safe_which_project": ("je hebt toekenningen in meer dan één project ({projects}): zeg voor welk project, "
+                           "bijvoorbeeld submit(..., project={first})",
+                           "you hold grants in more than one project ({projects}): say which one, for example "
+                           "submit(..., project={first})"),
+    "safe_submit_refused": ("de gegevensdienst nam het vrijgaveverzoek niet aan ({status}): {error}",
+                            "the data service did not take the release request ({status}): {error}"),
+    "safe_service_unreachable": ("de gegevensdienst op {url} is niet bereikbaar: {error}",
+                                 "the data service at {url} cannot be reached: {error}"),
+    "safe_submitted": ("vrijgaveverzoek {id} ingediend voor project {project}; de beoordeling volg je in het portaal: "
+                       "{url}", "release request {id} submitted for project {project}; follow its review in the "
+                       "portal: {url}"),
+    "safe_too_large": ("je uitvoer is samen {size} MiB, meer dan de {limit} MiB die de gegevensdienst aanneemt "
+                       "(LDJ_RELEASE_MAX_MB): verwijder wat niet mee hoeft (remove_output) of vraag de beheerder",
+                       "your outputs are {size} MiB together, more than the {limit} MiB the data service takes "
+                       "(LDJ_RELEASE_MAX_MB): remove what need not go (remove_output) or ask the administrator"),
+    "safe_bad_ext": ("finalise schrijft het manifest alleen als JSON (ext='json'), niet als {ext!r}",
+                     "finalise writes the manifest only as JSON (ext='json'), not as {ext!r}"),
+    "safe_path_exists": ("de map {path} bestaat al: kies een andere (zoals bij ACRO)",
+                         "the folder {path} already exists: choose another (as with ACRO)"),
+    "safe_submit_needs": ("geef een titel en een beschrijving om in te dienen: finalise(title=..., description=..., "
+                          "submit=True)", "give a title and a description to submit: finalise(title=..., "
+                          "description=..., submit=True)"),
+    # the data service's release route (dataservice.py)
+    "ds_upload": ("de upload", "the upload"),
     # retention (retention.py)
     "ret_project_closed": ("project {project} is gesloten", "project {project} is closed"),
     "ret_project_ended": ("project {project} is op {ends} afgelopen", "project {project} ended on {ends}"),

@@ -7,6 +7,10 @@ and statsmodels: `crosstab`, `pivot_table`, `ols`, `olsr`, `logit` (and `logitr`
 `OutputSession`) gives one of your own, as in ACRO. Every call computes the result with pandas or
 statsmodels, checks it, returns it unchanged (or suppressed, when asked), and writes it as an output.
 
+`submit(title, description, project=None)` (or `finalise(title=..., description=...)`) then sends the
+finalised folder from the workspace to the data service (`POST api/projects/<project>/releases`, with
+the workspace's own hub token), which makes it a release request for the output checkers (ldj.airlock).
+
 Rules (settings `LDJ_SAFE_*`, ACRO's defaults; docs/airlock.md has the table):
 
 - threshold: a cell with 1 to `safe_threshold` - 1 contributors fails (10 passes, 9 fails).
@@ -72,11 +76,13 @@ import json
 import os
 import re
 import shutil
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import requests
 
 from .i18n import t
 from .paths import within
@@ -95,6 +101,7 @@ RULE_ORDER = ("threshold", "nk-rule", "p-ratio", "all-values-are-same", "dof", "
 FREQUENCY_AGGFUNCS = ("count", "size")
 MAGNITUDE_AGGFUNCS = ("mean", "median", "sum", "std")
 RULE_SETTINGS = ("safe_threshold", "safe_p_ratio", "safe_nk_n", "safe_nk_k", "safe_min_dof", "safe_zeros_review")
+SUBMIT_TIMEOUT = 300  # seconds for the data service to take a release request (an upload of up to LDJ_RELEASE_MAX_MB)
 EPSILON = 1e-12  # "exactly 90%" and "exactly 10%" stay exact through floating point
 
 
@@ -563,8 +570,35 @@ class OutputSession:
         print(text)
         return text
 
-    def finalise(self) -> Path:
-        """Write `manifest.json` (module docstring) of every output in the folder; its path."""
+    def finalise(self, path: str | Path | None = None, ext: str = "json", *, title: str | None = None,
+                 description: str | None = None, submit: bool | None = None, project: int | None = None):
+        """Write `manifest.json` (module docstring) of every output in the folder; its path.
+
+        As ACRO: `path` another folder to finalise into (the outputs are copied there; it must not exist
+        yet), `ext` only "json". With `title` and `description` (or `submit=True`) the folder is then sent
+        as a release request of `project` (`submit`), and the request's id is returned instead."""
+        if ext != "json":
+            raise OutputError(t("safe_bad_ext", ext=ext))
+        target = self
+        if path is not None and Path(path).resolve() != self.output_dir.resolve():
+            target = self._copy_to(Path(path))
+        manifest = target._write_manifest()
+        if not (submit if submit is not None else bool(title or description)):
+            return manifest
+        if not title or not description:
+            raise OutputError(t("safe_submit_needs"))
+        return target._send(title, description, project)
+
+    def submit(self, title: str, description: str, project: int | None = None) -> int:
+        """Finalise the folder and send it, from the workspace through the data service, as a release
+        request of `project` (default: the one project you hold a grant on); the request's id.
+
+        Raises `SubmitError` outside a workspace (no hub token or data-service URL in the environment),
+        when the project is not clear, or when the data service refuses (its message, e.g. no grant)."""
+        self._write_manifest()
+        return self._send(title, description, project)
+
+    def _write_manifest(self) -> Path:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         entries = []
         for output in self.outputs():
@@ -577,6 +611,47 @@ class OutputSession:
         _write_json(path, {"format": MANIFEST_FORMAT, "created": _now(), "rules": self._rules(), "counts": counts,
                            "outputs": entries})
         return path
+
+    def _copy_to(self, folder: Path) -> OutputSession:
+        """Every output (its files and metadata) copied into the new folder `folder`; a session on it."""
+        if folder.exists():
+            raise OutputError(t("safe_path_exists", path=folder))
+        folder.mkdir(parents=True)
+        for name in self._release_files():
+            if name != MANIFEST:
+                shutil.copy2(within(self.output_dir, name), within(folder, name))
+        return OutputSession(folder, suppress=self.suppress, settings=self.settings)
+
+    def _release_files(self) -> list[str]:
+        """The folder's files a release request holds: the manifest (when written), each output's
+        metadata and its files that exist."""
+        names = [MANIFEST] if within(self.output_dir, MANIFEST).is_file() else []
+        for meta in self._all_meta():
+            names.append(meta["name"] + META_SUFFIX)
+            names += [f for f in meta["files"] if _digest(self.output_dir, f) is not None]
+        return names
+
+    def _send(self, title: str, description: str, project: int | None) -> int:
+        token, service = _workspace()
+        headers = {"Authorization": f"token {token}"}
+        me = _me(service, headers)
+        project = _only_project(me) if project is None else int(project)
+        names = self._release_files()
+        size = sum(within(self.output_dir, name).stat().st_size for name in names)
+        limit = me.get("release_max_mb")
+        if limit and size > limit * 2**20:  # refused before anything is sent
+            raise SubmitError(t("safe_too_large", size=round(size / 2**20, 1), limit=limit))
+        with ExitStack() as files:
+            parts = [("file", (name, files.enter_context(within(self.output_dir, name).open("rb")),
+                               "application/octet-stream")) for name in names]
+            response = _call("post", f"{service}/api/projects/{project}/releases", headers=headers,
+                             data={"title": title, "description": description}, files=parts)
+        if response.status_code != 201:
+            raise SubmitError(t("safe_submit_refused", status=response.status_code, error=_error_text(response)),
+                              response.status_code)
+        answer = response.json()
+        print(t("safe_submitted", id=answer["release"], project=project, url=answer.get("url") or "-"))
+        return int(answer["release"])
 
     def _rules(self) -> dict:
         return {name: getattr(self.settings, name) for name in RULE_SETTINGS}
@@ -627,6 +702,58 @@ class OutputSession:
 
 
 ACRO = OutputSession  # `acro = ACRO(suppress=True)`, as researchers know it
+
+
+class SubmitError(RuntimeError):
+    """A release request not made: outside a workspace, the project not clear, the service unreachable or
+    refusing (`status`: its HTTP status, when it answered)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+def _workspace() -> tuple[str, str]:
+    """The workspace's hub token and data-service URL, as the spawner sets them (and the Intake driver
+    reads them); `SubmitError` outside a workspace."""
+    found = {name: os.environ.get(name) for name in ("JUPYTERHUB_API_TOKEN", "LDJ_DATA_SERVICE_URL")}
+    missing = [name for name, value in found.items() if not value]
+    if missing:
+        raise SubmitError(t("safe_not_in_workspace", missing=", ".join(missing)))
+    return found["JUPYTERHUB_API_TOKEN"], found["LDJ_DATA_SERVICE_URL"].rstrip("/")
+
+
+def _call(method: str, url: str, **kwargs) -> requests.Response:
+    try:
+        return requests.request(method, url, timeout=SUBMIT_TIMEOUT, **kwargs)
+    except requests.RequestException as exc:
+        raise SubmitError(t("safe_service_unreachable", url=url, error=exc)) from None
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        return str(response.json()["error"])
+    except (ValueError, KeyError, TypeError):
+        return response.reason or response.text[:200]
+
+
+def _me(service: str, headers: dict) -> dict:
+    """The data service's `api/me`: the caller's active grants and the upload limit."""
+    response = _call("get", f"{service}/api/me", headers=headers)
+    if response.status_code != 200:
+        raise SubmitError(t("safe_submit_refused", status=response.status_code, error=_error_text(response)),
+                          response.status_code)
+    return response.json()
+
+
+def _only_project(me: dict) -> int:
+    """The one project the caller holds an active grant on; else `SubmitError`."""
+    projects = sorted({int(g["project"]) for g in me.get("grants", [])})
+    if not projects:
+        raise SubmitError(t("safe_no_project"))
+    if len(projects) > 1:
+        raise SubmitError(t("safe_which_project", projects=", ".join(map(str, projects)), first=projects[0]))
+    return projects[0]
 
 
 def _number(name: str) -> int:
@@ -790,5 +917,9 @@ def print_outputs() -> str:
     return session().print_outputs()
 
 
-def finalise() -> Path:
-    return session().finalise()
+def finalise(path=None, ext="json", **kwargs):
+    return session().finalise(path, ext, **kwargs)
+
+
+def submit(title, description, project=None) -> int:
+    return session().submit(title, description, project)

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     outcome_end_window_days: int = Field(90, description="An end measurement counts when taken within this many days of the trajectory's end.")
     data_service_url: str = Field("http://127.0.0.1:8000/services/ldj-data",
                                   description="Base URL of the data service, as workspaces reach it.")
+    release_max_mb: int = Field(50, ge=1, le=2048, description="Largest upload of a release request from a "
+                                "workspace (the whole ldj.safe folder), in MiB; the data service refuses a larger "
+                                "one with 413 and reads no request body over twice this.")
     password_hash_cost: int = Field(17, ge=10, le=18, description="scrypt cost of new password hashes, as log2 N "
                                     "(17: N=2^17, about 0.3 s and 128 MiB per hash); stored hashes keep their own.")
     apo_decision_rule: str = Field("majority", description="How APO votes decide a request: majority or unanimous.")

@@ -197,6 +197,7 @@ SLOW_MODULES = {
     "test_portal_vraagbank": "hub, portal and chromium",
     "test_hub": "hub, proxy and workspaces",
     "test_dataservice": "hub and data service",
+    "test_dataservice_releases": "hub and data service",
     "test_starter_notebooks": "hub, workspaces and kernels",
     "test_ckan": "a real CKAN",
     "test_cli": "the demo's import with its refresh, and ldj serve",

@@ -342,6 +342,40 @@ def test_finalise_writes_the_manifest_of_every_output(tmp_path):
     assert file == {"name": "output_1.csv", "sha256": digest}
 
 
+def test_finalise_takes_acros_arguments_and_copies_into_a_new_folder(tmp_path):
+    acro = session(tmp_path)
+    _small_table(acro)
+    acro.add_exception("output_1", "Structureel")
+    path = acro.finalise(str(tmp_path / "final"), "json")  # ACRO: finalise(path, ext)
+    assert path == (tmp_path / "final" / "manifest.json").resolve()
+    assert sorted(p.name for p in (tmp_path / "final").iterdir()) == \
+        ["manifest.json", "output_1.csv", "output_1.meta.json"]
+    checked = safe.check_paths([tmp_path / "final"])
+    assert [(c["name"], c["status"], c["exception"]) for c in checked] == [("output_1", "fail", "Structureel")]
+    assert not (tmp_path / "out" / "manifest.json").exists()  # the session's own folder is left as it was
+    with pytest.raises(OutputError, match="bestaat al"):
+        acro.finalise(tmp_path / "final")
+    with pytest.raises(OutputError, match="alleen als JSON"):
+        acro.finalise(ext="xlsx")
+    assert acro.finalise("out") == (tmp_path / "out" / "manifest.json").resolve()  # its own folder: in place
+
+
+def test_submitting_needs_a_title_and_description_and_a_workspace(tmp_path, monkeypatch):
+    acro = session(tmp_path)
+    _small_table(acro)
+    with pytest.raises(OutputError, match="titel en een beschrijving"):
+        acro.finalise(title="Alleen een titel")
+    monkeypatch.delenv("JUPYTERHUB_API_TOKEN", raising=False)
+    monkeypatch.delenv("LDJ_DATA_SERVICE_URL", raising=False)
+    with pytest.raises(safe.SubmitError, match="alleen in je LDJ-werkomgeving: JUPYTERHUB_API_TOKEN, "
+                                               "LDJ_DATA_SERVICE_URL ontbreekt"):
+        acro.submit("Titel", "Beschrijving")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "token")
+    monkeypatch.setenv("LDJ_DATA_SERVICE_URL", "http://127.0.0.1:9/services/ldj-data")  # nothing listens there
+    with pytest.raises(safe.SubmitError, match="niet bereikbaar"):
+        safe.submit("Titel", "Beschrijving", project=1)
+
+
 def test_the_metadata_alone_re_runs_the_checks(tmp_path):
     """No data, only the recorded counts and ratios: the same findings, and other settings give other ones."""
     acro = session(tmp_path)

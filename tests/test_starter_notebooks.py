@@ -6,7 +6,9 @@ Each researcher gets a real hub token and the catalogue their workspace would ho
 kernel with only the environment a spawned workspace passes on (JUPYTERHUB_API_TOKEN, LDJ_CATALOG,
 LDJ_DATA_SERVICE_URL, PATH, ...). A failing cell fails the test. Figures the notebooks print are checked
 against the store, computed here without ldj.outcomes. One workspace is also spawned for real: the
-notebooks are copied into it and the first one runs in its own kernel with its own token.
+notebooks are copied into it and the first one runs in its own kernel with its own token. The tables and
+models the notebooks make with ldj.safe land in the home's `outputs/`; 05 submits its own folder through
+the data service as a release request, which is checked in the store.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from nbclient import NotebookClient
 
 from portalserver import make_stack
 from projects import add_committee, approve
+from ldj import airlock, safe, store
 from ldj import governance as gov
-from ldj import store
 from ldj.catalogue import build_frame, load_entries, write_user_catalogue
 from ldj.hub import CATALOGUE_FILE
 from ldj.ingest import Ingestor
@@ -81,9 +83,10 @@ def world(tmp_path_factory):
     shutil.rmtree(root, ignore_errors=True)
 
 
-def run_notebook(world, user: str, *notebooks: Path) -> str:
+def run_notebook(world, user: str, *notebooks: Path, service_url: bool = True) -> str:
     """Run copies of the notebooks in the user's home as their workspace would, one after the other in
-    one fresh kernel with the namespace reset in between; return all text output."""
+    one fresh kernel with the namespace reset in between; return all text output. `service_url=False`:
+    without LDJ_DATA_SERVICE_URL (the catalogue still reads, with the token; submitting cannot)."""
     home, token = world["homes"][user]["home"], world["homes"][user]["token"]
     for notebook in notebooks:
         shutil.copy2(notebook, home / notebook.name)
@@ -92,6 +95,8 @@ def run_notebook(world, user: str, *notebooks: Path) -> str:
                LDJ_DATA_SERVICE_URL=world["service_url"], IPYTHONDIR=str(home / ".ipython"),
                JUPYTER_RUNTIME_DIR=str(home / ".runtime"), JUPYTER_DATA_DIR=str(home / ".jupyter-data"),
                JUPYTER_CONFIG_DIR=str(home / ".jupyter"), MPLCONFIGDIR=str(home / ".mpl"))
+    if not service_url:
+        del env["LDJ_DATA_SERVICE_URL"]
     nb = nbformat.read(home / notebooks[0].name, as_version=4)
     for notebook in notebooks[1:]:
         nb.cells += [nbformat.v4.new_code_cell("%reset -f"), *nbformat.read(home / notebook.name, as_version=4).cells]
@@ -121,7 +126,8 @@ def store_pairs(world) -> pd.DataFrame:
 
 def test_the_starter_notebooks_are_committed_without_outputs():
     assert [p.name for p in NOTEBOOKS] == ["01_catalogus.ipynb", "02_voor_na_verandering.ipynb",
-                                           "03_interventies_vergelijken.ipynb", "04_ernst_bij_start_per_jaar.ipynb"]
+                                           "03_interventies_vergelijken.ipynb", "04_ernst_bij_start_per_jaar.ipynb",
+                                           "05_uitvoer_vrijgeven.ipynb"]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
@@ -166,6 +172,48 @@ def test_03_interventions_are_compared_per_intervention(world):
     assert ":Layout" in text
 
 
+def checked_outputs(world, user: str) -> dict[str, dict]:
+    """The ldj.safe outputs in the user's `outputs/` folder, by method, checked again here."""
+    folder = world["homes"][user]["home"] / "outputs"
+    return {o["method"]: o for o in safe.OutputSession(folder).outputs()}
+
+
+def test_02_03_04_make_their_tables_and_models_with_ldj_safe(world):
+    shutil.rmtree(world["homes"]["anna"]["home"] / "outputs", ignore_errors=True)
+    text = run_notebook(world, "anna", *NOTEBOOKS[1:4])
+    outputs = checked_outputs(world, "anna")
+    assert {"crosstab", "pivot_table", "olsr"} <= set(outputs)
+    assert outputs["olsr"]["status"] == "pass" and "(regressie): geslaagd" in text
+    assert text.count("(tabel): ") >= 3  # each notebook prints the findings of its checked table
+
+
+def test_05_release_walks_the_whole_path_and_submits_through_the_service(world):
+    engine = world["engine"]
+    before = {r.id for r in airlock.list_releases(engine, "anna")}
+    text = run_notebook(world, "anna", NOTEBOOKS[4])
+    assert "te weinig bijdragers" in text  # the too fine table failed, and the notebook showed why
+    made = [r for r in airlock.list_releases(engine, "anna") if r.id not in before]
+    assert len(made) == 1, text[-3000:]
+    release = made[0]
+    assert f"vrijgaveverzoek {release.id} ingediend" in text and f"/uitvoer?id={release.id}" in text
+    assert release.title == "Trajecten en leeftijd bij start per interventie" and release.status == airlock.SUBMITTED
+    files = {f.file: f for f in release.files}
+    assert {"interventie-leeftijdsgroep.csv", "leeftijd-model.txt"} <= set(files)
+    assert not [name for name in files if name.startswith("output_")]  # removed and renamed before finalising
+    assert files["leeftijd-model.txt"].status == "pass"
+    assert files["interventie-leeftijdsgroep.csv"].comments.startswith("Aantal trajecten per interventie")
+    # run again: the example starts from an empty folder, and submits a second request
+    run_notebook(world, "anna", NOTEBOOKS[4])
+    assert len([r for r in airlock.list_releases(engine, "anna") if r.id not in before]) == 2
+
+
+def test_05_outside_a_workspace_skips_the_submit_with_an_explanation(world):
+    before = len(airlock.list_releases(world["engine"], "anna"))
+    text = run_notebook(world, "anna", NOTEBOOKS[4], service_url=False)
+    assert len(airlock.list_releases(world["engine"], "anna")) == before
+    assert "Je bent niet in een LDJ-werkomgeving" in text and "ingediend" not in text
+
+
 def test_04_severity_at_start_by_year_from_the_pairs(world):
     text = run_notebook(world, "anna", NOTEBOOKS[3])
     starts = build_frame(world["engine"], world["entries"]["cbcl_6_18_pairs"], world["instruments"])
@@ -204,5 +252,15 @@ def test_a_real_workspace_gets_the_notebooks_and_runs_the_first_one_with_its_own
         trajectories = build_frame(world["engine"], world["entries"]["trajectories"], world["instruments"])
         assert f"trajectories: {len(trajectories)} rijen" in out and "Gegevensversie: " in out
         assert allowed_reads(world, "anna") > before
+        # A release request from the workspace itself: its OS account's home, its own server token.
+        released = {r.id for r in airlock.list_releases(world["engine"], "anna")}
+        out = hub.execute("anna", world["homes"]["anna"]["token"], "\n".join([
+            "import os, intake", "from ldj import safe",
+            "frame = intake.from_yaml_file(os.environ['LDJ_CATALOG'])['trajectories'].read()",
+            "safe.crosstab(frame['intervention'], frame['gender'])",
+            "print('release', safe.submit('Uit de werkomgeving', 'Trajecten per interventie en geslacht.'))"]))
+        made = [r for r in airlock.list_releases(world["engine"], "anna") if r.id not in released]
+        assert len(made) == 1 and f"release {made[0].id}" in out
+        assert (home / "outputs" / safe.MANIFEST).is_file() and made[0].files
     finally:
         hub.stop_server("anna")
