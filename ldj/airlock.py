@@ -150,38 +150,54 @@ def _checked_outputs(folder: Path, settings: Settings) -> list[dict]:
     return checked
 
 
+OUTPUT_NAME_MAX, FILE_NAME_MAX = 64, 80  # the columns of release_files
+
+
+def _plan(folder: Path, checked: list[dict], language: str | None) -> list[tuple[dict, str, str, Path]]:
+    """(output, its name, file name, source) for every file to keep, each name checked before anything is
+    written: metadata naming a path, another folder or too long a name is refused (`AirlockError`)."""
+    planned = []
+    for output in checked:
+        names = [Path(output["path"]).name, *output.get("files", [])]  # a free file: itself only
+        output_name = str(output["name"] or names[0])
+        if len(output_name) > OUTPUT_NAME_MAX:
+            raise AirlockError(t("al_bad_name", language, name=output_name[:100], limit=OUTPUT_NAME_MAX))
+        for name in names:
+            try:
+                if not isinstance(name, str) or len(name) > FILE_NAME_MAX:
+                    raise paths.UnsafePath(str(name))
+                source = paths.within(folder, name)
+            except paths.UnsafePath:
+                raise AirlockError(t("al_bad_name", language, name=str(name)[:100], limit=FILE_NAME_MAX)) from None
+            if source.is_file():  # a file the metadata lists but that is gone: the findings say "changed"
+                planned.append((output, output_name, name, source))
+    return planned
+
+
 def _store_files(conn: sa.Connection, release_id: int, folder: Path, checked: list[dict], public: set[str],
                  settings: Settings) -> tuple[int, int, int]:
     """Copy the outputs' files into the release folder and (re)write their rows; returns how many files
     changed, were added and were removed (a resubmission; a first submission adds them all)."""
+    planned = _plan(folder, checked, settings.language)
     target = release_folder(settings, release_id)
     target.mkdir(parents=True, mode=0o700, exist_ok=True)
     before = {r.file: r for r in conn.execute(sa.select(release_files).where(release_files.c.release_id == release_id))}
     changed = added = 0
-    kept_names = set()
-    for output in checked:
-        names = [Path(output["path"]).name, *output.get("files", [])]  # a free file: itself only
-        comments = "\n".join(output.get("comments") or []) or None
-        name_of_output = output["name"] or names[0]
-        for name in names:
-            source = paths.within(folder, name)
-            if not source.is_file():
-                continue  # a file the metadata lists but that is gone: the findings say "changed"
-            kept = paths.within(target, name)
-            shutil.copyfile(source, kept)
-            with kept.open("rb") as copied:
-                digest = hashlib.file_digest(copied, "sha256").hexdigest()
-            values = dict(output=name_of_output, kind=output["kind"], sha256=digest, status=output["status"],
-                          reasons=output["reasons"], comments=comments, exception=output.get("exception"),
-                          public=name_of_output in public or name in public)
-            kept_names.add(name)
-            if name in before:
-                changed += before[name].sha256 != digest
-                conn.execute(sa.update(release_files).where(release_files.c.id == before[name].id).values(values))
-            else:
-                added += 1
-                conn.execute(release_files.insert().values(release_id=release_id, file=name, **values))
-    gone = set(before) - kept_names
+    for output, output_name, name, source in planned:
+        kept = paths.within(target, name)
+        shutil.copyfile(source, kept)
+        with kept.open("rb") as copied:
+            digest = hashlib.file_digest(copied, "sha256").hexdigest()
+        values = dict(output=output_name, kind=output["kind"], sha256=digest, status=output["status"],
+                      reasons=output["reasons"], comments="\n".join(output.get("comments") or []) or None,
+                      exception=output.get("exception"), public=output_name in public or name in public)
+        if name in before:
+            changed += before[name].sha256 != digest
+            conn.execute(sa.update(release_files).where(release_files.c.id == before[name].id).values(values))
+        else:
+            added += 1
+            conn.execute(release_files.insert().values(release_id=release_id, file=name, **values))
+    gone = set(before) - {name for _, _, name, _ in planned}
     for name in gone:
         conn.execute(sa.delete(release_files).where(release_files.c.id == before[name].id))
         paths.within(target, name).unlink(missing_ok=True)
@@ -200,15 +216,24 @@ def submit(engine: sa.Engine, author: policy.Actor | str, project_id: int, folde
     policy.check(actor, "release.submit", _project_target(engine, project_id), settings.language)
     title, description = _check_text(title, description, settings.language)
     checked = _checked_outputs(folder, settings)
+    _plan(Path(folder), checked, settings.language)  # refuse bad names before anything is written
     now = datetime.now(UTC)
-    with engine.begin() as conn:
-        release_id = conn.execute(releases.insert().values(
-            project_id=project_id, author=actor.name, title=title, description=description, status=SUBMITTED,
-            created_at=now, updated_at=now)).inserted_primary_key[0]
-        _store_files(conn, release_id, Path(folder), checked, set(public), settings)
-        workflow.created(conn, WORKFLOW, release_id, actor, t("al_note_submitted", settings.language,
-                                                               files=len(checked)), project=project_id)
-        _tell_checkers(conn, release_id, title)
+    release_id = None
+    try:
+        with engine.begin() as conn:
+            release_id = conn.execute(releases.insert().values(
+                project_id=project_id, author=actor.name, title=title, description=description, status=SUBMITTED,
+                created_at=now, updated_at=now)).inserted_primary_key[0]
+            # a folder left by a request that was never committed (SQLite reuses its id) is not this one's
+            shutil.rmtree(release_folder(settings, release_id), ignore_errors=True)
+            _store_files(conn, release_id, Path(folder), checked, set(public), settings)
+            workflow.created(conn, WORKFLOW, release_id, actor, t("al_note_submitted", settings.language,
+                                                                   files=len(checked)), project=project_id)
+            _tell_checkers(conn, release_id, title)
+    except BaseException:
+        if release_id is not None:
+            shutil.rmtree(release_folder(settings, release_id), ignore_errors=True)
+        raise
     return release_id
 
 

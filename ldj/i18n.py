@@ -142,6 +142,9 @@ TEXTS: dict[str, tuple[str, str]] = {
     "al_nothing": ("in {folder} staat geen uitvoer om vrij te geven", "{folder} holds no outputs to release"),
     "al_note_submitted": ("ingediend met {files} uitvoer(en)", "submitted with {files} output(s)"),
     "al_not_found": ("vrijgaveverzoek {id} bestaat niet", "release request {id} does not exist"),
+    "al_bad_name": ("de metadata noemt '{name}': een uitvoer- of bestandsnaam is een gewone naam van hoogstens "
+                    "{limit} tekens, zonder map", "the metadata names '{name}': an output or file name is a plain "
+                    "name of at most {limit} characters, without a folder"),
     "al_verdict_approve": ("goedkeuren", "approve"),
     "al_verdict_changes": ("wijzigingen vragen", "ask for changes"),
     "al_verdict_reject": ("afwijzen", "reject"),

@@ -366,3 +366,27 @@ def test_the_checkers_work_from_the_command_line(reviewed):
     released = run("decide", str(release_id), "released", "--as", "chk2")
     assert released.exit_code == 0 and "vrijgegeven" in released.output
     assert airlock.get_release(engine, release_id, "olga").status == airlock.RELEASED
+
+
+def test_metadata_naming_a_path_is_refused_and_blocks_no_later_request(project, monkeypatch, tmp_path):
+    import json
+
+    engine, settings, pid = project
+    folder = outputs(tmp_path / "uit", monkeypatch)
+    meta = next(folder.glob(f"*{safe.META_SUFFIX}"))
+    original = meta.read_text()
+    forged = json.loads(original)
+    forged["files"] = ["../buiten.txt"]
+    meta.write_text(json.dumps(forged))
+    (tmp_path / "buiten.txt").write_text("buiten de map")
+    with pytest.raises(airlock.AirlockError, match="gewone naam"):
+        airlock.submit(engine, "olga", pid, folder, title="T", description="D", settings=settings)
+    forged["name"] = "x" * 65
+    forged["files"] = original and json.loads(original)["files"]
+    meta.write_text(json.dumps(forged))
+    with pytest.raises(airlock.AirlockError, match="gewone naam"):
+        airlock.submit(engine, "olga", pid, folder, title="T", description="D", settings=settings)
+    assert not (settings.data_dir / "releases").exists() or not any((settings.data_dir / "releases").iterdir())
+    meta.write_text(original)
+    release_id = airlock.submit(engine, "olga", pid, folder, title="T", description="D", settings=settings)
+    assert airlock.get_release(engine, release_id, "olga").files
