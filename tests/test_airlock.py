@@ -343,6 +343,8 @@ def test_the_release_answers_the_question_its_project_was_picked_up_for(reviewed
     assert notifications.mark_read(engine, "pia") == len(told) and notifications.unread(engine, "pia") == []
     from ldj import registry
     assert {st.id: st.released for st in registry.studies(engine, kind=registry.LDJ)}[pid] == 1
+    from ldj.factsheet import research
+    assert {row["project"]: row["released"] for row in research(engine)}[pid] == 1
 
 
 def test_the_checkers_work_from_the_command_line(reviewed):
