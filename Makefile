@@ -17,6 +17,7 @@ demo: venv node
 	$(BIN)/ldj demo-accounts
 	$(BIN)/ldj vraagbank demo
 	$(BIN)/ldj registry demo
+	$(BIN)/ldj airlock demo
 	$(BIN)/ldj serve
 
 # Two workers (pytest-xdist), one per core; each test module stays on one worker so its stack is started once.

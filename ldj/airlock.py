@@ -533,3 +533,36 @@ def _tell_checkers(conn: sa.Connection, release_id: int, title: str) -> None:
     for name, roles in conn.execute(sa.select(users.c.name, users.c.roles).where(users.c.active.is_(True))):
         if policy.CHECKER in (roles or ()):
             notifications.notify(conn, name, "release_waiting", f"/uitvoer?id={release_id}", title=title)
+
+
+def demo(engine: sa.Engine, settings: Settings | None = None) -> int | None:
+    """A release request of the demo researcher's project waiting for the demo checkers (`make demo`,
+    after `ldj demo-accounts`); its table is made with ldj.safe from made-up counts. Safe to run twice:
+    returns the new request's id, or None when the project already has one."""
+    import tempfile
+
+    import pandas as pd
+
+    settings = settings or get_settings()
+    grants = governance.active_grants(engine, "onderzoeker")
+    if not grants:
+        raise governance.NotFound(t("vb_demo_accounts_missing", names="onderzoeker"))
+    project_id = grants[0].project_id
+    with engine.connect() as conn:
+        if conn.execute(sa.select(releases.c.id).where(releases.c.project_id == project_id)).first():
+            return None
+    with tempfile.TemporaryDirectory(prefix="ldj-demo-release-") as tmp:
+        folder = Path(tmp) / "outputs"
+        session = safe.OutputSession(folder, settings=settings)
+        frame = pd.DataFrame({"interventie": ["MST"] * 60 + ["IAG"] * 80 + ["FFT"] * 7,
+                              "lvb": (["ja"] * 25 + ["nee"] * 35) + (["ja"] * 30 + ["nee"] * 50) + ["ja"] * 7})
+        session.crosstab(frame["interventie"], frame["lvb"])
+        session.add_comments(session.outputs()[0]["name"], "FFT heeft te weinig trajecten: die rij vervalt.")
+        note = Path(tmp) / "samenvatting.txt"
+        note.write_text("MST werkt voor jongeren met en zonder LVB ongeveer even goed (demo).", encoding="utf-8")
+        session.custom_output(str(note), "Samenvatting voor de praktijk, zonder cijfers")
+        session.finalise()
+        custom = next(o["name"] for o in session.outputs() if o["kind"] == "custom")
+        return submit(engine, "onderzoeker", project_id, folder, title="Uitval per interventie en LVB (demo)",
+                      description="Trajecten per interventie, met en zonder LVB; een samenvatting voor de praktijk.",
+                      public=[custom], settings=settings)

@@ -804,6 +804,17 @@ def airlock_withdraw(release_id: int, actor: str, comment: str | None) -> None:
     click.echo(f"vrijgaveverzoek {release_id}: {al.status_label(al.WITHDRAWN)}")
 
 
+@airlock.command("demo")
+@_governed
+def airlock_demo() -> None:
+    """A release request of the demo project waiting for the demo checkers (after `ldj demo-accounts`)."""
+    from . import airlock as al
+
+    release_id = al.demo(_gov()[1])
+    click.echo(f"Airlock: vrijgaveverzoek {release_id} wacht op controle-a en controle-b" if release_id
+               else "Airlock: het demoproject heeft al een vrijgaveverzoek")
+
+
 @airlock.command("claim")
 @click.argument("release_id", type=int)
 @click.option("--as", "actor", required=True, help="An output checker outside the project.")

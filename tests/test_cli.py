@@ -189,6 +189,9 @@ def test_demo_accounts_and_serve_start_and_stop_cleanly(demo, tmp_path):
     assert "wachtwoord voor allemaal" in first and "onderzoeker" in first and "praktijk" in first
     assert ldj("demo-accounts", data_dir=data).stdout == first  # a second run changes nothing
     assert "in_review" in ldj("apo", "list", data_dir=data).stdout  # the APO pages have work to show
+    assert "wacht op controle-a" in ldj("airlock", "demo", data_dir=data).stdout  # so do the checkers'
+    assert "al een vrijgaveverzoek" in ldj("airlock", "demo", data_dir=data).stdout
+    assert "ingediend" in ldj("airlock", "list", "--as", "controle-a", data_dir=data).stdout
     env = {k: v for k, v in os.environ.items() if not k.startswith("LDJ_")}
     ports = {f"LDJ_{k}": str(free_port()) for k in ("HUB_PORT", "HUB_API_PORT", "PROXY_API_PORT", "DATA_SERVICE_PORT",
                                                           "PORTAL_PORT")}
