@@ -348,11 +348,11 @@ def main() -> None:
     else:
         print("factsheet query at 10,000,000 questionnaires: not run (--size-10m)", flush=True)
 
-    from ldj import versions
+    from ldj import refresh
     from portalserver import make_stack
 
     t0 = time.perf_counter()
-    versions.refresh(engine, settings)  # the state `ldj ingest` leaves: snapshots, cube and factsheet ready
+    refresh.refresh(engine, settings)  # the state `ldj ingest` leaves: snapshots, cube and factsheet ready
     print(f"refresh of the 112k store (snapshots, dashboard cube, factsheet): {time.perf_counter() - t0:.1f} s",
           flush=True)
     stack = make_stack(root)

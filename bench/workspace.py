@@ -63,7 +63,7 @@ def main() -> None:
     from ldj import governance as gov
     from ldj import store
     from ldj.catalogue import load_entries, refresh_snapshots
-    from ldj.ingest import Ingestor
+    from ldj.refresh import import_delivery
     from ldj.settings import Settings
     from ldj.synth import generate
 
@@ -73,7 +73,7 @@ def main() -> None:
         settings = Settings(data_dir=hub.data_dir, catalog_dir=REPO / "catalog",
                             expectations_dir=REPO / "expectations", progress="never")
         generate(root / "d", questionnaires=args.questionnaires, instruments=["cbcl_6_18"], invalid_share=0.0, seed=5)
-        Ingestor(settings).ingest_many(sorted((root / "d").glob("*.csv"), key=lambda p: ("traject" not in p.name, p.name)))
+        import_delivery((root / "d").glob("*.csv"), settings=settings, refresh_views=False)
         engine = store.get_engine(settings)
         refresh_snapshots(engine, settings)  # as `ldj ingest` does after loading
         entries = load_entries(settings.catalog_dir)

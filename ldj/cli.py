@@ -42,9 +42,8 @@ def ingest(files: tuple[Path, ...], delivered_by: str | None, imported_by: str |
     """
     import getpass
 
-    from .ingest import Ingestor
-
-    ingestor = Ingestor(progress=progress, imported_by=imported_by or getpass.getuser())
+    from .i18n import t
+    from .refresh import import_delivery
 
     def show(report) -> None:
         if as_json:
@@ -56,38 +55,16 @@ def ingest(files: tuple[Path, ...], delivered_by: str | None, imported_by: str |
             for line in report.lines():
                 click.echo(line, err=report.unusable)
 
-    from .i18n import t
-    from .versions import updating
-
-    def waiting() -> None:
-        click.echo(t("ver_waiting"), err=True)
-
-    with updating(ingestor.settings, on_wait=waiting):  # no refresh elsewhere starts on a half-loaded delivery
-        reports = ingestor.ingest_many(_expand(files), delivered_by=delivered_by, on_report=show)
-        if snapshots and any(r.status == "loaded" for r in reports):
-            _refresh_snapshots(ingestor.engine)
+    reports = import_delivery(files, delivered_by=delivered_by, imported_by=imported_by or getpass.getuser(),
+                              progress=progress, refresh_views=snapshots, on_report=show,
+                              on_wait=lambda: click.echo(t("ver_waiting"), err=True), say=_say)
     sys.exit(2 if any(r.unusable for r in reports) else 0)
 
 
-def _refresh_snapshots(engine) -> None:
-    """Materialise every catalogue entry, the dashboards' cube and the factsheet at the new data
-    version, so extracts are cut and dashboards and the factsheet answer at once (ldj.versions)."""
+def _say(key: str, version: str) -> None:
     from .i18n import t
-    from .versions import refresh
 
-    refresh(engine, get_settings(), say=lambda key, version: click.echo(t(key, version=version), err=True))
-
-
-def _expand(files: tuple[Path, ...]) -> list[Path]:
-    """Folders expand to their delivery files, trajectory files first."""
-    out: list[Path] = []
-    for f in files:
-        if f.is_dir():
-            found = sorted(p for p in f.iterdir() if p.suffix.lower() in (".csv", ".xlsx", ".sav"))
-            out += sorted(found, key=lambda p: (0 if "traject" in p.name.lower() else 1, p.name))
-        else:
-            out.append(f)
-    return out
+    click.echo(t(key, version=version), err=True)
 
 
 @main.command()
@@ -139,8 +116,9 @@ def summary() -> None:
 def refresh_command() -> None:
     """Build the current data version's derived files (snapshots, dashboard cube, factsheet) and show it."""
     from . import store
+    from .refresh import refresh
 
-    _refresh_snapshots(store.get_engine())
+    refresh(store.get_engine(), get_settings(), say=_say)
 
 
 @main.command()

@@ -17,7 +17,7 @@ import threading
 import time
 import urllib.request
 
-from . import deployment, governance, retention, store, versions
+from . import deployment, governance, refresh, retention, store, versions
 from .audit import Reason, log_access
 from .settings import get_settings
 
@@ -68,7 +68,7 @@ def refresh_if_needed(engine, settings, unready_before: str | None) -> tuple[str
 
     def run() -> None:
         try:
-            version = versions.refresh(engine, settings)
+            version = refresh.refresh(engine, settings)
             log.info("data version %s refreshed", version)
         except Exception:  # logged; the next round tries again
             log.exception("refresh failed")

@@ -2,10 +2,11 @@
 
 Every import makes a new data version (`store.data_version`). Its derived files (catalogue
 snapshots, the dashboards' cube, the factsheet) take seconds at 100,000 questionnaires and many
-minutes at ten million. `refresh` builds them for the current version, one refresh at a time (a lock
-file in the data folder), records the version as ready (`<data_dir>/ready.json`) and prunes
-(`ldj.retention`). `ldj ingest` refreshes after loading; the hub's lifecycle service refreshes a
-version left unready for a round (an import with `--no-snapshots`, or one stopped half-way).
+minutes at ten million. `ldj.refresh` builds them for the current version, one refresh at a time (the
+lock file of `updating` in the data folder), and records the version as ready here (`mark_ready`,
+`<data_dir>/ready.json`). The hub's lifecycle service refreshes a version left unready for a round (an
+import with `--no-snapshots`, or one stopped half-way). This module knows versions and the lock, not
+the views: they import it, never the other way round.
 
 The published aggregate views (factsheet, dashboards, feasibility counts) read `shown_version`: the
 current version once it is ready, until then the last ready one, so no visitor waits for a build
@@ -108,37 +109,13 @@ def behind(engine: sa.Engine, shown: str) -> bool:
     return shown != store.data_version(engine)[0]
 
 
-def _mark_ready(settings: Settings, version: str, batches: list[int]) -> None:
+def mark_ready(settings: Settings, version: str, batches: list[int]) -> None:
+    """Record `version` as ready (its derived files complete): published views switch to it."""
     path = settings.data_dir / READY
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"version": version, "batches": batches, "database": store_identity(settings),
                                "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}), encoding="utf-8")
     tmp.replace(path)
-
-
-def refresh(engine: sa.Engine, settings: Settings, say: Callable[[str, str], None] | None = None) -> str:
-    """Build the current version's snapshots, cube and factsheet, record it ready, prune; returns it.
-
-    Waits for a refresh already running, then does what is left (each step skips what exists).
-    `say(text_key, version)` hears of each finished step.
-    """
-    from . import retention
-    from .catalogue import refresh_snapshots
-    from .factsheet import factsheet
-    from .indicators import refresh_cube
-
-    say = say or (lambda key, version: None)
-    with updating(settings):
-        version, batches = store.data_version(engine)
-        refresh_snapshots(engine, settings)
-        say("cat_refreshed", version)
-        refresh_cube(engine, settings)
-        say("ind_cube_built", version)
-        factsheet(engine, settings, version=version)
-        say("fsp_warmed", version)
-        _mark_ready(settings, version, batches)
-        retention.prune(engine, settings)
-    return version
 
 
 def needs_refresh(engine: sa.Engine, settings: Settings) -> bool:

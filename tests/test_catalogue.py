@@ -11,7 +11,7 @@ import pytest
 from ldj import store
 from ldj.catalogue import CatalogueError, build_frame, entry_counts, load_entries, write_master_catalogue
 from ldj.disclosure import controlled_count
-from ldj.ingest import Ingestor
+from ldj.refresh import import_delivery
 from ldj.instruments import load_instruments
 from ldj.settings import REPO_ROOT
 
@@ -24,7 +24,7 @@ def loaded(filled_store, synthetic_delivery):
     delivery = synthetic_delivery(questionnaires=2500, organisations=3, seed=11, invalid_share=0.0)
 
     def fill(settings):
-        reports = Ingestor(settings).ingest_many(sorted(delivery.paths, key=lambda p: ("traject" not in p.name, p.name)))
+        reports = import_delivery(delivery.paths, settings=settings, refresh_views=False)
         assert all(r.status == "loaded" for r in reports)
 
     return filled_store("catalogue", fill)

@@ -31,7 +31,7 @@ import requests
 from ldj import governance as gov
 from ldj import indicators, store
 from ldj.disclosure import TOTAL, ranges
-from ldj.ingest import Ingestor
+from ldj.refresh import import_delivery
 from ldj.portal.dashboards import FiguresRequest, figures_json
 from ldj.settings import Settings
 from ldj.synth import generate
@@ -50,8 +50,7 @@ def stack():
     settings = Settings(data_dir=root / "var")
     generate(root / "d", questionnaires=3000, organisations=4, seed=8, invalid_share=0.0, lead_share=0.4,
              instruments=["cbcl_6_18", "satisfaction"])
-    reports = Ingestor(settings).ingest_many(sorted((root / "d").glob("*.csv"),
-                                                    key=lambda p: ("traject" not in p.name, p.name)))
+    reports = import_delivery((root / "d").glob("*.csv"), settings=settings, refresh_views=False)
     assert all(r.status == "loaded" for r in reports)
     engine = store.get_engine(settings)
     gov.add_user(engine, "praktijk", display_name="P", organisation="ORG01", roles=["member"], password=PASSWORD)

@@ -8,7 +8,7 @@ import pytest
 
 from ldj import feasibility, store
 from ldj.catalogue import load_entries, snapshot
-from ldj.ingest import Ingestor
+from ldj.refresh import import_delivery
 from ldj.instruments import load_instruments
 from ldj.synth import generate
 
@@ -22,8 +22,7 @@ def loaded(tmp_path_factory):
     root = tmp_path_factory.mktemp("feasibility")
     settings = Settings(data_dir=root / "var")
     generate(root / "d", questionnaires=6000, organisations=4, seed=5, invalid_share=0.0)
-    reports = Ingestor(settings).ingest_many(sorted((root / "d").glob("*.csv"),
-                                                    key=lambda p: ("traject" not in p.name, p.name)))
+    reports = import_delivery((root / "d").glob("*.csv"), settings=settings, refresh_views=False)
     assert all(r.status == "loaded" for r in reports)
     engine = store.get_engine(settings)
     path = snapshot(engine, load_entries(settings.catalog_dir)[ENTRY], load_instruments(settings.catalog_dir),

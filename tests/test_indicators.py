@@ -18,6 +18,7 @@ from ldj import indicators as ind
 from ldj import policy
 from ldj import store
 from ldj.ingest import Ingestor
+from ldj.refresh import import_delivery
 from ldj.instruments import load_instruments
 from ldj.settings import REPO_ROOT
 
@@ -40,7 +41,7 @@ def synthetic(filled_store, synthetic_delivery):
                                   instruments=["cbcl_6_18", "satisfaction"])
 
     def fill(settings):
-        reports = Ingestor(settings).ingest_many(sorted(delivery.paths, key=lambda p: ("traject" not in p.name, p.name)))
+        reports = import_delivery(delivery.paths, settings=settings, refresh_views=False)
         assert all(r.status == "loaded" for r in reports)
         _users(store.get_engine(settings))
 
@@ -298,7 +299,7 @@ def hand(sqlite_settings, tmp_path):
     for org, (tr, cb) in (("ORG01", o1), ("ORG02", o2)):
         paths.append(write_csv(tmp_path / "h" / f"{org}_trajecten.csv", tr))
         paths.append(write_csv(tmp_path / "h" / f"{org}_cbcl.csv", cb))
-    reports = Ingestor(sqlite_settings).ingest_many(sorted(paths, key=lambda p: "traject" not in p.name))
+    reports = import_delivery(paths, settings=sqlite_settings, refresh_views=False)
     assert all(r.status == "loaded" for r in reports), [r.lines() for r in reports]
     engine = store.get_engine(sqlite_settings)
     _users(engine)

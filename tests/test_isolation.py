@@ -27,7 +27,7 @@ from projects import add_committee, approve
 from ldj import governance as gov
 from ldj import store
 from ldj.catalogue import load_entries
-from ldj.ingest import Ingestor
+from ldj.refresh import import_delivery
 from ldj.settings import REPO_ROOT, Settings
 from ldj.synth import generate
 
@@ -82,7 +82,7 @@ def world():
     hub = make_stack(root)
     settings = Settings(data_dir=hub.data_dir, progress="never")
     generate(root / "d", questionnaires=300, organisations=2, seed=5, invalid_share=0.0, instruments=["cbcl_6_18"])
-    Ingestor(settings).ingest_many(sorted((root / "d").glob("*.csv"), key=lambda p: ("traject" not in p.name, p.name)))
+    import_delivery((root / "d").glob("*.csv"), settings=settings, refresh_views=False)
     engine = store.get_engine(settings)
     catalogue = {e.id: set(e.variable_names) for e in load_entries(REPO_ROOT / "catalog").values()}
     add_committee(engine)

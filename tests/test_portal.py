@@ -14,7 +14,7 @@ from ldj import governance as gov
 from ldj import store
 from ldj import registry
 from ldj import vraagbank as vb
-from ldj.ingest import Ingestor
+from ldj.refresh import import_delivery
 from ldj.catalogue import load_entries
 from ldj.settings import REPO_ROOT, Settings
 from ldj.synth import generate
@@ -34,8 +34,7 @@ def stack(tmp_path_factory):
     settings = Settings(data_dir=root / "var")
     engine = store.get_engine(settings)
     generate(root / "d", questionnaires=3000, organisations=3, seed=3, invalid_share=0.0)
-    reports = Ingestor(settings).ingest_many(sorted((root / "d").glob("*.csv"),
-                                                    key=lambda p: ("traject" not in p.name, p.name)))
+    reports = import_delivery((root / "d").glob("*.csv"), settings=settings, refresh_views=False)
     assert all(r.status == "loaded" for r in reports)
     for name, organisation, roles in ACCOUNTS:
         gov.add_user(engine, name, display_name=name, organisation=organisation, roles=roles, password=PASSWORD)

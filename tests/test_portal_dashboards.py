@@ -10,7 +10,7 @@ from playwright.sync_api import sync_playwright
 import browser
 from ldj import governance as gov
 from ldj import indicators, store
-from ldj.ingest import Ingestor
+from ldj.refresh import import_delivery
 from ldj.settings import Settings
 from ldj.synth import generate
 from portalserver import make_stack
@@ -24,8 +24,7 @@ def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("dash")  # pytest removes it (keeps the last 3 runs)
     settings = Settings(data_dir=root / "var")
     generate(root / "d", questionnaires=6000, organisations=4, seed=8, invalid_share=0.0, lead_share=0.4)
-    reports = Ingestor(settings).ingest_many(sorted((root / "d").glob("*.csv"),
-                                                    key=lambda p: ("traject" not in p.name, p.name)))
+    reports = import_delivery((root / "d").glob("*.csv"), settings=settings, refresh_views=False)
     assert all(r.status == "loaded" for r in reports)
     engine = store.get_engine(settings)
     gov.add_user(engine, "praktijk", display_name="P", organisation="ORG01", roles=["member"], password=PASSWORD)

@@ -19,7 +19,7 @@ from playwright.sync_api import sync_playwright
 
 import browser
 from ldj import governance as gov
-from ldj import store, versions
+from ldj import refresh, store, versions
 from ldj.disclosure import TOTAL, controlled_count
 from ldj.factsheet import TOTALS, factsheet
 from ldj.ingest import Ingestor
@@ -288,7 +288,7 @@ def test_while_an_import_is_refreshed_the_page_shows_the_last_ready_version(stac
         check_page_against(page, before)
         browser.screenshot(page, "factsheet-bijwerken")
 
-    assert versions.refresh(stack.engine, stack.settings) == store.data_version(stack.engine)[0]
+    assert refresh.refresh(stack.engine, stack.settings) == store.data_version(stack.engine)[0]
     after = factsheet(stack.engine, stack.settings)
     assert after.totals["questionnaires"] != before.totals["questionnaires"]
     answer = requests.get(f"{stack.portal}/factsheet", timeout=60)

@@ -30,7 +30,7 @@ from ldj import airlock, safe, store
 from ldj import governance as gov
 from ldj.catalogue import build_frame, load_entries, write_user_catalogue
 from ldj.hub import CATALOGUE_FILE
-from ldj.ingest import Ingestor
+from ldj.refresh import import_delivery
 from ldj.instruments import load_instruments
 from ldj.settings import REPO_ROOT, Settings
 from ldj.synth import generate
@@ -53,7 +53,7 @@ def world(tmp_path_factory):
     settings = Settings(data_dir=hub.data_dir, catalog_dir=CATALOG, expectations_dir=REPO_ROOT / "expectations",
                         progress="never")
     generate(root / "d", questionnaires=2000, organisations=3, seed=21, invalid_share=0.0, instruments=["cbcl_6_18"])
-    Ingestor(settings).ingest_many(sorted((root / "d").glob("*.csv"), key=lambda p: ("traject" not in p.name, p.name)))
+    import_delivery((root / "d").glob("*.csv"), settings=settings, refresh_views=False)
     engine = store.get_engine(settings)
     entries, instruments = load_entries(CATALOG), load_instruments(CATALOG)
     catalogue = {e.id: set(e.variable_names) for e in entries.values()}

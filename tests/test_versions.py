@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ldj import factsheet as fs
-from ldj import feasibility, indicators, lifecycle, retention, store, versions
+from ldj import feasibility, indicators, lifecycle, refresh, retention, store, versions
 from ldj.ingest import Ingestor
 from ldj.settings import REPO_ROOT, Settings
 from ldj.synth import generate
@@ -36,7 +36,7 @@ def template():
     engine = store.get_engine(settings)
     ingestor = Ingestor(settings)
     ingestor.ingest_many(files[:2])
-    v1 = versions.refresh(engine, settings)
+    v1 = refresh.refresh(engine, settings)
     ingestor.ingest_many(files[2:])
     v2 = store.data_version(engine)[0]
     engine.dispose()
@@ -74,7 +74,7 @@ def test_the_refresh_makes_the_new_version_shown_and_its_numbers_are_the_stores(
     engine, settings, v1, v2 = world["engine"], world["settings"], world["v1"], world["v2"]
     before = fs.factsheet(engine, settings)
     said = []
-    assert versions.refresh(engine, settings, say=lambda key, version: said.append((key, version))) == v2
+    assert refresh.refresh(engine, settings, say=lambda key, version: said.append((key, version))) == v2
     assert [key for key, _ in said] == ["cat_refreshed", "ind_cube_built", "fsp_warmed"]
     assert versions.shown_version(engine, settings) == v2
     after = fs.factsheet(engine, settings)
@@ -138,7 +138,7 @@ def test_one_refresh_at_a_time_and_an_import_holds_it_off(world):
     assert events == ["waits", "loads"]
     assert not versions.refreshing(settings)
     with versions.updating(settings):  # re-entrant in one process: an import that refreshes at its end
-        assert versions.refresh(engine, settings) == world["v2"]
+        assert refresh.refresh(engine, settings) == world["v2"]
 
 
 def test_the_lifecycle_service_refreshes_a_version_left_unready_for_a_round(world):
