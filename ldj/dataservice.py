@@ -42,7 +42,7 @@ from tornado import httputil, web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from . import airlock, paths, policy, safe, store
+from . import airlock, paths, policy, safe, store, workflow
 from .audit import Reason, clean, log_access
 from .catalogue import load_entries
 from .extracts import PROJECT_ID, BadInput, ExtractError, parse_project, parse_query, read_extract
@@ -52,7 +52,7 @@ from .settings import Settings, get_settings
 
 SERVICE_NAME = "ldj-data"
 EXTRACT_ARGUMENTS = ("variables", "version")
-RELEASE_FIELDS = ("title", "description")
+RELEASE_FIELDS = ("title", "description", "public", "release")  # public: output names, comma-separated; release: an id to answer
 # A file of an ldj.safe folder: letters, digits, '.', '_' and '-', not starting with a dot, no '..', at most
 # 80 characters (a release file's name in the store).
 PLAIN_FILE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,79}")
@@ -297,7 +297,7 @@ class ReleaseHandler(_Base):
             release_id = await asyncio.to_thread(self._submit, fields, files)
         except policy.Refused as exc:  # the caller reads the policy's own words
             raise self._refusal(403, Reason("refused", {"rule": exc.action or self.action}), str(exc)) from None
-        except airlock.AirlockError as exc:
+        except (airlock.AirlockError, workflow.DomainError) as exc:  # a returned request only; not found
             raise self._refusal(400, Reason("bad_release", {"message": str(exc)})) from None
         self.set_status(201)
         self.finish({"release": release_id, "url": release_url(config, release_id)})
@@ -312,10 +312,21 @@ class ReleaseHandler(_Base):
             for name, body in files.items():
                 with paths.within(folder, name).open("xb") as out:
                     out.write(body)
+            public = [name.strip() for name in fields.get("public", "").split(",") if name.strip()]
             try:
+                if fields.get("release"):  # the author answers her returned request with the folder as it is now
+                    release_id = int(fields["release"]) if fields["release"].isdigit() else None
+                    if release_id is None:
+                        raise airlock.AirlockError(Reason("bad_input", {"parameter": "release",
+                                                                        "value": fields["release"]}).text())
+                    if airlock.get_release(self.ldj["engine"], release_id, self._name).project_id != self._project:
+                        raise airlock.AirlockError(t("al_not_found", config.language, id=release_id))
+                    airlock.resubmit(self.ldj["engine"], release_id, self._name, folder,
+                                     description=fields.get("description") or None, public=public, settings=config)
+                    return release_id
                 return airlock.submit(self.ldj["engine"], self._name, self._project, folder,
                                       title=fields.get("title", ""), description=fields.get("description", ""),
-                                      settings=config)
+                                      public=public, settings=config)
             except airlock.AirlockError as exc:  # its message names the folder: say "the upload" instead
                 raise airlock.AirlockError(str(exc).replace(str(folder), t("ds_upload", config.language))) from None
         finally:

@@ -76,6 +76,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
@@ -589,14 +590,17 @@ class OutputSession:
             raise OutputError(t("safe_submit_needs"))
         return target._send(title, description, project)
 
-    def submit(self, title: str, description: str, project: int | None = None) -> int:
+    def submit(self, title: str, description: str, project: int | None = None, *, public: Sequence[str] = (),
+               release: int | None = None) -> int:
         """Finalise the folder and send it, from the workspace through the data service, as a release
         request of `project` (default: the one project you hold a grant on); the request's id.
+        `public`: outputs you offer for public download (if both checkers agree); `release`: the id of
+        your returned request, answered with the folder as it is now (changed files are reviewed again).
 
         Raises `SubmitError` outside a workspace (no hub token or data-service URL in the environment),
         when the project is not clear, or when the data service refuses (its message, e.g. no grant)."""
         self._write_manifest()
-        return self._send(title, description, project)
+        return self._send(title, description, project, public=public, release=release)
 
     def _write_manifest(self) -> Path:
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -631,7 +635,8 @@ class OutputSession:
             names += [f for f in meta["files"] if _digest(self.output_dir, f) is not None]
         return names
 
-    def _send(self, title: str, description: str, project: int | None) -> int:
+    def _send(self, title: str, description: str, project: int | None, *, public: Sequence[str] = (),
+              release: int | None = None) -> int:
         token, service = _workspace()
         headers = {"Authorization": f"token {token}"}
         me = _me(service, headers)
@@ -645,7 +650,8 @@ class OutputSession:
             parts = [("file", (name, files.enter_context(within(self.output_dir, name).open("rb")),
                                "application/octet-stream")) for name in names]
             response = _call("post", f"{service}/api/projects/{project}/releases", headers=headers,
-                             data={"title": title, "description": description}, files=parts)
+                             data={"title": title, "description": description, "public": ",".join(public),
+                                   **({"release": str(int(release))} if release is not None else {})}, files=parts)
         if response.status_code != 201:
             raise SubmitError(t("safe_submit_refused", status=response.status_code, error=_error_text(response)),
                               response.status_code)
@@ -921,5 +927,5 @@ def finalise(path=None, ext="json", **kwargs):
     return session().finalise(path, ext, **kwargs)
 
 
-def submit(title, description, project=None) -> int:
-    return session().submit(title, description, project)
+def submit(title, description, project=None, *, public=(), release=None) -> int:
+    return session().submit(title, description, project, public=public, release=release)

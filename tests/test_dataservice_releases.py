@@ -262,3 +262,36 @@ def test_safe_submit_refused_or_outside_a_workspace_says_so(world, tmp_path, mon
     with pytest.raises(safe.SubmitError, match="niet aan \\(403\\)") as refused:
         session.submit("T", "D", project=world["p1"])
     assert refused.value.status == 403
+
+
+def test_the_author_offers_files_as_public_and_answers_a_returned_request_from_the_workspace(world, tmp_path,
+                                                                                           monkeypatch):
+    engine = world["engine"]
+    for name in ("chk-a", "chk-b"):
+        if name not in {u.name for u in gov.list_users(engine)}:
+            gov.add_user(engine, name, display_name=name, organisation="CBS", roles=["checker"])
+    as_workspace(world, monkeypatch, "anna")
+    folder = output_folder(tmp_path / "outputs")
+    session = safe.OutputSession(folder)
+    text = next(o["name"] for o in session.outputs() if o["kind"] == "custom")
+    release_id = session.submit("Uitval", "Trajecten per interventie.", public=[text])
+    offered = {f.output for f in airlock.get_release(engine, release_id, "anna").files if f.public}
+    assert offered == {text}
+    for checker in ("chk-a", "chk-b"):
+        airlock.claim(engine, release_id, checker)
+        for f in airlock.get_release(engine, release_id, checker).files:
+            airlock.review_file(engine, release_id, checker, f.file, airlock.CHANGES, "Rond af.")
+    airlock.decide(engine, release_id, "chk-a", airlock.RETURNED)
+    as_workspace(world, monkeypatch, "bram")  # on the project, but not the author
+    with pytest.raises(safe.SubmitError, match="403"):
+        safe.OutputSession(folder).submit("Uitval", "Van bram.", release=release_id)
+    as_workspace(world, monkeypatch, "anna")
+    kept = airlock.get_release(engine, release_id, "anna").files
+    written = next(f.file for f in kept if f.kind == "custom" and not f.file.endswith(safe.META_SUFFIX))
+    (folder / written).write_text("Een betere samenvatting.", encoding="utf-8")
+    assert session.submit("genegeerd", "Nu afgerond op tientallen.", release=release_id) == release_id
+    answered = airlock.get_release(engine, release_id, "chk-a")
+    assert answered.status == airlock.SUBMITTED and answered.description == "Nu afgerond op tientallen."
+    assert airlock.reviews(engine, release_id, "chk-a")[written] == []  # changed: to be reviewed again
+    with pytest.raises(safe.SubmitError, match="400"):  # no longer returned
+        session.submit("genegeerd", "Nog eens.", release=release_id)
