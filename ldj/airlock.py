@@ -300,21 +300,29 @@ def get_release(engine: sa.Engine, release_id: int, viewer: policy.Actor | str) 
 def list_releases(engine: sa.Engine, viewer: policy.Actor | str, *, status: str | tuple[str, ...] | None = None,
                   project: int | None = None) -> list[Release]:
     """The release requests `viewer` may see (their projects'; checkers and the steward: all), newest first."""
-    actor = policy.actor_of(engine, viewer)
-    query = sa.select(releases.c.id).order_by(releases.c.id.desc())
+    query = sa.select(releases).order_by(releases.c.id.desc())
     if status is not None:
         query = query.where(releases.c.status.in_((status,) if isinstance(status, str) else status))
     if project is not None:
         query = query.where(releases.c.project_id == project)
     with engine.connect() as conn:
-        ids = conn.execute(query).scalars().all()
-    found = []
-    for release_id in ids:
-        try:
-            found.append(get_release(engine, release_id, actor))
-        except policy.Refused:
-            continue
-    return found
+        actor = policy.actor_of(conn, viewer)
+        rows = conn.execute(query).all()
+        members = {pid: frozenset(governance.project_members(conn, pid)) for pid in {r.project_id for r in rows}}
+        rows = [r for r in rows if policy.allows(actor, "release.view", policy.Target(
+            owner=r.author, project=r.project_id, members=members[r.project_id]))]
+        ids = [r.id for r in rows]
+        files: dict[int, list[ReleaseFile]] = {i: [] for i in ids}
+        for f in conn.execute(sa.select(release_files).where(release_files.c.release_id.in_(ids))
+                              .order_by(release_files.c.id)):
+            files[f.release_id].append(ReleaseFile(f.output, f.kind, f.file, f.sha256, f.status, list(f.reasons),
+                                                   f.comments, f.exception, bool(f.public)))
+        reviewers: dict[int, list[str]] = {i: [] for i in ids}
+        for r in conn.execute(sa.select(release_reviewers).where(release_reviewers.c.release_id.in_(ids))
+                              .order_by(release_reviewers.c.claimed_at)):
+            reviewers[r.release_id].append(r.reviewer)
+    return [Release(r.id, r.project_id, r.author, r.title, r.description, r.status, workflow._aware(r.created_at),
+                    tuple(files[r.id]), tuple(reviewers[r.id])) for r in rows]
 
 
 def claim(engine: sa.Engine, release_id: int, checker: policy.Actor | str) -> None:
