@@ -167,7 +167,12 @@ class PortalHandler(web.RequestHandler):
                                     language)
         if self.action is None:
             raise RuntimeError(f"{type(self).__name__} names no action (ldj.policy.RULES)")
-        self.check(self.action)
+        self.check(self.action, self.target())
+
+    def target(self) -> policy.Target | None:
+        """The object the route's `action` is about, for the check in `prepare` (a released file: its
+        project and whether it is public); None: the action alone. May answer 400 or 404 (`Refusal`)."""
+        return None
 
     def check(self, action: str, target: policy.Target | None = None) -> None:
         """The policy's decision for the visitor; a refusal is answered with 403 and its message."""
