@@ -222,3 +222,25 @@ def test_a_researcher_outside_the_project_sees_no_request(stack, page):
     assert page.get_by_text("geen toegang").count() >= 1
     browser.open_page(page, f"{stack.portal}/uitvoer")
     assert page.get_by_role("link", name=TITLE).count() == 0
+
+
+def test_the_author_withdraws_her_request_and_its_files_go(stack, page):
+    folder = stack.root / "werk2" / "outputs"
+    outputs(folder)
+    settings = Settings(data_dir=stack.data_dir)
+    release_id = airlock.submit(stack.engine, "olga", stack.ids["project"], folder, title="Nog een tabel",
+                                description="Per interventie.", settings=settings)
+    assert airlock.release_folder(settings, release_id).is_dir()
+    login(page, stack, "chk1", f"/uitvoer?id={release_id}")
+    assert page.get_by_role("button", name="Verzoek intrekken").count() == 0  # the author's alone
+    login(page, stack, "olga", "/uitvoer")
+    expect(page.get_by_role("link", name="Nog een tabel")).to_have_count(1)  # her project's requests
+    browser.open_page(page, f"{stack.portal}/uitvoer?id={release_id}")
+    assert page.get_by_role("button", name="Dit verzoek oppakken").count() == 0
+    page.get_by_label("Waarom (optioneel)").fill("Verkeerde map.")
+    page.get_by_label("Waarom (optioneel)").blur()
+    click(page, "Verzoek intrekken", "Het verzoek is ingetrokken.")
+    assert airlock.get_release(stack.engine, release_id, "olga").status == airlock.WITHDRAWN
+    assert airlock.history(stack.engine, release_id)[-1].comment == "Verkeerde map."
+    assert not airlock.release_folder(settings, release_id).exists()
+    assert page.get_by_role("button", name="Verzoek intrekken").count() == 0  # nothing left to withdraw

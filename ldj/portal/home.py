@@ -18,7 +18,7 @@ def _notifications(visitor: Visitor) -> pn.Column:
     content = pn.Column(sizing_mode="stretch_width")
 
     def render() -> None:
-        unread = notifications.unread(visitor.engine, visitor.name)
+        unread = notifications.unread(visitor.engine, visitor.actor)  # the hub's groups, as the page itself
         if not unread:
             content.objects = []
             return
@@ -29,7 +29,7 @@ def _notifications(visitor: Visitor) -> pn.Column:
         def mark(_):
             ids = [n.id for n in unread]
             with pn.io.hold():
-                if guarded(lambda: notifications.mark_read(visitor.engine, visitor.name, ids), feedback,
+                if guarded(lambda: notifications.mark_read(visitor.engine, visitor.actor, ids), feedback,
                            visitor.t("home_marked_read")):
                     render()
 
