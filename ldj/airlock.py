@@ -519,6 +519,14 @@ def review_copy(engine: sa.Engine, release_id: int, file: str, viewer: policy.Ac
     return paths.within(release_folder(get_settings(), release_id), kept.file)
 
 
+def target_of(engine: sa.Engine, release_id: int) -> policy.Target:
+    """The policy's target of a request (its author, project and the project's people), so a page offers
+    only the steps the policy allows the visitor (`release.review`: take it); the step checks again."""
+    with engine.connect() as conn:
+        row = _row(conn, release_id)
+        return _project_target(conn, row.project_id, row.author)
+
+
 def download_target(engine: sa.Engine, release_id: int, file: str) -> policy.Target:
     """The policy's target of downloading a file (`release.download`: the project, and `public` when the
     file is public), for a route that checks before it answers; `governance.NotFound` unless released."""

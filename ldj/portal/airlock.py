@@ -91,22 +91,29 @@ def _table(visitor: Visitor, releases: list[al.Release], waiting: bool = False) 
     return _html("table.html.j2", base=PAGE, heads=heads, rows=rows, none=visitor.t("alp_none"))
 
 
+def _may_take(visitor: Visitor, release: al.Release) -> bool:
+    """Whether the visitor may take the request as one of its checkers (the policy: a checker outside the
+    project; the request: waiting, a checker short, not hers yet)."""
+    return (release.status in QUEUED and len(release.reviewers) < al.REVIEWERS
+            and visitor.name not in release.reviewers
+            and visitor.allows("release.review", al.target_of(visitor.engine, release.id)))
+
+
 def _lists(visitor: Visitor) -> pn.Column:
     visible = al.list_releases(visitor.engine, visitor.name)
+    sees_all = visitor.allows("release.view")  # about no request in particular: the roles that see every one
+    checker = visitor.allows("release.review", policy.Target())
     parts: list = [_text(visitor.t("nav_releases"), "h2"), _text(visitor.t("alp_intro"))]
-    if visitor.has_role(policy.CHECKER):
-        queue = [r for r in visible if r.status in QUEUED and visitor.name not in r.reviewers
-                 and len(r.reviewers) < al.REVIEWERS and r.author != visitor.name
-                 and r.project_id not in visitor.projects]
-        queue.sort(key=lambda r: r.id)  # the longest waiting first
+    if checker:
+        queue = sorted((r for r in visible if _may_take(visitor, r)), key=lambda r: r.id)  # the longest waiting first
         checking = [r for r in visible if visitor.name in r.reviewers]
         parts += [_text(visitor.t("alp_queue"), "h3"), _table(visitor, queue, waiting=True),
                   _text(visitor.t("alp_mine_checking"), "h3"), _table(visitor, checking)]
-    if visitor.allows("release.verdicts"):  # the steward sees every request
+    if sees_all and not checker:  # the steward
         parts += [_text(visitor.t("alp_all"), "h3"), _table(visitor, visible)]
     else:
-        own = [r for r in visible if r.author == visitor.name or r.project_id in visitor.projects
-               or not visitor.has_role(policy.CHECKER)]
+        own = [r for r in visible if r.author == visitor.name or r.project_id in visitor.projects] if sees_all \
+            else visible
         parts += [_text(visitor.t("alp_projects"), "h3"), _table(visitor, own)]
     return pn.Column(*parts, sizing_mode="stretch_width")
 
@@ -288,9 +295,7 @@ def _release_parts(visitor: Visitor, release: al.Release, feedback: pn.Column, r
     parts: list = [_html("head.html.j2", title=release.title, id=release.id, status=release.status, summary=summary,
                          checkers_label=t("alp_checkers"), checkers=", ".join(release.reviewers) or t("alp_no_checkers"),
                          description_label=t("alp_description"), description=release.description)]
-    if (visitor.has_role(policy.CHECKER) and not reviewer and release.status in QUEUED
-            and len(release.reviewers) < al.REVIEWERS and release.author != visitor.name
-            and release.project_id not in visitor.projects):
+    if _may_take(visitor, release):
         parts.append(_button(t("alp_claim"), lambda: al.claim(engine, release.id, visitor.name), feedback,
                              t("alp_claimed"), render))
     seen = al.reviews(engine, release.id, visitor.name)

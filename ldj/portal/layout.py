@@ -142,7 +142,8 @@ class PortalHandler(web.RequestHandler):
     refusals are answered as plain text (the message only), not as a page.
 
     Every handler names its `action` (a row of ldj.policy.RULES); `prepare` checks it for the visitor
-    before any method runs, so no route answers without a policy decision. A handler that acts on an
+    before any method runs, so no route answers without a policy decision, on the object the route is
+    about when the handler names it (`target`: a released file's project). A handler that acts on an
     object checks that object's action too (with its `policy.Target`)."""
 
     plain_errors = False
