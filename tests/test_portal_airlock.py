@@ -222,6 +222,7 @@ def test_a_researcher_outside_the_project_sees_no_request(stack, page):
     assert page.get_by_text("geen toegang").count() >= 1
     browser.open_page(page, f"{stack.portal}/uitvoer")
     assert page.get_by_role("link", name=TITLE).count() == 0
+    assert page.get_by_text("Geen vrijgaveverzoeken.").count() == 1  # an empty list says so
 
 
 def test_the_author_withdraws_her_request_and_its_files_go(stack, page):

@@ -88,7 +88,7 @@ def _table(visitor: Visitor, releases: list[al.Release], waiting: bool = False) 
              "checkers": ", ".join(r.reviewers) or "–",
              "when": _waited(visitor, al.waiting_since(visitor.engine, r.id)) if waiting else f"{r.created_at:%d-%m-%Y}"}
             for r in releases]
-    return _html("table.html.j2", base=PAGE, heads=heads, rows=rows, none=visitor.t("alp_none"))
+    return _html("table.html.j2", base=PAGE, heads=heads, rows=rows, empty=visitor.t("alp_none"))
 
 
 def _may_take(visitor: Visitor, release: al.Release) -> bool:
@@ -114,7 +114,8 @@ def _lists(visitor: Visitor) -> pn.Column:
     else:
         own = [r for r in visible if r.author == visitor.name or r.project_id in visitor.projects] if sees_all \
             else visible
-        parts += [_text(visitor.t("alp_projects"), "h3"), _table(visitor, own)]
+        if own or not checker:  # a checker without requests of her own sees only her queue
+            parts += [_text(visitor.t("alp_projects"), "h3"), _table(visitor, own)]
     return pn.Column(*parts, sizing_mode="stretch_width")
 
 
