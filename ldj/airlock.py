@@ -574,3 +574,37 @@ def demo(engine: sa.Engine, settings: Settings | None = None) -> int | None:
         return submit(engine, "onderzoeker", project_id, folder, title="Uitval per interventie en LVB (demo)",
                       description="Trajecten per interventie, met en zonder LVB; een samenvatting voor de praktijk.",
                       public=[custom], settings=settings)
+
+
+# --- read-only helpers for the portal (ldj.portal.airlock) ------------------------------------------
+
+def review_copy(engine: sa.Engine, release_id: int, file: str, viewer: policy.Actor | str) -> Path:
+    """The kept copy of a request's file, for a preview on its page: for whoever may see the request
+    (`release.view`, as `get_release`); not a download (that is `download`, once released)."""
+    kept = get_release(engine, release_id, viewer).file(file)
+    return paths.within(release_folder(get_settings(), release_id), kept.file)
+
+
+def target_of(engine: sa.Engine, release_id: int) -> policy.Target:
+    """The policy's target of a request (its author, project and the project's people), so a page offers
+    only the steps the policy allows the visitor (`release.review`: take it); the step checks again."""
+    with engine.connect() as conn:
+        row = _row(conn, release_id)
+        return _project_target(conn, row.project_id, row.author)
+
+
+def download_target(engine: sa.Engine, release_id: int, file: str) -> policy.Target:
+    """The policy's target of downloading a file (`release.download`: the project, and `public` when the
+    file is public), for a route that checks before it answers; `governance.NotFound` unless released."""
+    with engine.connect() as conn:
+        row = _row(conn, release_id)
+        files = _files(conn, release_id)
+        if row.status != RELEASED or file not in {f.file for f in files}:
+            raise governance.NotFound(t("al_not_released", id=release_id))
+        return _project_target(conn, row.project_id, row.author, public=file in _public_files(conn, release_id, files))
+
+
+def waiting_since(engine: sa.Engine, release_id: int) -> datetime:
+    """When the request last came to the checkers (its submission or resubmission)."""
+    events = [e for e in history(engine, release_id) if e.to_state == SUBMITTED]
+    return events[-1].at

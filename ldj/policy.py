@@ -214,6 +214,7 @@ RULES: dict[str, Rule] = _rules(
     Rule("page.dashboard", (MEMBER, STEWARD), "dashboards", "page"),
     Rule("page.requests", (RESEARCHER, STEWARD), "eigen data-aanvragen", "page"),
     Rule("page.apo", (APO, STEWARD), "APO-beoordeling", "page"),
+    Rule("page.releases", (ANY,), "uitvoer vrijgeven: eigen projecten, controleurs de wachtrij", "page"),
     Rule("page.session", (PUBLIC,), "taal kiezen en uitloggen", "endpoint"),
     # accounts
     Rule("user.manage", (STEWARD,), "accounts aanmaken, rollen geven, deactiveren"),

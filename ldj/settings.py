@@ -60,6 +60,10 @@ class Settings(BaseSettings):
                                     "to review (a checker decides whether the zero is structural).")
     safe_suppress: bool = Field(False, description="ldj.safe: suppress failing cells by default (as ACRO's "
                                 "suppress=True); a call can say otherwise.")
+    release_preview_rows: int = Field(50, ge=1, description="Portal, output release page: how many rows of a table "
+                                      "file (CSV) the checkers see as a preview; the whole file is checked all the same.")
+    release_preview_bytes: int = Field(1_000_000, ge=1, description="Portal, output release page: a file larger than "
+                                       "this gets no inline preview (text, image), only its findings.")
     outcome_start_window_days: int = Field(90, description="A start measurement counts for pre-post pairs and response when taken within this many days of the trajectory's start.")
     outcome_end_window_days: int = Field(90, description="An end measurement counts when taken within this many days of the trajectory's end.")
     data_service_url: str = Field("http://127.0.0.1:8000/services/ldj-data",

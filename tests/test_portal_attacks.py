@@ -10,16 +10,19 @@ import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import requests
 from bokeh.util.token import get_token_payload
 from cryptography.fernet import Fernet
 from playwright.sync_api import sync_playwright
+from projects import approve
 from tornado.web import decode_signed_value
 
 import browser
+from ldj import airlock, policy, registry, safe, store
 from ldj import governance as gov
-from ldj import policy, registry, store
 from ldj import vraagbank as vb
 from ldj.catalogue import load_entries
 from ldj.portal import pages as portal_pages
@@ -31,7 +34,8 @@ PASSWORD = "aanval-test-2026"
 ACCOUNTS = [("beheer", "SEJN", ["steward"]), ("apo-a", "UNI01", ["apo"]), ("apo-b", "UNI02", ["apo"]),
             ("onderzoeker", "ORG01", ["researcher"]), ("onderzoeker-b", "ORG02", ["researcher"]),
             ("praktijk", "ORG01", ["member"]),
-            ("student", "Hogeschool Utrecht", ["student"])]
+            ("student", "Hogeschool Utrecht", ["student"]), ("controleur", "CBS", ["checker"]),
+            ("controleur-b", "UNI03", ["checker"])]
 PORTAL = "/services/ldj-portal"
 SCRIPT = '"><img src=x onerror="window.__xss=1"><script>window.__xss=1</script>'
 LINK = "[klik](javascript:window.__xss=1)"
@@ -69,11 +73,39 @@ def stack():
                               summary=TEXT, starts=date.today())
     registry.finish(engine, "praktijk", study, TEXT)
 
+    release, project = released_output(engine, root, catalogue)
+
     running = make_stack(root, portal_session_check_seconds=str(CHECK_SECONDS)).start()
     running.engine = engine
-    running.ids = {"request": request, "question": question, "declined": declined}
+    running.ids = {"request": request, "question": question, "declined": declined, "release": release,
+                   "project": project}
     yield running
     running.stop()
+
+
+def released_output(engine, root: Path, catalogue) -> tuple[int, int]:
+    """A released request of onderzoeker-b's project (no role account's), with script in every text of it:
+    its table is for the project only, so the download route answers the steward alone."""
+    project = approve(engine, "onderzoeker-b", {"trajectories": ["trajectory", "intervention"]}, catalogue,
+                      steward="beheer", reviewers=("apo-a", "apo-b"), title=f"Project {SCRIPT}")
+    session = safe.OutputSession(root / "werk" / "outputs")
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"interventie": rng.choice(["MST", "IAG"], 200), "lvb": rng.choice(["ja", "nee"], 200)})
+    session.crosstab(frame["interventie"], frame["lvb"])
+    session.add_comments("output_1", TEXT)
+    session.add_exception("output_1", TEXT)
+    session.finalise()
+    release = airlock.submit(engine, "onderzoeker-b", project, root / "werk" / "outputs", title=f"Uitvoer {SCRIPT}",
+                             description=TEXT, settings=Settings(data_dir=root / "var"))
+    assert (release, [f.file for f in airlock.get_release(engine, release, "beheer").files]) == \
+        (RELEASE, ["output_1.meta.json", RELEASED_FILE]), "ROUTE_PATHS names this file"
+    for checker in ("controleur", "controleur-b"):
+        airlock.claim(engine, release, checker)
+        for name in ("output_1.meta.json", RELEASED_FILE):
+            airlock.review_file(engine, release, checker, name, airlock.APPROVE, TEXT)
+    airlock.decide(engine, release, "controleur", airlock.APPROVED, TEXT)
+    airlock.release(engine, release, "controleur-b", TEXT)
+    return release, project
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +139,7 @@ def login(page, stack, user: str, path: str) -> None:
 QUERY_ARGUMENTS = {  # every page and the arguments it takes (and one it does not)
     "": ["lang", "x"], "vraagbank": ["vraag", "nieuw", "mijn", "triage", "lang"], "catalogus": ["entry", "x"],
     "aanvragen": ["id", "entry", "new"], "apo": ["id", "x"], "onderzoek": ["x"], "dashboard": ["x"],
+    "uitvoer": ["id", "x"],
 }
 
 
@@ -141,6 +174,8 @@ def test_script_typed_into_user_fields_does_not_run_for_other_users(stack, page)
         "beheer": [(f"/apo?id={request}", "Organisatie"), ("/aanvragen", "Aanvraag"),
                    (f"/vraagbank?vraag={question}", "Dr."), ("/vraagbank?triage=1", None)],
         "praktijk": [("/vraagbank?mijn=1", "Reden"), ("/onderzoek", "Studie")],
+        "controleur": [(f"/uitvoer?id={stack.ids['release']}", "Uitvoer"), ("/uitvoer", "Uitvoer")],
+        "onderzoeker-b": [(f"/uitvoer?id={stack.ids['release']}", "Tekst"), ("/", "Uw vrijgaveverzoek 'Uitvoer")],
     }
     for user, pages in shown.items():
         page.context.clear_cookies()
@@ -268,12 +303,14 @@ def test_the_portals_logout_ends_the_hub_login_too(stack, page):
 # --- every page and route for every role: the access matrix over HTTP ---------------------------------------
 
 ROLE_ACCOUNTS = {"visitor": None, policy.STEWARD: "beheer", policy.APO: "apo-a", policy.RESEARCHER: "onderzoeker",
-                 policy.MEMBER: "praktijk", policy.STUDENT: "student"}
+                 policy.MEMBER: "praktijk", policy.STUDENT: "student", policy.CHECKER: "controleur"}
+RELEASE, RELEASED_FILE = 1, "output_1.csv"  # the stack's released output (released_output), for its route
 ROUTE_PATHS = {  # a path for every plain route; a new route needs one here
     r"/taal": f"/taal?lang=nl&next={PORTAL}/", r"/uitloggen": "/uitloggen", r"/factsheet": "/factsheet",
     r"/factsheet\.json": "/factsheet.json", r"/factsheet\.pdf": "/factsheet.pdf",
     r"/vraagbank/feed(?:\.atom)?": "/vraagbank/feed.atom", r"/vraagbank/export\.csv": "/vraagbank/export.csv",
     r"/dashboard/figures\.(json|csv)": "/dashboard/figures.json", r"/catalogus/telling\.json": "/catalogus/telling.json",
+    r"/uitvoer/bestand": f"/uitvoer/bestand?id={RELEASE}&bestand={RELEASED_FILE}",
 }
 LOGIN_NEEDED, NO_ACCESS = "Log in om deze pagina te zien", "U heeft geen toegang"
 CELLS = {row.action: row.cells for row in policy.table()}  # the table of docs/security.md
@@ -315,9 +352,9 @@ def test_every_page_shows_or_refuses_every_role_as_the_policy_table_says(stack, 
 
 
 def test_id_bearing_pages_show_an_object_only_to_whom_the_policy_allows(stack, chromium):
-    """IDOR: a submitted data request and an unpublished question, opened by id by every role and by a
-    researcher who is not on the request."""
-    request, declined = stack.ids["request"], stack.ids["declined"]
+    """IDOR: a submitted data request, an unpublished question and a release request, opened by id by every
+    role and by a researcher who is not on the request (the release is hers: she sees it)."""
+    request, declined, release = stack.ids["request"], stack.ids["declined"], stack.ids["release"]
     asker = vb.get_question(stack.engine, declined, "beheer").asker
     for label, account in {**ROLE_ACCOUNTS, "other researcher": "onderzoeker-b"}.items():
         actor = policy.actor_for(stack.engine, account)
@@ -334,6 +371,10 @@ def test_id_bearing_pages_show_an_object_only_to_whom_the_policy_allows(stack, c
                 actor, "request.view", policy.Target(owner="onderzoeker", submitted=True))
             shown = page.get_by_text('Organisatie "><img src=x onerror=').count() > 0
             assert shown == may_see, (label, path)
+        browser.open_page(page, f"{stack.portal}/uitvoer?id={release}")
+        may_see = policy.allows(actor, "page.releases") and policy.allows(actor, "release.view", policy.Target(
+            owner="onderzoeker-b", project=stack.ids["project"], members=frozenset({"onderzoeker-b"})))
+        assert (page.get_by_text('Uitvoer "><img src=x onerror=').count() > 0) == may_see, (label, "release")
         context.close()
     assert not policy.allows(policy.actor_for(stack.engine, "onderzoeker-b"), "request.view",
                              policy.Target(owner="onderzoeker", submitted=True))

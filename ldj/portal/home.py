@@ -1,13 +1,44 @@
-"""The start page: what the LDJ is, and for a logged-in visitor what waits for them."""
+"""The start page: what the LDJ is, and for a logged-in visitor what waits for them: her unread
+notifications (ldj.notifications, in her language, each with its link; a button marks them read), the
+APO queue, her projects."""
 
 from __future__ import annotations
 
 import panel as pn
 
-from .. import deployment, governance
+from .. import deployment, governance, notifications
 from .html import pane
-from .layout import message
+from .layout import guarded, message, prefix
 from .visitor import Visitor
+
+
+def _notifications(visitor: Visitor) -> pn.Column:
+    """The visitor's unread notifications and a button marking the shown ones read; read again after it."""
+    feedback = pn.Column(sizing_mode="stretch_width")
+    content = pn.Column(sizing_mode="stretch_width")
+
+    def render() -> None:
+        unread = notifications.unread(visitor.engine, visitor.actor)  # the hub's groups, as the page itself
+        if not unread:
+            content.objects = []
+            return
+        items = [{"text": n.text(visitor.language), "href": f"{prefix()}{n.link}" if n.link else "",
+                  "at": f"{n.created_at:%d-%m-%Y %H:%M}"} for n in unread]
+        button = pn.widgets.Button(name=visitor.t("home_mark_read"), button_type="default")
+
+        def mark(_):
+            ids = [n.id for n in unread]
+            with pn.io.hold():
+                if guarded(lambda: notifications.mark_read(visitor.engine, visitor.actor, ids), feedback,
+                           visitor.t("home_marked_read")):
+                    render()
+
+        button.on_click(mark)
+        content.objects = [pane("notifications.html.j2", heading=visitor.t("home_notifications"), items=items),
+                           button]
+
+    render()
+    return pn.Column(feedback, content, sizing_mode="stretch_width")
 
 
 def view(visitor: Visitor) -> pn.viewable.Viewable:
@@ -20,8 +51,9 @@ def view(visitor: Visitor) -> pn.viewable.Viewable:
     engine = visitor.engine
     queue = governance.queue_for_reviewer(engine, visitor.name) if visitor.allows("request.review") else None
     projects = sorted({g.project_id for g in governance.active_grants(engine, visitor.name)})
+    parts = [_notifications(visitor)] if visitor.allows("notification.read") else []
     return pn.Column(intro, *warnings, pane(
         "home.html.j2", welcome=visitor.t("home_welcome", name=visitor.name),
         apo_queue=visitor.t("home_apo_queue", n=len(queue)) if queue is not None else None,
         projects=visitor.t("home_projects", projects=", ".join(map(str, projects))) if projects else "",
-        workspace=visitor.t("home_workspace")), sizing_mode="stretch_width")
+        workspace=visitor.t("home_workspace")), *parts, sizing_mode="stretch_width")

@@ -142,7 +142,8 @@ class PortalHandler(web.RequestHandler):
     refusals are answered as plain text (the message only), not as a page.
 
     Every handler names its `action` (a row of ldj.policy.RULES); `prepare` checks it for the visitor
-    before any method runs, so no route answers without a policy decision. A handler that acts on an
+    before any method runs, so no route answers without a policy decision, on the object the route is
+    about when the handler names it (`target`: a released file's project). A handler that acts on an
     object checks that object's action too (with its `policy.Target`)."""
 
     plain_errors = False
@@ -167,7 +168,12 @@ class PortalHandler(web.RequestHandler):
                                     language)
         if self.action is None:
             raise RuntimeError(f"{type(self).__name__} names no action (ldj.policy.RULES)")
-        self.check(self.action)
+        self.check(self.action, self.target())
+
+    def target(self) -> policy.Target | None:
+        """The object the route's `action` is about, for the check in `prepare` (a released file: its
+        project and whether it is public); None: the action alone. May answer 400 or 404 (`Refusal`)."""
+        return None
 
     def check(self, action: str, target: policy.Target | None = None) -> None:
         """The policy's decision for the visitor; a refusal is answered with 403 and its message."""

@@ -11,7 +11,7 @@ import logging
 import panel as pn
 
 from .. import policy
-from . import catalogue, dashboards, factsheet, home, registry, requests, session, vraagbank
+from . import airlock, catalogue, dashboards, factsheet, home, registry, requests, session, vraagbank
 from .layout import GUEST, LanguageHandler, LogoutHandler, Page, frame, login_needed, message
 from .params import BadParameter, arg, one_of
 from .visitor import LANGUAGE_COOKIE, LANGUAGES, Visitor, from_groups
@@ -27,6 +27,7 @@ PAGES: list[Page] = [
     Page("dashboard", "nav_dashboard", dashboards.view, "page.dashboard"),
     Page("aanvragen", "nav_requests", requests.view, "page.requests"),
     Page("apo", "nav_apo", requests.apo_view, "page.apo"),
+    Page("uitvoer", "nav_releases", airlock.view, "page.releases"),
 ]
 
 
@@ -75,7 +76,7 @@ def extra_handlers() -> list[tuple]:
     feeds; each gets the pages for its navigation."""
     plain = [(r"/taal", LanguageHandler), (r"/uitloggen", LogoutHandler),
              *[(f"/{p.path}", p.handler) for p in PAGES if p.handler], *factsheet.HANDLERS, *vraagbank.HANDLERS,
-             *dashboards.HANDLERS, *catalogue.HANDLERS]
+             *dashboards.HANDLERS, *catalogue.HANDLERS, *airlock.HANDLERS]
     for _, handler in plain:
         policy.rule(handler.action)  # every route names its row in the policy (checked in its prepare)
     return [(pattern, handler, {"pages": tuple(PAGES)}) for pattern, handler in plain]

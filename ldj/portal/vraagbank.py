@@ -15,11 +15,13 @@ from typing import Callable
 
 import panel as pn
 
+from .. import airlock as al
 from .. import governance as gov
-from .. import policy
+from .. import policy, safe
 from .. import registry
 from .. import vraagbank as vb
 from ..catalogue import load_entries
+from .airlock import download_href
 from .html import html_of, pane, text
 from .layout import PortalHandler, Refusal, guarded, message
 from .params import arg, flag, integer
@@ -191,8 +193,14 @@ def _question_parts(visitor: Visitor, q: vb.Question, feedback: pn.Column, rende
     who = q.asker_label
     meta = [x for x in (vb.category_label(q.category, language), t("vbp_asked_by", name=who) if who else "",
                         _day(q.published_at or q.created_at)) if x]
+    released = _released(visitor, q.id)
+    outcome = _outcome(visitor, q)
+    if released and outcome and outcome["kind"] == "answered" and not q.answer_url:
+        outcome = None  # the released output is the answer: its summary shows below, with the files
     parts: list = [_html("question.html.j2", q=q, status=_status(visitor, q.status), meta=meta,
-                         tags=_tags(visitor, q.tags), outcome=_outcome(visitor, q))]
+                         tags=_tags(visitor, q.tags), outcome=outcome)]
+    if released:
+        parts.append(_html("released.html.j2", heading=t("vbp_answer"), releases=released))
 
     votes = [_html("votes.html.j2", votes=t("vbp_votes", n=q.votes), voted=t("vbp_voted") if q.viewer_voted else "")]
     if vb.VOTE in q.actions:
@@ -219,6 +227,15 @@ def _question_parts(visitor: Visitor, q: vb.Question, feedback: pn.Column, rende
                    "note": e.note or ""} for e in q.events]
         parts.append(_html("history.html.j2", heading=t("vbp_history"), events=events))
     return parts
+
+
+def _released(visitor: Visitor, question_id: int) -> list[dict]:
+    """The outputs released by the projects the question was picked up for (lineage: its answer): title,
+    the researcher's description (through the sanitiser in the template) and the public files to download."""
+    return [{"title": r.title, "label": visitor.t("alp_released_answer"), "description": r.description,
+             "files": [{"href": download_href(r.id, f.file), "text": visitor.t("alp_download", file=f.file)}
+                       for f in r.files if not f.file.endswith(safe.META_SUFFIX)]}
+            for r in al.released_for_question(visitor.engine, question_id)]
 
 
 def _pickup(visitor: Visitor, p: vb.Pickup, withdrawable: bool, feedback: pn.Column,
