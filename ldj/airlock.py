@@ -389,7 +389,8 @@ def review_file(engine: sa.Engine, release_id: int, checker: policy.Actor | str,
 
 def reviews(engine: sa.Engine, release_id: int, viewer: policy.Actor | str) -> dict[str, list[Review]]:
     """The current verdicts per file that `viewer` may see: a checker her own, and the other's on a file
-    once she gave hers; the author and the project once the request is decided; the steward all."""
+    once she gave hers; once the request is decided, whoever `release.verdicts` allows (the project's
+    people, the steward). Before that nobody but the two checkers sees a verdict."""
     with engine.connect() as conn:
         actor = policy.actor_of(conn, viewer)
         row = _row(conn, release_id)
@@ -501,10 +502,11 @@ def _public_files(conn: sa.Connection, release_id: int, files: tuple[ReleaseFile
             and all(r.public and r.verdict == APPROVE for r in current[f.file].values())}
 
 
-def download(engine: sa.Engine, release_id: int, file: str, viewer: policy.Actor | str) -> Path:
+def download(engine: sa.Engine, release_id: int, file: str, viewer: policy.Actor | str,
+             settings: Settings | None = None) -> Path:
     """The path of a released file, for the project's members and the steward, and for everyone when the
     file is public; written to the access log."""
-    settings = get_settings()
+    settings = settings or get_settings()
     with engine.begin() as conn:
         actor = policy.actor_of(conn, viewer)
         row = _row(conn, release_id)
@@ -518,10 +520,11 @@ def download(engine: sa.Engine, release_id: int, file: str, viewer: policy.Actor
     return paths.within(release_folder(settings, release_id), files[file].file)
 
 
-def withdraw(engine: sa.Engine, release_id: int, author: policy.Actor | str, comment: str | None = None) -> None:
+def withdraw(engine: sa.Engine, release_id: int, author: policy.Actor | str, comment: str | None = None,
+             settings: Settings | None = None) -> None:
     """The author takes her request back (before it is decided); its files are removed."""
     actor = policy.actor_of(engine, author)
-    settings = get_settings()
+    settings = settings or get_settings()
     with engine.begin() as conn:
         row = _row(conn, release_id, lock=True)
         workflow.move(conn, WORKFLOW, release_id, WITHDRAWN, actor, policy.Target(owner=row.author), comment,
@@ -578,11 +581,12 @@ def demo(engine: sa.Engine, settings: Settings | None = None) -> int | None:
 
 # --- read-only helpers for the portal (ldj.portal.airlock) ------------------------------------------
 
-def review_copy(engine: sa.Engine, release_id: int, file: str, viewer: policy.Actor | str) -> Path:
+def review_copy(engine: sa.Engine, release_id: int, file: str, viewer: policy.Actor | str,
+                settings: Settings | None = None) -> Path:
     """The kept copy of a request's file, for a preview on its page: for whoever may see the request
     (`release.view`, as `get_release`); not a download (that is `download`, once released)."""
     kept = get_release(engine, release_id, viewer).file(file)
-    return paths.within(release_folder(get_settings(), release_id), kept.file)
+    return paths.within(release_folder(settings or get_settings(), release_id), kept.file)
 
 
 def target_of(engine: sa.Engine, release_id: int) -> policy.Target:

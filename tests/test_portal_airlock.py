@@ -171,9 +171,24 @@ def test_two_checkers_review_decide_and_release_in_the_browser(stack, page):
                         ).count() == 1
 
 
+def released(stack) -> None:
+    """The request released, as the browser test leaves it; through the domain when that test did not run
+    first (run alone, or it failed: then it fails on its own)."""
+    release_id, engine = stack.ids["release"], stack.engine
+    if airlock.get_release(engine, release_id, "steward").status == airlock.RELEASED:
+        return
+    if airlock.get_release(engine, release_id, "steward").status != airlock.APPROVED:
+        for checker in ("chk1", "chk2"):
+            if checker not in airlock.get_release(engine, release_id, "steward").reviewers:
+                airlock.claim(engine, release_id, checker)
+            for f in airlock.get_release(engine, release_id, checker).files:
+                airlock.review_file(engine, release_id, checker, f.file, airlock.APPROVE, public=True)
+        airlock.decide(engine, release_id, "chk1", airlock.APPROVED)
+    airlock.release(engine, release_id, "chk1")
+
+
 def test_the_download_route_gives_files_only_to_whom_the_policy_allows(stack):
-    if airlock.get_release(stack.engine, stack.ids["release"], "steward").status != airlock.RELEASED:
-        pytest.skip("needs the release of the browser test")
+    released(stack)
     release_id = stack.ids["release"]
     url = f"{stack.portal}/uitvoer/bestand"
     table, text = stack.files["output_1"], stack.files[stack.text_output]
@@ -195,8 +210,7 @@ def test_the_download_route_gives_files_only_to_whom_the_policy_allows(stack):
 
 
 def test_the_question_shows_the_released_output_as_its_answer_and_the_asker_is_told(stack, page):
-    if airlock.get_release(stack.engine, stack.ids["release"], "steward").status != airlock.RELEASED:
-        pytest.skip("needs the release of the browser test")
+    released(stack)
     question = stack.ids["question"]
     browser.open_page(page, f"{stack.portal}/vraagbank?vraag={question}")  # anyone, without login
     answer = page.locator(".vbp-released")
