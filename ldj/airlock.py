@@ -474,6 +474,14 @@ def _questions_of(conn: sa.Connection, project_id: int) -> list:
         .order_by(questions.c.id)).all()
 
 
+def questions_for(engine: sa.Engine, project_id: int) -> list[tuple[int, str]]:
+    """The published Vraagbank questions (id, title) the project was picked up for: what its releases answer."""
+    from .vraagbank import ANSWERED, PICKED_UP
+
+    with engine.connect() as conn:
+        return [(q.id, q.title) for q in _questions_of(conn, project_id) if q.status in (PICKED_UP, ANSWERED)]
+
+
 def released_for_question(engine: sa.Engine, question_id: int) -> list[Release]:
     """The released requests of the projects a question was picked up for (its answer), oldest first.
 

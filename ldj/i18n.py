@@ -716,6 +716,16 @@ TEXTS: dict[str, tuple[str, str]] = {
                   "beoordeeld door twee uitvoercontroleurs buiten het project.",
                   "Output leaves a workspace only as a release request: checked with ldj.safe and reviewed by two "
                   "output checkers from outside the project."),
+    "alp_how_to_submit": ("Uitvoer indienen doet u in uw werkomgeving: maak tabellen en modellen met `ldj.safe` en "
+                          "stuur ze met `safe.submit(\"titel\", \"wat de uitvoer laat zien\")`; een teruggegeven "
+                          "verzoek beantwoordt u met `safe.submit(..., release=<nummer>)`. Het notebook "
+                          "*05_uitvoer_vrijgeven* loopt de hele weg.",
+                          "You submit outputs from your workspace: make tables and models with `ldj.safe` and send "
+                          "them with `safe.submit(\"title\", \"what the outputs show\")`; answer a returned request "
+                          "with `safe.submit(..., release=<number>)`. The notebook *05_uitvoer_vrijgeven* walks the "
+                          "whole path."),
+    "alp_answers_question": ("Antwoord op de Vraagbank-vraag: {title}", "Answers the Vraagbank question: {title}"),
+    "alp_project_in_registry": ("Project {project} in het onderzoeksregister", "Project {project} in the research registry"),
     "alp_queue": ("Wachtrij: verzoeken die een controleur zoeken", "Queue: requests looking for a checker"),
     "alp_mine_checking": ("Verzoeken die u controleert", "Requests you check"),
     "alp_projects": ("Verzoeken van uw projecten", "Requests of your projects"),

@@ -118,6 +118,8 @@ def test_from_the_workspace_through_two_checkers_to_the_answer_on_the_question(w
         page.get_by_role("button", name="Vrijgeven", exact=True).click()
         page.wait_for_selector("text=De uitvoer is vrijgegeven.")
         assert airlock.get_release(engine, release_id, "olga").status == airlock.RELEASED
+        question = page.locator(f"a[href='vraagbank?vraag={world['question']}']")  # lineage, both ways
+        assert question.count() == 1 and QUESTION in question.inner_text()
 
         context.clear_cookies()
         browser.login(page, hub.url, "pia", PASSWORD, next_path=f"{PORTAL}/")

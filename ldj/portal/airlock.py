@@ -27,7 +27,7 @@ from .. import airlock as al
 from .. import governance as gov
 from .. import policy, safe
 from ..i18n import TEXTS
-from .html import markdown_html, pane, text
+from .html import markdown, markdown_html, pane, text
 from .layout import PortalHandler, Refusal, guarded, message
 from .params import arg, integer
 from .visitor import Visitor
@@ -104,6 +104,8 @@ def _lists(visitor: Visitor) -> pn.Column:
     sees_all = visitor.allows("release.view")  # about no request in particular: the roles that see every one
     checker = visitor.allows("release.review", policy.Target())
     parts: list = [_text(visitor.t("nav_releases"), "h2"), _text(visitor.t("alp_intro"))]
+    if visitor.projects:  # how her outputs get here: from the workspace
+        parts.append(markdown(visitor.t, "alp_how_to_submit", [CSS]))
     if checker:
         queue = sorted((r for r in visible if _may_take(visitor, r)), key=lambda r: r.id)  # the longest waiting first
         checking = [r for r in visible if visitor.name in r.reviewers]
@@ -296,6 +298,11 @@ def _release_parts(visitor: Visitor, release: al.Release, feedback: pn.Column, r
     parts: list = [_html("head.html.j2", title=release.title, id=release.id, status=release.status, summary=summary,
                          checkers_label=t("alp_checkers"), checkers=", ".join(release.reviewers) or t("alp_no_checkers"),
                          description_label=t("alp_description"), description=release.description)]
+    for question_id, title in al.questions_for(engine, release.project_id):  # lineage: the question it answers
+        parts.append(pane("link.html.j2", [CSS], href="vraagbank?" + urlencode({"vraag": question_id}),
+                          text=t("alp_answers_question", title=title), css="", button=False))
+    parts.append(pane("link.html.j2", [CSS], href=f"onderzoek#ldj-{int(release.project_id)}",
+                      text=t("alp_project_in_registry", project=release.project_id), css="", button=False))
     if _may_take(visitor, release):
         parts.append(_button(t("alp_claim"), lambda: al.claim(engine, release.id, visitor.name), feedback,
                              t("alp_claimed"), render))
