@@ -73,7 +73,7 @@ def main() -> None:
         settings = Settings(data_dir=hub.data_dir, catalog_dir=REPO / "catalog",
                             expectations_dir=REPO / "expectations", progress="never")
         generate(root / "d", questionnaires=args.questionnaires, instruments=["cbcl_6_18"], invalid_share=0.0, seed=5)
-        import_delivery((root / "d").glob("*.csv"), settings=settings, refresh_views=False)
+        import_delivery([root / "d"], settings=settings, refresh_views=False)
         engine = store.get_engine(settings)
         refresh_snapshots(engine, settings)  # as `ldj ingest` does after loading
         entries = load_entries(settings.catalog_dir)

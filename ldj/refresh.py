@@ -31,15 +31,15 @@ Say = Callable[[str, str], None]  # (text key, data version): a finished step
 
 
 def delivery_files(paths: Iterable[Path | str]) -> list[Path]:
-    """Files as given; a folder expands to its delivery files. Trajectory files first (their
-    measurements refer to them), then by name."""
+    """The files to import, trajectory files first (their measurements refer to them): files in the order
+    given, a folder's delivery files by name."""
     out: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            out += [p for p in path.iterdir() if p.suffix.lower() in DELIVERY_SUFFIXES]
+            out += sorted(p for p in path.iterdir() if p.suffix.lower() in DELIVERY_SUFFIXES)
         else:
             out.append(path)
-    return sorted(out, key=lambda p: (0 if "traject" in p.name.lower() else 1, p.name))
+    return sorted(out, key=lambda p: "traject" not in p.name.lower())  # stable: otherwise as given
 
 
 def refresh(engine: sa.Engine, settings: Settings, say: Say | None = None) -> str:

@@ -50,7 +50,7 @@ def stack():
     settings = Settings(data_dir=root / "var")
     generate(root / "d", questionnaires=3000, organisations=4, seed=8, invalid_share=0.0, lead_share=0.4,
              instruments=["cbcl_6_18", "satisfaction"])
-    reports = import_delivery((root / "d").glob("*.csv"), settings=settings, refresh_views=False)
+    reports = import_delivery([root / "d"], settings=settings, refresh_views=False)
     assert all(r.status == "loaded" for r in reports)
     engine = store.get_engine(settings)
     gov.add_user(engine, "praktijk", display_name="P", organisation="ORG01", roles=["member"], password=PASSWORD)

@@ -22,7 +22,7 @@ def loaded(tmp_path_factory):
     root = tmp_path_factory.mktemp("feasibility")
     settings = Settings(data_dir=root / "var")
     generate(root / "d", questionnaires=6000, organisations=4, seed=5, invalid_share=0.0)
-    reports = import_delivery((root / "d").glob("*.csv"), settings=settings, refresh_views=False)
+    reports = import_delivery([root / "d"], settings=settings, refresh_views=False)
     assert all(r.status == "loaded" for r in reports)
     engine = store.get_engine(settings)
     path = snapshot(engine, load_entries(settings.catalog_dir)[ENTRY], load_instruments(settings.catalog_dir),

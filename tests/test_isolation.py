@@ -82,7 +82,7 @@ def world():
     hub = make_stack(root)
     settings = Settings(data_dir=hub.data_dir, progress="never")
     generate(root / "d", questionnaires=300, organisations=2, seed=5, invalid_share=0.0, instruments=["cbcl_6_18"])
-    import_delivery((root / "d").glob("*.csv"), settings=settings, refresh_views=False)
+    import_delivery([root / "d"], settings=settings, refresh_views=False)
     engine = store.get_engine(settings)
     catalogue = {e.id: set(e.variable_names) for e in load_entries(REPO_ROOT / "catalog").values()}
     add_committee(engine)

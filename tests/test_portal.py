@@ -34,7 +34,7 @@ def stack(tmp_path_factory):
     settings = Settings(data_dir=root / "var")
     engine = store.get_engine(settings)
     generate(root / "d", questionnaires=3000, organisations=3, seed=3, invalid_share=0.0)
-    reports = import_delivery((root / "d").glob("*.csv"), settings=settings, refresh_views=False)
+    reports = import_delivery([root / "d"], settings=settings, refresh_views=False)
     assert all(r.status == "loaded" for r in reports)
     for name, organisation, roles in ACCOUNTS:
         gov.add_user(engine, name, display_name=name, organisation=organisation, roles=roles, password=PASSWORD)

@@ -24,7 +24,7 @@ def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("dash")  # pytest removes it (keeps the last 3 runs)
     settings = Settings(data_dir=root / "var")
     generate(root / "d", questionnaires=6000, organisations=4, seed=8, invalid_share=0.0, lead_share=0.4)
-    reports = import_delivery((root / "d").glob("*.csv"), settings=settings, refresh_views=False)
+    reports = import_delivery([root / "d"], settings=settings, refresh_views=False)
     assert all(r.status == "loaded" for r in reports)
     engine = store.get_engine(settings)
     gov.add_user(engine, "praktijk", display_name="P", organisation="ORG01", roles=["member"], password=PASSWORD)

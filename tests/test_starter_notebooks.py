@@ -53,7 +53,7 @@ def world(tmp_path_factory):
     settings = Settings(data_dir=hub.data_dir, catalog_dir=CATALOG, expectations_dir=REPO_ROOT / "expectations",
                         progress="never")
     generate(root / "d", questionnaires=2000, organisations=3, seed=21, invalid_share=0.0, instruments=["cbcl_6_18"])
-    import_delivery((root / "d").glob("*.csv"), settings=settings, refresh_views=False)
+    import_delivery([root / "d"], settings=settings, refresh_views=False)
     engine = store.get_engine(settings)
     entries, instruments = load_entries(CATALOG), load_instruments(CATALOG)
     catalogue = {e.id: set(e.variable_names) for e in entries.values()}
