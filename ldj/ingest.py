@@ -263,30 +263,39 @@ class Ingestor:
     def _transformed(self, paths: list[Path], delivered_by: str | None, known: dict[Path, IngestReport],
                      sums: dict[Path, tuple[str, int]]) -> Iterator[tuple[str, object]]:
         """("report", r) for files known already; ("file", staged) with its prepared chunks for
-        small files, transformed in windows; for a large file ("file", staged) then its chunks as
-        ("chunk", prepared) and ("end", error-or-None)."""
-        window: list[_Staged] = []
+        small files; for a large file ("file", staged) then its chunks as ("chunk", prepared) and
+        ("end", error-or-None). Items come in the order of `paths`.
+
+        Small files are read ahead, up to `ingest_chunk_rows` rows in all, and validated per kind
+        (`_windows`): a delivery of many organisations' files, which alternate between kinds, costs
+        one Great Expectations run per kind rather than one per file.
+        """
+        pending: list[tuple[str, object]] = []  # read ahead, in the order of `paths`
+        held = 0  # rows of the small files in `pending`
 
         def flush() -> Iterator[tuple[str, object]]:
-            if window:
+            nonlocal held
+            small = [item for kind, item in pending if kind == "file" and item.chunks is not None]
+            for window in _windows(small, self.settings.ingest_chunk_rows):
                 self._validate_window(window)
-                while window:
-                    staged = window.pop(0)  # let go of each file as soon as it is handed on
+            while pending:
+                kind, item = pending.pop(0)  # let go of each file as soon as it is handed on
+                if kind == "file" and item.chunks is not None:
                     seen: set[str] = set()
-                    staged.prepared = [self._transform(staged, chunk, seen) for chunk in staged.chunks]
-                    staged.chunks = None
-                    yield "file", staged
+                    item.prepared = [self._transform(item, chunk, seen) for chunk in item.chunks]
+                    item.chunks = None
+                yield kind, item
+            held = 0
+            if small:
                 _release_memory()
 
         for path in paths:
             if path in known:
-                yield from flush()
-                yield "report", known[path]
+                pending.append(("report", known[path]))
                 continue
             staged = self._stage(path, delivered_by, *sums[path])
             if staged.error is not None:
-                yield from flush()
-                yield "file", staged
+                pending.append(("file", staged))
                 continue
             if staged.chunks is None:  # a large file: stream its chunks
                 yield from flush()
@@ -300,11 +309,10 @@ class Ingestor:
                 else:
                     yield "end", None
                 continue
-            if window and (window[0].kind != staged.kind
-                           or sum(w.rows for w in window) + staged.rows > self.settings.ingest_chunk_rows
-                           or any(w.key == staged.key for w in window)):
+            if held and held + staged.rows > self.settings.ingest_chunk_rows:
                 yield from flush()
-            window.append(staged)
+            pending.append(("file", staged))
+            held += staged.rows
         yield from flush()
 
     def _stage(self, path: Path, delivered_by: str | None, checksum: str, size: int) -> _Staged:
@@ -692,6 +700,22 @@ def _file_level_rules(frame: pd.DataFrame, staged: _Staged, seen_keys: set[str])
                for i in frame.index[earlier.to_numpy()]]
     seen_keys.update(values.dropna().tolist())
     return errors
+
+
+def _windows(files: list[_Staged], max_rows: int) -> list[list[_Staged]]:
+    """Files validated together: of one kind, at most `max_rows` rows, one file per organisation and
+    period (the suite's key is unique within an organisation and period, and a second file for the
+    same organisation and period is a re-delivery that replaces the first). Files keep their order
+    within a kind."""
+    by_kind: dict[str | None, list[list[_Staged]]] = {}
+    for staged in files:
+        windows = by_kind.setdefault(staged.kind, [[]])
+        window = windows[-1]
+        if window and (sum(w.rows for w in window) + staged.rows > max_rows or any(w.key == staged.key for w in window)):
+            window = []
+            windows.append(window)
+        window.append(staged)
+    return [window for windows in by_kind.values() for window in windows]
 
 
 def _chunks_of(items: Iterator[tuple[str, object]]) -> Iterator[Prepared]:
