@@ -2,6 +2,12 @@
 
     python bench/ingest.py                       # 112,000 CBCL questionnaires with their trajectories
     python bench/ingest.py --questionnaires 1000000
+    python bench/ingest.py --questionnaires 20000 --many-questionnaires 5000   # a quick run
+
+Two deliveries: a large one (N CBCL questionnaires, one trajectory and one CBCL file per
+organisation) and a delivery as members really send them: every instrument, per organisation a
+trajectory file and one file per instrument it uses (25 organisations, about 6 files each, 20,000
+questionnaires), where the fixed cost per file shows.
 
 The pipeline (read, map, coerce, validate with Great Expectations, pseudonymise, score/band,
 quarantine, load in one transaction per file) runs in a child process into a fresh SQLite store;
@@ -113,6 +119,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questionnaires", type=int, default=112_000)
     parser.add_argument("--invalid-share", type=float, default=0.005)
+    parser.add_argument("--many-questionnaires", type=int, default=20_000,
+                        help="questionnaires in the many-files delivery (0: skip it)")
+    parser.add_argument("--organisations", type=int, default=25, help="organisations in the many-files delivery")
     parser.add_argument("--phase", choices=["pipeline", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, help=argparse.SUPPRESS)
@@ -133,9 +142,16 @@ def main() -> None:
         size_mb = sum(p.stat().st_size for p in (tmp / "delivery").iterdir()) / 2**20
         floor = run_child("floor", tmp / "delivery", tmp / "floor")
         pipe = run_child("pipeline", tmp / "delivery", tmp / "store")
+        many = many_floor = None
+        if args.many_questionnaires:
+            made = generate(tmp / "many", questionnaires=args.many_questionnaires, organisations=args.organisations,
+                            invalid_share=args.invalid_share, seed=11, catalog_dir=REPO / "catalog")
+            many_floor = run_child("floor", tmp / "many", tmp / "many-floor")
+            many = run_child("pipeline", tmp / "many", tmp / "many-store")
 
     ratio = pipe["seconds"] / floor["seconds"]
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"synthetic delivery: {args.questionnaires:,} CBCL questionnaires + trajectories, "
           f"{pipe['rows']:,} rows in files, {size_mb:.1f} MB, generated in {synth_s:.1f} s")
     print(f"floor    (read_csv + plain INSERT):      {floor['seconds']:7.2f} s {floor['rows'] / floor['seconds']:>9,.0f} rows/s"
@@ -144,8 +160,21 @@ def main() -> None:
           f"  peak memory {pipe['peak_pss_mb']:5.0f} MB (max RSS loader {pipe['loader_rss_mb']:.0f}, helper "
           f"{pipe['helper_rss_mb']:.0f}; library imports {pipe['import_s']:.1f} s, not counted)")
     print(f"loaded {pipe['loaded']:,}, quarantined {pipe['quarantined']:,}; pipeline/floor ratio {ratio:.2f}")
-    print(f"RESULT ingest_s={pipe['seconds']:.3f} floor_s={floor['seconds']:.3f} ratio={ratio:.3f} "
-          f"peak_rss_mb={pipe['peak_pss_mb']:.1f} rows={pipe['rows']}")
+    result = (f"RESULT ingest_s={pipe['seconds']:.3f} floor_s={floor['seconds']:.3f} ratio={ratio:.3f} "
+              f"peak_rss_mb={pipe['peak_pss_mb']:.1f} rows={pipe['rows']}")
+    if many is not None:
+        many_ratio = many["seconds"] / many_floor["seconds"]
+        print(f"many files: {made.questionnaires:,} questionnaires of {len(made.organisations)} organisations in "
+              f"{len(made.paths)} files ({len(made.paths) / len(made.organisations):.1f} per organisation), "
+              f"{many['rows']:,} rows")
+        print(f"floor    (read_csv + plain INSERT):      {many_floor['seconds']:7.2f} s "
+              f"({1000 * many_floor['seconds'] / len(made.paths):.1f} ms per file)")
+        print(f"pipeline (validate, pseudonymise, load): {many['seconds']:7.2f} s "
+              f"({1000 * many['seconds'] / len(made.paths):.1f} ms per file); loaded {many['loaded']:,}, "
+              f"quarantined {many['quarantined']:,}; ratio {many_ratio:.2f}")
+        result += (f" many_files_s={many['seconds']:.3f} many_files_floor_s={many_floor['seconds']:.3f} "
+                   f"many_files_ratio={many_ratio:.3f} many_files={len(made.paths)}")
+    print(result)
 
 
 if __name__ == "__main__":

@@ -240,7 +240,7 @@ class Ingestor:
         if self.settings.ingest_workers > 0 and len(paths) - len(known) > 0 and hasattr(os, "fork"):
             SuiteValidator.load_library()  # once per process, before the fork: not once per helper
             items = _in_helper_process(items)
-        items = iter(items)
+        items = _unbatched(items)
         reports: list[IngestReport] = []
         for kind, item in items:
             if kind == "report":
@@ -263,30 +263,44 @@ class Ingestor:
     def _transformed(self, paths: list[Path], delivered_by: str | None, known: dict[Path, IngestReport],
                      sums: dict[Path, tuple[str, int]]) -> Iterator[tuple[str, object]]:
         """("report", r) for files known already; ("file", staged) with its prepared chunks for
-        small files, transformed in windows; for a large file ("file", staged) then its chunks as
-        ("chunk", prepared) and ("end", error-or-None)."""
-        window: list[_Staged] = []
+        small files; for a large file ("file", staged) then its chunks as ("chunk", prepared) and
+        ("end", error-or-None). Items come in the order of `paths`; those of small files in lists,
+        ("ready", [items]), as they are ready (`_unbatched` takes them apart).
+
+        Small files are read ahead, up to `ingest_chunk_rows` rows in all, and validated per kind
+        (`_windows`): a delivery of many organisations' files, which alternate between kinds, costs
+        one Great Expectations run and one transform per kind rather than one per file.
+        """
+        pending: list[tuple[str, object]] = []  # read ahead, in the order of `paths`
+        held = 0  # rows of the small files in `pending`
 
         def flush() -> Iterator[tuple[str, object]]:
-            if window:
+            nonlocal held
+            small = [item for kind, item in pending if kind == "file" and item.chunks is not None]
+            for window in _windows(small, self.settings.ingest_chunk_rows):
                 self._validate_window(window)
-                while window:
-                    staged = window.pop(0)  # let go of each file as soon as it is handed on
-                    seen: set[str] = set()
-                    staged.prepared = [self._transform(staged, chunk, seen) for chunk in staged.chunks]
-                    staged.chunks = None
-                    yield "file", staged
+                self._transform_window(window)
+                # hand on what is ready at the front, so the loader works while the next kind is validated;
+                # in one item: the loader takes it at once (the channel to it holds one item)
+                ready = []
+                while pending and (pending[0][0] != "file" or pending[0][1].chunks is None):
+                    ready.append(pending.pop(0))  # let go of each file as soon as it is handed on
+                if ready:
+                    yield "ready", ready
+            if pending:
+                yield "ready", pending[:]
+                pending.clear()
+            held = 0
+            if small:
                 _release_memory()
 
         for path in paths:
             if path in known:
-                yield from flush()
-                yield "report", known[path]
+                pending.append(("report", known[path]))
                 continue
             staged = self._stage(path, delivered_by, *sums[path])
             if staged.error is not None:
-                yield from flush()
-                yield "file", staged
+                pending.append(("file", staged))
                 continue
             if staged.chunks is None:  # a large file: stream its chunks
                 yield from flush()
@@ -300,11 +314,10 @@ class Ingestor:
                 else:
                     yield "end", None
                 continue
-            if window and (window[0].kind != staged.kind
-                           or sum(w.rows for w in window) + staged.rows > self.settings.ingest_chunk_rows
-                           or any(w.key == staged.key for w in window)):
+            if held and held + staged.rows > self.settings.ingest_chunk_rows:
                 yield from flush()
-            window.append(staged)
+            pending.append(("file", staged))
+            held += staged.rows
         yield from flush()
 
     def _stage(self, path: Path, delivered_by: str | None, checksum: str, size: int) -> _Staged:
@@ -374,11 +387,7 @@ class Ingestor:
             yield self._transform(staged, chunk, seen)
 
     def _transform(self, staged: _Staged, chunk: _Chunk, seen_keys: set[str]) -> Prepared:
-        errors = list(chunk.type_errors)
-        mistyped = {(e.index, e.column) for e in errors}
-        errors += [e for e in chunk.validation_errors if (e.index, e.column) not in mistyped]
-        errors += _file_level_rules(chunk.typed, staged, seen_keys)
-        good = chunk.typed.drop(index=list({e.index for e in errors}))
+        errors, good = self._checked(staged, chunk, seen_keys)
         masked = Counter()
         if staged.kind == TRAJECTORIES:
             tables = self._trajectory_tables(good, masked)
@@ -386,10 +395,47 @@ class Ingestor:
             # A questionnaire with too few answers to score any scale is still valid data: it loads
             # with its item answers and empty scores.
             tables = self._measurement_tables(good, self.spec.instruments[staged.kind], masked)
+        return self._prepared(staged, chunk, errors, tables, masked[0])
+
+    def _transform_window(self, window: list[_Staged]) -> None:
+        """Transform the files of one validated window. The measurements of several small files are
+        scored, banded and pseudonymised in one go and cut back into files, since per-call overhead
+        dominates for files of a few hundred rows. Trajectory files go one by one: their clients and
+        professionals are deduplicated per file."""
+        if window[0].kind == TRAJECTORIES or len(window) == 1 or any(len(s.chunks) != 1 for s in window):
+            for staged in window:
+                seen: set[str] = set()
+                staged.prepared = [self._transform(staged, chunk, seen) for chunk in staged.chunks]
+                staged.chunks = None
+            return
+        checked = [self._checked(staged, staged.chunks[0], set()) for staged in window]
+        bounds, start = [], 0
+        for _, good in checked:
+            bounds.append((start, start + len(good)))
+            start += len(good)
+        masked = Counter()
+        combined = pd.concat([good for _, good in checked], ignore_index=True)
+        tables = self._measurement_tables(combined, self.spec.instruments[window[0].kind], masked, bounds)
+        for part, (staged, (errors, _)) in enumerate(zip(window, checked)):
+            begin, end = bounds[part]
+            # a copy, not a slice: a pickled slice (to the loader process) carries the whole table
+            own = [(name, rule, rows.take(np.arange(begin, end))) for name, rule, rows in tables] if end > begin else []
+            staged.prepared = [self._prepared(staged, staged.chunks[0], errors, own, masked[part])]
+            staged.chunks = None
+
+    def _checked(self, staged: _Staged, chunk: _Chunk, seen_keys: set[str]) -> tuple[list[RowError], pd.DataFrame]:
+        """A chunk's errors (type, suite, file-level rules) and its rows without any."""
+        errors = list(chunk.type_errors)
+        mistyped = {(e.index, e.column) for e in errors}
+        errors += [e for e in chunk.validation_errors if (e.index, e.column) not in mistyped]
+        errors += _file_level_rules(chunk.typed, staged, seen_keys)
+        return errors, chunk.typed.drop(index=list({e.index for e in errors}))
+
+    def _prepared(self, staged: _Staged, chunk: _Chunk, errors: list[RowError], tables: list, masked: int) -> Prepared:
         loaded = len(tables[-1][2]) if tables else 0
         return Prepared(rows_total=len(chunk.raw), tables=tables, quarantine=self._quarantine(chunk.raw, errors, staged),
                         rules=Counter(e.rule for e in errors), quarantined=len({e.index for e in errors}),
-                        loaded=loaded, masked=masked["n"])
+                        loaded=loaded, masked=masked)
 
     def _pseudonyms(self, frame: pd.DataFrame, column: str) -> pd.Series:
         return self.pseudonymiser.series(IDENTIFIER_KINDS[column], frame["organisation"], frame[column])
@@ -398,10 +444,15 @@ class Ingestor:
         """The name list of this catalogue (`<catalog_dir>/names.yaml`), compiled once."""
         return name_screen(self.settings.catalog_dir / "names.yaml")
 
-    def _screened(self, frame: pd.DataFrame, column: str, masked: Counter) -> list:
-        screened, n = screen_series(frame[column], self._names())
-        masked["n"] += n
-        return _plain(screened)
+    def _screened(self, frame: pd.DataFrame, column: str, masked: Counter,
+                  bounds: list[tuple[int, int]] | None = None) -> list:
+        """Free text screened for names and numbers; masks counted per part (file) of the frame."""
+        out = []
+        for part, (begin, end) in enumerate(bounds or [(0, len(frame))]):
+            screened, n = screen_series(frame[column].iloc[begin:end], self._names())
+            masked[part] += n
+            out += _plain(screened)
+        return out
 
     def _trajectory_tables(self, frame: pd.DataFrame, masked: Counter) -> list[tuple[str, str, pa.Table]]:
         if frame.empty:
@@ -438,10 +489,18 @@ class Ingestor:
             ("trajectories", "upsert:pseudonym", _arrow(trajectories)),
         ]
 
-    def _measurement_tables(self, frame: pd.DataFrame, inst: Instrument,
-                            masked: Counter) -> list[tuple[str, str, pa.Table]]:
+    def _measurement_tables(self, frame: pd.DataFrame, inst: Instrument, masked: Counter,
+                            bounds: list[tuple[int, int]] | None = None) -> list[tuple[str, str, pa.Table]]:
+        """`bounds`: the rows of each file when the frame holds several; values are made plain per
+        file (whole numbers stay whole per file, as when each is transformed on its own)."""
         if frame.empty:
             return []
+
+        def plain(values: pd.Series) -> list:
+            if not bounds or len(bounds) == 1:
+                return _plain(values)
+            return [v for begin, end in bounds for v in _plain(values.iloc[begin:end])]
+
         raws: dict[str, pd.Series] = {}
         if inst.level == "item":
             scored = inst.score_items(frame[inst.item_columns].astype(float))
@@ -451,16 +510,16 @@ class Ingestor:
         codes, entries = [], []
         for s in inst.scales:
             raw_values = raws[s.code][frame.index]
-            raw = _plain(raw_values)
+            raw = plain(raw_values)
             tscore = frame[s.t_column].astype(float) if (s.method == "delivered" and s.t_range) else None
             band = (s.band(tscore if s.band_basis == "t" else raw_values, frame["informant"]).tolist()
                     if s.bands else None)
             if tscore is not None and band is not None:
-                column = [{"raw": r, "t": t_, "band": b_} for r, t_, b_ in zip(raw, _plain(tscore), band)]
+                column = [{"raw": r, "t": t_, "band": b_} for r, t_, b_ in zip(raw, plain(tscore), band)]
             elif band is not None:
                 column = [None if r is None else {"raw": r, "band": b_} for r, b_ in zip(raw, band)]
             elif tscore is not None:
-                column = [{"raw": r, "t": t_} for r, t_ in zip(raw, _plain(tscore))]
+                column = [{"raw": r, "t": t_} for r, t_ in zip(raw, plain(tscore))]
             else:
                 column = [None if r is None else {"raw": r} for r in raw]
             codes.append(s.code)
@@ -469,11 +528,11 @@ class Ingestor:
         items = None
         if inst.level == "item":
             cols = inst.item_columns
-            values = [_plain(frame[c].astype(float)) for c in cols]
+            values = [plain(frame[c].astype(float)) for c in cols]
             items = [{c[5:]: v for c, v in zip(cols, row)} for row in zip(*values)]
         free = None
         if inst.free_text:
-            screened = [self._screened(frame, c, masked) for c in inst.free_text]
+            screened = [self._screened(frame, c, masked, bounds) for c in inst.free_text]
             free = [{c: v for c, v in zip(inst.free_text, row) if v is not None} or None for row in zip(*screened)]
         n = len(frame)
         measurements = {
@@ -692,6 +751,31 @@ def _file_level_rules(frame: pd.DataFrame, staged: _Staged, seen_keys: set[str])
                for i in frame.index[earlier.to_numpy()]]
     seen_keys.update(values.dropna().tolist())
     return errors
+
+
+def _windows(files: list[_Staged], max_rows: int) -> list[list[_Staged]]:
+    """Files validated together: of one kind, at most `max_rows` rows, one file per organisation and
+    period (the suite's key is unique within an organisation and period, and a second file for the
+    same organisation and period is a re-delivery that replaces the first). Files keep their order
+    within a kind."""
+    by_kind: dict[str | None, list[list[_Staged]]] = {}
+    for staged in files:
+        windows = by_kind.setdefault(staged.kind, [[]])
+        window = windows[-1]
+        if window and (sum(w.rows for w in window) + staged.rows > max_rows or any(w.key == staged.key for w in window)):
+            window = []
+            windows.append(window)
+        window.append(staged)
+    return [window for windows in by_kind.values() for window in windows]
+
+
+def _unbatched(items: Iterable[tuple[str, object]]) -> Iterator[tuple[str, object]]:
+    """The items of `_transformed`, with its ("ready", [items]) lists taken apart."""
+    for kind, item in items:
+        if kind == "ready":
+            yield from item
+        else:
+            yield kind, item
 
 
 def _chunks_of(items: Iterator[tuple[str, object]]) -> Iterator[Prepared]:

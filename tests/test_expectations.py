@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from ldj.delivery import load_spec
+from ldj.delivery import Limits, coerce, load_spec, open_delivery
 from ldj.docs import delivery_format_markdown
 from ldj.expectations import SuiteValidator, build_suites, load_suite
 from ldj.settings import REPO_ROOT
@@ -57,3 +57,42 @@ def test_validator_returns_exactly_the_failing_rows():
         (13, "between:item_5"),
         (13, "unique:administration_id"),
     ]
+
+
+def _gx_own_verdicts(suite: dict, frame: pd.DataFrame) -> set[tuple[int, str]]:
+    """What Great Expectations' own `batch.validate(suite)` finds: a fresh validator for the frame."""
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    batch = (context.data_sources.add_pandas("ref").add_dataframe_asset("ref").add_batch_definition_whole_dataframe("all")
+             .get_batch(batch_parameters={"dataframe": frame}))
+    result = batch.validate(gx.ExpectationSuite(**{k: v for k, v in suite.items() if k != "meta"}), result_format="COMPLETE")
+    found = set()
+    for res in result.results:
+        assert not (res.exception_info or {}).get("raised_exception")
+        kwargs = res.expectation_config.kwargs
+        column = kwargs.get("column") or kwargs.get("column_A") or kwargs["column_list"][-1]
+        found |= {(idx, f"{res.expectation_config.meta['rule']}:{column}")
+                  for idx in res.result.get("unexpected_index_list") or []}
+    return found
+
+
+def test_a_validator_built_once_finds_on_every_frame_what_a_fresh_gx_run_finds(synthetic_delivery, sqlite_settings):
+    """The suite is compiled once and then serves frame after frame (files, windows, chunks): nothing of one
+    frame may leak into the verdicts on the next."""
+    result = synthetic_delivery(questionnaires=1200, organisations=3, seed=5, invalid_share=0.2,
+                                instruments=["sdq", "cbcl_6_18"])
+    spec = load_spec(REPO_ROOT / "catalog")
+    limits = Limits.from_settings(sqlite_settings)
+    for kind, marker in (("trajectories", "trajecten"), ("sdq", "_sdq_"), ("cbcl_6_18", "cbcl_6_18")):
+        validator = SuiteValidator(load_suite(kind, REPO_ROOT / "expectations"))
+        frames = []
+        for path in sorted(p for p in result.paths if marker in p.name):
+            raw = pd.concat(list(open_delivery(path, spec, 100_000, limits).chunks))
+            frames.append(coerce(raw, spec.columns(kind), spec)[0])
+        assert len(frames) >= 2
+        for frame in frames:
+            mine = {(e.index, e.rule) for e in validator.validate(frame)}
+            assert mine, f"{kind}: the synthetic file should break some rules"
+            assert mine == _gx_own_verdicts(validator.suite_json, frame)
+        assert (validator.builds, validator.runs) == (1, len(frames))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -289,3 +290,58 @@ def test_sdq_is_scored_at_import_and_unscorable_questionnaires_still_load(settin
     assert got[25]["total_difficulties"] == {"raw": 20, "band": "very_high"}
     assert got[25]["prosocial"] == {"raw": 5, "band": "very_low"}
     assert got[0] == {}
+
+
+def test_a_delivery_of_many_small_files_costs_one_validation_per_kind(sqlite_settings, synthetic_delivery, tmp_path):
+    """Files come per organisation, so kinds alternate (ORG01 trajectories, cbcl, sdq, ORG02 ...). The import
+    reads ahead, validates and transforms each kind's files together, with the suite compiled once, and every
+    file still gets its own verdicts and rows: the same as importing each file on its own."""
+    result = synthetic_delivery(questionnaires=1500, organisations=4, seed=3, invalid_share=0.05,
+                                instruments=["cbcl_6_18", "sdq", "satisfaction"])
+    paths = sorted(result.paths, key=lambda p: (0 if "traject" in p.name else 1, p.name))  # as `ldj ingest DIR`
+    kinds_in_order = [p.name.split("_", 1)[1].rsplit("_", 1)[0] for p in paths]
+    assert sum(a != b for a, b in zip(kinds_in_order, kinds_in_order[1:])) > 4  # the kinds do alternate
+    in_process = sqlite_settings.model_copy(update={"ingest_workers": 0})  # to count what the validators did
+
+    together = Ingestor(in_process)
+    reports = together.ingest_many(paths)
+    assert all(r.status == "loaded" for r in reports) and sum(r.rows_quarantined for r in reports) > 0
+    assert [r.file for r in reports] == [str(p) for p in paths]
+    kinds = {r.kind for r in reports}
+    assert {k: (v.builds, v.runs) for k, v in together._validators.items()} == {k: (1, 1) for k in kinds}
+
+    alone = Ingestor(in_process.model_copy(update={"data_dir": tmp_path / "alone",  # the same pseudonym key
+                                                   "pseudonym_key_file": in_process.resolved_key_file}))
+    alone_reports = [alone.ingest(p) for p in paths]
+    files_per_kind = Counter(r.kind for r in reports)
+    assert {k: (v.builds, v.runs) for k, v in alone._validators.items()} == {k: (1, files_per_kind[k]) for k in kinds}
+
+    def verdicts(rs) -> list:
+        return [(Path(r.file).name, r.rows_loaded, r.rows_quarantined, r.rules, r.masked) for r in rs]
+
+    assert verdicts(reports) == verdicts(alone_reports)
+    sql = "SELECT file_name, row_number, rule, value, message FROM quarantine ORDER BY file_name, row_number, rule"
+    assert rows(together.engine, sql) == rows(alone.engine, sql)
+    for table, key in (("measurements", "pseudonym"), ("trajectories", "pseudonym"), ("clients", "pseudonym"),
+                       ("professionals", "pseudonym"), ("teams", "organisation, code")):
+        sql = f"SELECT * FROM {table} ORDER BY {key}"
+        strip = lambda rs: [{k: v for k, v in r.items() if k not in ("batch_id", "id")} for r in rs]  # noqa: E731
+        assert strip(rows(together.engine, sql)) == strip(rows(alone.engine, sql)) != [], table
+
+
+def test_files_transformed_together_keep_their_own_number_forms(sqlite_settings, tmp_path):
+    """Whole numbers are stored as integers per file: a decimal T-score in one organisation's file must not
+    turn another file's whole scores into decimals because the two were transformed in one go."""
+    org1 = write_csv(tmp_path / "ORG01_cbcl_2024.csv", [cbcl("C1", "T1", "A1", "start", 63.5),
+                                                         cbcl("C2", "T2", "A2", "start", 68)])
+    org2 = write_csv(tmp_path / "ORG02_cbcl_2024.csv", [cbcl("C1", "T1", "A1", "start", 71, Organisatie="ORG02"),
+                                                         cbcl("C3", "T3", "A3", "start", 57, Organisatie="ORG02")])
+    ing = Ingestor(sqlite_settings.model_copy(update={"ingest_workers": 0}))
+    assert [r.rows_loaded for r in ing.ingest_many([org1, org2])] == [2, 2]
+    assert ing._validators["cbcl_6_18"].runs == 1  # one window: validated and transformed together
+    totals = {}
+    for m in rows(ing.engine, "SELECT organisation, scores FROM measurements"):
+        t_score = json.loads(m["scores"])["total_problems"]["t"]
+        totals.setdefault(m["organisation"], []).append((t_score, type(t_score).__name__))
+    assert sorted(totals["ORG01"]) == [(63.5, "float"), (68.0, "float")]  # as when the file comes alone
+    assert sorted(totals["ORG02"]) == [(57, "int"), (71, "int")]
