@@ -18,6 +18,7 @@ import hashlib
 import multiprocessing
 import os
 import queue
+import signal
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -806,6 +807,22 @@ def _estimate_rows(path: Path) -> int | None:
     return max(n - 1, 0)
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(parent: int) -> None:
+    """In a forked helper: be killed by the kernel when `parent` dies (Linux `PR_SET_PDEATHSIG`), even in
+    the middle of a long transform. The helper holds copies of the parent's sockets, its database
+    connection among them: alive, it would keep a killed import's transaction (and its locks) open."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the helper still stops at its next hand-over
+        pass
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
 def _in_helper_process(items: Iterator) -> Iterator:
     """Run a generator in a forked process, one item ahead of the caller.
 
@@ -817,6 +834,8 @@ def _in_helper_process(items: Iterator) -> Iterator:
     parent = os.getpid()
 
     def run() -> None:
+        _die_with(parent)
+
         def put(item) -> bool:
             while os.getppid() == parent:
                 try:

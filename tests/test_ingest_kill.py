@@ -92,3 +92,28 @@ def test_killing_the_import_leaves_no_helper_process(sqlite_settings, tmp_path):
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_a_helper_busy_in_a_long_transform_dies_with_a_killed_import():
+    """The helper stops with its parent even when it never reaches its next hand-over (it holds copies of
+    the parent's sockets: alive, it would keep a killed import's database transaction open)."""
+    import psutil
+
+    script = ("import time\nfrom ldj.ingest import _in_helper_process\n"
+              "def forever():\n    time.sleep(3600)\n    yield 1\n"
+              "next(_in_helper_process(forever()))\n")
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline, helpers = time.monotonic() + 60, []
+        while not helpers and time.monotonic() < deadline:
+            helpers = psutil.Process(parent.pid).children()
+            time.sleep(0.1)
+        assert helpers, "no helper process was started"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        _, alive = psutil.wait_procs(helpers, timeout=10)
+        assert not alive, f"helper outlived the import: {alive}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
