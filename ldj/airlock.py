@@ -34,17 +34,20 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import sqlalchemy as sa
 
-from . import audit, governance, notifications, paths, policy, safe, workflow
+from . import audit, governance, notifications, paths, policy, safe, vraagbank, workflow
 from .i18n import t
 from .settings import Settings, get_settings
-from .store import (projects, question_pickups, questions, release_events, release_files,
-                    release_reviewers, release_reviews, releases)
+from .store import (projects, question_pickups, questions, release_events, release_files, release_reviewers,
+                    release_reviews, releases, users)
 
 SUBMITTED, IN_REVIEW, RETURNED, APPROVED, RELEASED, REJECTED, WITHDRAWN = (
     "submitted", "in_review", "returned", "approved", "released", "rejected", "withdrawn")
@@ -114,6 +117,12 @@ class Release:
     created_at: datetime
     files: tuple[ReleaseFile, ...]
     reviewers: tuple[str, ...] = ()
+    members: frozenset[str] = frozenset()  # the project's people (for the policy's target)
+    waiting_since: datetime | None = None  # when it last came to the checkers (submitted or resubmitted)
+
+    def target(self, public: bool = False) -> policy.Target:
+        """The policy's target of this request (`public`: of one of its files that is public)."""
+        return policy.Target(owner=self.author, project=self.project_id, members=self.members, public=public)
 
     def file(self, name: str) -> ReleaseFile:
         for f in self.files:
@@ -288,13 +297,37 @@ def _current_reviews(conn: sa.Connection, release_id: int, files: tuple[ReleaseF
     return current
 
 
+def _releases(conn: sa.Connection, actor: policy.Actor, rows: list) -> list[Release]:
+    """The requests of `rows` that `actor` may see (`release.view`), each with its files, checkers,
+    project members and waiting time: a few queries for all of them, not a round per request."""
+    members = {pid: frozenset(governance.project_members(conn, pid)) for pid in {r.project_id for r in rows}}
+    rows = [r for r in rows if policy.allows(actor, "release.view", policy.Target(
+        owner=r.author, project=r.project_id, members=members[r.project_id]))]
+    ids = [r.id for r in rows]
+    files: dict[int, list[ReleaseFile]] = {i: [] for i in ids}
+    for f in conn.execute(sa.select(release_files).where(release_files.c.release_id.in_(ids))
+                          .order_by(release_files.c.id)):
+        files[f.release_id].append(ReleaseFile(f.output, f.kind, f.file, f.sha256, f.status, list(f.reasons),
+                                               f.comments, f.exception, bool(f.public)))
+    reviewers: dict[int, list[str]] = {i: [] for i in ids}
+    for r in conn.execute(sa.select(release_reviewers).where(release_reviewers.c.release_id.in_(ids))
+                          .order_by(release_reviewers.c.claimed_at)):
+        reviewers[r.release_id].append(r.reviewer)
+    e = release_events
+    waiting = dict(conn.execute(sa.select(e.c.release_id, sa.func.max(e.c.at)).where(
+        e.c.release_id.in_(ids), e.c.to_status == SUBMITTED).group_by(e.c.release_id)).all())
+    return [Release(r.id, r.project_id, r.author, r.title, r.description, r.status, workflow._aware(r.created_at),
+                    tuple(files[r.id]), tuple(reviewers[r.id]), members[r.project_id],
+                    workflow._aware(waiting[r.id]) if r.id in waiting else None) for r in rows]
+
+
 def get_release(engine: sa.Engine, release_id: int, viewer: policy.Actor | str) -> Release:
     """The release request, for the people of its project, the checkers and the steward; else `policy.Refused`."""
     with engine.connect() as conn:
         row = _row(conn, release_id)
-        policy.check(policy.actor_of(conn, viewer), "release.view", _project_target(conn, row.project_id, row.author))
-        return Release(row.id, row.project_id, row.author, row.title, row.description, row.status,
-                       workflow._aware(row.created_at), _files(conn, release_id), _reviewers(conn, release_id))
+        actor = policy.actor_of(conn, viewer)
+        policy.check(actor, "release.view", _project_target(conn, row.project_id, row.author))
+        return _releases(conn, actor, [row])[0]
 
 
 def list_releases(engine: sa.Engine, viewer: policy.Actor | str, *, status: str | tuple[str, ...] | None = None,
@@ -306,23 +339,14 @@ def list_releases(engine: sa.Engine, viewer: policy.Actor | str, *, status: str 
     if project is not None:
         query = query.where(releases.c.project_id == project)
     with engine.connect() as conn:
-        actor = policy.actor_of(conn, viewer)
-        rows = conn.execute(query).all()
-        members = {pid: frozenset(governance.project_members(conn, pid)) for pid in {r.project_id for r in rows}}
-        rows = [r for r in rows if policy.allows(actor, "release.view", policy.Target(
-            owner=r.author, project=r.project_id, members=members[r.project_id]))]
-        ids = [r.id for r in rows]
-        files: dict[int, list[ReleaseFile]] = {i: [] for i in ids}
-        for f in conn.execute(sa.select(release_files).where(release_files.c.release_id.in_(ids))
-                              .order_by(release_files.c.id)):
-            files[f.release_id].append(ReleaseFile(f.output, f.kind, f.file, f.sha256, f.status, list(f.reasons),
-                                                   f.comments, f.exception, bool(f.public)))
-        reviewers: dict[int, list[str]] = {i: [] for i in ids}
-        for r in conn.execute(sa.select(release_reviewers).where(release_reviewers.c.release_id.in_(ids))
-                              .order_by(release_reviewers.c.claimed_at)):
-            reviewers[r.release_id].append(r.reviewer)
-    return [Release(r.id, r.project_id, r.author, r.title, r.description, r.status, workflow._aware(r.created_at),
-                    tuple(files[r.id]), tuple(reviewers[r.id])) for r in rows]
+        return _releases(conn, policy.actor_of(conn, viewer), conn.execute(query).all())
+
+
+def may_claim(release: Release, checker: policy.Actor) -> bool:
+    """Whether `checker` may take the request now (what `claim` allows: the policy, a request waiting for a
+    checker, one short, not hers yet), for offering only the buttons that work."""
+    return (release.status in (SUBMITTED, IN_REVIEW) and len(release.reviewers) < REVIEWERS
+            and checker.name not in release.reviewers and policy.allows(checker, "release.review", release.target()))
 
 
 def claim(engine: sa.Engine, release_id: int, checker: policy.Actor | str) -> None:
@@ -362,6 +386,18 @@ def review_file(engine: sa.Engine, release_id: int, checker: policy.Actor | str,
     """One checker's verdict on one file (as it is now); a later verdict of hers replaces it.
 
     On a resubmitted request the first verdict moves it into review again."""
+    return _review(engine, release_id, checker, verdict, comment, public, lambda files: [file])[0]
+
+
+def review_output(engine: sa.Engine, release_id: int, checker: policy.Actor | str, output: str, verdict: str,
+                  comment: str | None = None, *, public: bool = False) -> list[Review]:
+    """One checker's verdict on an output: on each of its files (the result and its ldj.safe metadata), at once."""
+    return _review(engine, release_id, checker, verdict, comment, public,
+                   lambda files: [f.file for f in files.values() if f.output == output] or [output])
+
+
+def _review(engine: sa.Engine, release_id: int, checker: policy.Actor | str, verdict: str, comment: str | None,
+            public: bool, chosen: Callable[[dict[str, ReleaseFile]], list[str]]) -> list[Review]:
     if verdict not in VERDICTS:
         raise AirlockError(t("al_bad_verdict", verdict=verdict, allowed=", ".join(VERDICTS)))
     comment = (comment or "").strip()[:COMMENT_MAX] or None
@@ -377,14 +413,20 @@ def review_file(engine: sa.Engine, release_id: int, checker: policy.Actor | str,
         elif row.status != IN_REVIEW:
             raise WORKFLOW.illegal(release_id, row.status, IN_REVIEW)
         files = {f.file: f for f in _files(conn, release_id)}
-        if file not in files:
-            raise governance.NotFound(t("al_unknown_file", id=release_id, file=file))
+        names = chosen(files)
+        unknown = [name for name in names if name not in files]
+        if unknown:
+            raise governance.NotFound(t("al_unknown_file", id=release_id, file=unknown[0]))
         now = datetime.now(UTC)
-        conn.execute(release_reviews.insert().values(
-            release_id=release_id, file=file, sha256=files[file].sha256, reviewer=actor.name, verdict=verdict,
-            public=bool(public), comment=comment, at=now))
-        workflow.record(conn, WORKFLOW, release_id, actor, t("al_note_reviewed", file=file), project=row.project_id)
-        return Review(file, actor.name, verdict, bool(public), comment, now)
+        given = []
+        for name in names:
+            conn.execute(release_reviews.insert().values(
+                release_id=release_id, file=name, sha256=files[name].sha256, reviewer=actor.name, verdict=verdict,
+                public=bool(public), comment=comment, at=now))
+            workflow.record(conn, WORKFLOW, release_id, actor, t("al_note_reviewed", file=name),
+                            project=row.project_id)
+            given.append(Review(name, actor.name, verdict, bool(public), comment, now))
+        return given
 
 
 def reviews(engine: sa.Engine, release_id: int, viewer: policy.Actor | str) -> dict[str, list[Review]]:
@@ -439,8 +481,6 @@ def decide(engine: sa.Engine, release_id: int, checker: policy.Actor | str, deci
 
 def release(engine: sa.Engine, release_id: int, checker: policy.Actor | str, comment: str | None = None) -> list[int]:
     """One of the two checkers releases an approved request; returns the Vraagbank questions it answers."""
-    from . import vraagbank  # the Vraagbank's answer step; vraagbank never imports the airlock
-
     with engine.begin() as conn:
         actor = policy.actor_of(conn, checker)
         row = _row(conn, release_id, lock=True)
@@ -476,10 +516,14 @@ def _questions_of(conn: sa.Connection, project_id: int) -> list:
 
 def questions_for(engine: sa.Engine, project_id: int) -> list[tuple[int, str]]:
     """The published Vraagbank questions (id, title) the project was picked up for: what its releases answer."""
-    from .vraagbank import ANSWERED, PICKED_UP
-
     with engine.connect() as conn:
-        return [(q.id, q.title) for q in _questions_of(conn, project_id) if q.status in (PICKED_UP, ANSWERED)]
+        return [(q.id, q.title) for q in _questions_of(conn, project_id) if q.status in (vraagbank.PICKED_UP, vraagbank.ANSWERED)]
+
+
+def released_per_project(conn: sa.Connection) -> dict[int, int]:
+    """Project id -> how many release requests it has released (for the registry and the factsheet)."""
+    return dict(conn.execute(sa.select(releases.c.project_id, sa.func.count()).where(releases.c.status == RELEASED)
+                             .group_by(releases.c.project_id)).all())
 
 
 def released_for_question(engine: sa.Engine, question_id: int) -> list[Release]:
@@ -501,6 +545,14 @@ def released_for_question(engine: sa.Engine, question_id: int) -> list[Release]:
             found.append(Release(row.id, row.project_id, row.author, row.title, row.description, row.status,
                                  workflow._aware(row.created_at), tuple(f for f in files if f.file in public)))
         return found
+
+
+def public_files(engine: sa.Engine, release: Release) -> set[str]:
+    """Of a released request, the files everyone may download (offered as public, both checkers agreed)."""
+    if release.status != RELEASED:
+        return set()
+    with engine.connect() as conn:
+        return _public_files(conn, release.id, release.files)
 
 
 def _public_files(conn: sa.Connection, release_id: int, files: tuple[ReleaseFile, ...]) -> set[str]:
@@ -547,8 +599,6 @@ def history(engine: sa.Engine, release_id: int) -> list[workflow.Event]:
 
 def _tell_checkers(conn: sa.Connection, release_id: int, title: str) -> None:
     """Every active output checker hears of a new request (her start page shows it)."""
-    from .store import users
-
     for name, roles in conn.execute(sa.select(users.c.name, users.c.roles).where(users.c.active.is_(True))):
         if policy.CHECKER in (roles or ()):
             notifications.notify(conn, name, "release_waiting", f"/uitvoer?id={release_id}", title=title)
@@ -558,10 +608,6 @@ def demo(engine: sa.Engine, settings: Settings | None = None) -> int | None:
     """A release request of the demo researcher's project waiting for the demo checkers (`make demo`,
     after `ldj demo-accounts`); its table is made with ldj.safe from made-up counts. Safe to run twice:
     returns the new request's id, or None when the project already has one."""
-    import tempfile
-
-    import pandas as pd
-
     settings = settings or get_settings()
     grants = governance.active_grants(engine, "onderzoeker")
     if not grants:
@@ -589,20 +635,10 @@ def demo(engine: sa.Engine, settings: Settings | None = None) -> int | None:
 
 # --- read-only helpers for the portal (ldj.portal.airlock) ------------------------------------------
 
-def review_copy(engine: sa.Engine, release_id: int, file: str, viewer: policy.Actor | str,
-                settings: Settings | None = None) -> Path:
-    """The kept copy of a request's file, for a preview on its page: for whoever may see the request
-    (`release.view`, as `get_release`); not a download (that is `download`, once released)."""
-    kept = get_release(engine, release_id, viewer).file(file)
-    return paths.within(release_folder(settings or get_settings(), release_id), kept.file)
-
-
-def target_of(engine: sa.Engine, release_id: int) -> policy.Target:
-    """The policy's target of a request (its author, project and the project's people), so a page offers
-    only the steps the policy allows the visitor (`release.review`: take it); the step checks again."""
-    with engine.connect() as conn:
-        row = _row(conn, release_id)
-        return _project_target(conn, row.project_id, row.author)
+def kept_file(release: Release, name: str, settings: Settings | None = None) -> Path:
+    """The kept copy of a file of `release` (a request its holder was allowed to read), for a preview on its
+    page; not a download (that is `download`, once released)."""
+    return paths.within(release_folder(settings or get_settings(), release.id), release.file(name).file)
 
 
 def download_target(engine: sa.Engine, release_id: int, file: str) -> policy.Target:
@@ -614,9 +650,3 @@ def download_target(engine: sa.Engine, release_id: int, file: str) -> policy.Tar
         if row.status != RELEASED or file not in {f.file for f in files}:
             raise governance.NotFound(t("al_not_released", id=release_id))
         return _project_target(conn, row.project_id, row.author, public=file in _public_files(conn, release_id, files))
-
-
-def waiting_since(engine: sa.Engine, release_id: int) -> datetime:
-    """When the request last came to the checkers (its submission or resubmission)."""
-    events = [e for e in history(engine, release_id) if e.to_state == SUBMITTED]
-    return events[-1].at

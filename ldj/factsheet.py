@@ -215,7 +215,7 @@ def factsheet(engine: sa.Engine | None = None, settings: Settings | None = None,
 def research(engine: sa.Engine) -> list[dict]:
     """The LDJ projects (public in the research registry) with the outputs each released through the
     airlock: counts of reviewed releases, no person-level figure, so no disclosure control is needed."""
-    from .registry import released_per_project
+    from .airlock import released_per_project
 
     p = store.projects
     with engine.connect() as conn:

@@ -133,7 +133,7 @@ def _ldj_studies(engine: sa.Engine, viewer: str | None, request_id: int | None =
         query = query.where(p.c.id == sa.select(r.c.project_id).where(r.c.id == request_id).scalar_subquery())
     with engine.connect() as conn:
         rows = conn.execute(query).all()
-        released = released_per_project(conn)
+        released = airlock.released_per_project(conn)
     out = []
     for row in rows:
         questions = tuple((q.id, q.title) for q in vb.list_questions(engine, viewer, request_id=row.request_id))
@@ -143,17 +143,6 @@ def _ldj_studies(engine: sa.Engine, viewer: str | None, request_id: int | None =
                          row.final_report if row.status == gov.PROJECT_CLOSED else None, None, questions,
                          released=released.get(row.id, 0)))
     return out
-
-
-def released_per_project(conn: sa.Connection | sa.Engine) -> dict[int, int]:
-    """Project id -> how many release requests it has released (the airlock's, migration 0008)."""
-    r = store.releases
-    query = (sa.select(r.c.project_id, sa.func.count()).where(r.c.status == airlock.RELEASED)
-             .group_by(r.c.project_id))
-    if isinstance(conn, sa.Engine):
-        with conn.connect() as connection:
-            return dict(connection.execute(query).all())
-    return dict(conn.execute(query).all())
 
 
 def study_of_request(engine: sa.Engine, request_id: int, viewer: str | None = None) -> Study | None:

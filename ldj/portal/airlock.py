@@ -7,8 +7,8 @@ automatic findings, the researcher's comments and a preview of each file, the ve
 see, and the buttons of her part in it (take it, give verdicts, decide, release; the author: withdraw).
 Every button calls one ldj.airlock function with the visitor's name; a refusal is shown as a message.
 
-An output is a file and its ldj.safe metadata (`<name>.meta.json`): a checker's verdict on an output is
-given to each of its files (the domain keeps verdicts per file). Released files are downloaded through
+An output is a file and its ldj.safe metadata (`<name>.meta.json`): a checker gives her verdict on an
+output (`airlock.review_output`), which the domain keeps for each of its files. Released files are downloaded through
 the plain route `/uitvoer/bestand` (`DownloadHandler`), where `airlock.download` decides.
 """
 
@@ -86,17 +86,9 @@ def _table(visitor: Visitor, releases: list[al.Release], waiting: bool = False) 
     rows = [{"id": r.id, "title": r.title, "project": r.project_id, "author": r.author,
              "status": visitor.t(f"al_status_{r.status}"),
              "checkers": ", ".join(r.reviewers) or "–",
-             "when": _waited(visitor, al.waiting_since(visitor.engine, r.id)) if waiting else f"{r.created_at:%d-%m-%Y}"}
+             "when": _waited(visitor, r.waiting_since or r.created_at) if waiting else f"{r.created_at:%d-%m-%Y}"}
             for r in releases]
     return _html("table.html.j2", base=PAGE, heads=heads, rows=rows, empty=visitor.t("alp_none"))
-
-
-def _may_take(visitor: Visitor, release: al.Release) -> bool:
-    """Whether the visitor may take the request as one of its checkers (the policy: a checker outside the
-    project; the request: waiting, a checker short, not hers yet)."""
-    return (release.status in QUEUED and len(release.reviewers) < al.REVIEWERS
-            and visitor.name not in release.reviewers
-            and visitor.allows("release.review", al.target_of(visitor.engine, release.id)))
 
 
 def _lists(visitor: Visitor) -> pn.Column:
@@ -107,7 +99,7 @@ def _lists(visitor: Visitor) -> pn.Column:
     if visitor.projects:  # how her outputs get here: from the workspace
         parts.append(markdown(visitor.t, "alp_how_to_submit", [CSS]))
     if checker:
-        queue = sorted((r for r in visible if _may_take(visitor, r)), key=lambda r: r.id)  # the longest waiting first
+        queue = sorted((r for r in visible if al.may_claim(r, visitor.actor)), key=lambda r: r.id)  # the longest waiting first
         checking = [r for r in visible if visitor.name in r.reviewers]
         parts += [_text(visitor.t("alp_queue"), "h3"), _table(visitor, queue, waiting=True),
                   _text(visitor.t("alp_mine_checking"), "h3"), _table(visitor, checking)]
@@ -123,12 +115,12 @@ def _lists(visitor: Visitor) -> pn.Column:
 
 # --- one request -------------------------------------------------------------------------------------
 
-def _preview(visitor: Visitor, release_id: int, file: str) -> dict:
+def _preview(visitor: Visitor, release: al.Release, file: str) -> dict:
     """What the page shows of a kept file: a table (CSV, the first rows), an image, text, or nothing."""
     try:
-        path = al.review_copy(visitor.engine, release_id, file, visitor.name)
+        path = al.kept_file(release, file, visitor.settings)
         size = path.stat().st_size
-    except (OSError, gov.GovernanceError, policy.Refused):
+    except (OSError, gov.GovernanceError):
         return {"kind": "none"}
     if size > visitor.settings.release_preview_bytes:
         return {"kind": "none"}
@@ -225,31 +217,23 @@ def _review_form(visitor: Visitor, release: al.Release, name: str, files: list[a
                                        if mine else "", sizing_mode="stretch_width")
     public = pn.widgets.Checkbox(name=visitor.t("alp_may_be_public"), value=mine.public if mine else False)
 
-    def act():
-        for f in files:
-            al.review_file(visitor.engine, release.id, visitor.name, f.file, verdict.value, comment.value,
-                           public=public.value)
-
-    send = _button(visitor.t("alp_send_verdict"), act, feedback, visitor.t("alp_verdict_saved", output=name), render)
+    send = _button(visitor.t("alp_send_verdict"),
+                   lambda: al.review_output(visitor.engine, release.id, visitor.name, name, verdict.value, comment.value,
+                                            public=public.value),
+                   feedback, visitor.t("alp_verdict_saved", output=name), render)
     return pn.Row(verdict, comment, pn.Column(public, send), sizing_mode="stretch_width")
 
 
 def _output_parts(visitor: Visitor, release: al.Release, name: str, files: list[al.ReleaseFile],
-                  seen: dict[str, list[al.Review]], reviewer: bool, feedback: pn.Column,
+                  seen: dict[str, list[al.Review]], public: set[str], reviewer: bool, feedback: pn.Column,
                   render: Callable[[], None]) -> list:
     first = files[0]
     data_files = [f for f in files if not f.file.endswith(safe.META_SUFFIX)] or files
     metadata = [f for f in files if f.file.endswith(safe.META_SUFFIX) and f not in data_files]
     kind = first.kind if first.kind in safe.KINDS else "custom"
-    downloads = []
-    if release.status == al.RELEASED:
-        for f in files:
-            try:
-                target = al.download_target(visitor.engine, release.id, f.file)
-            except gov.GovernanceError:
-                continue
-            if visitor.allows("release.download", target):
-                downloads.append({"href": download_href(release.id, f.file), "text": visitor.t("alp_download", file=f.file)})
+    downloads = [{"href": download_href(release.id, f.file), "text": visitor.t("alp_download", file=f.file)}
+                 for f in files if release.status == al.RELEASED
+                 and visitor.allows("release.download", release.target(public=f.file in public))]
     values = dict(
         name=name, status=first.status,
         heading=visitor.t("alp_kind_status", kind=visitor.t(f"safe_kind_{kind}"),
@@ -260,8 +244,8 @@ def _output_parts(visitor: Visitor, release: al.Release, name: str, files: list[
         exception_label=visitor.t("alp_exception"), exception=first.exception or "",
         offered_public=visitor.t("alp_offered_public") if any(f.public for f in files) else "",
         preview_label=visitor.t("alp_preview"), no_preview=visitor.t("alp_no_preview"),
-        previews=[{"file": f.file, **_preview(visitor, release.id, f.file)} for f in data_files],
-        metadata=[{"label": visitor.t("alp_metadata", file=f.file), **_preview(visitor, release.id, f.file)}
+        previews=[{"file": f.file, **_preview(visitor, release, f.file)} for f in data_files],
+        metadata=[{"label": visitor.t("alp_metadata", file=f.file), **_preview(visitor, release, f.file)}
                   for f in metadata],
         verdicts_label=visitor.t("alp_verdicts"), verdicts=_verdict_lines(visitor, seen, files),
         no_verdicts=visitor.t("alp_no_verdicts"), downloads=downloads)
@@ -303,13 +287,14 @@ def _release_parts(visitor: Visitor, release: al.Release, feedback: pn.Column, r
                           text=t("alp_answers_question", title=title), css="", button=False))
     parts.append(pane("link.html.j2", [CSS], href=f"onderzoek#ldj-{int(release.project_id)}",
                       text=t("alp_project_in_registry", project=release.project_id), css="", button=False))
-    if _may_take(visitor, release):
+    if al.may_claim(release, visitor.actor):
         parts.append(_button(t("alp_claim"), lambda: al.claim(engine, release.id, visitor.name), feedback,
                              t("alp_claimed"), render))
     seen = al.reviews(engine, release.id, visitor.name)
+    public = al.public_files(engine, release)
     parts.append(_text(t("alp_outputs", n=len(outputs)), "h3"))
     for name, files in outputs.items():
-        parts += _output_parts(visitor, release, name, files, seen, reviewer, feedback, render)
+        parts += _output_parts(visitor, release, name, files, seen, public, reviewer, feedback, render)
     if reviewer:
         parts += _decisions(visitor, release, feedback, render)
     if release.author == visitor.name and release.status in OPEN_FOR_AUTHOR:
