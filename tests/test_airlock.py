@@ -183,18 +183,17 @@ def test_two_checkers_take_it_neither_the_author_a_member_nor_a_third(reviewed):
         airlock.claim(engine, release_id, "olga")  # a checker, but her own request
     gov.add_user(engine, "cora", display_name="Cora", organisation="ORG01", roles=["researcher", "checker"])
     approve(engine, "olga", {"trajectories": ["trajectory"]}, {"trajectories": {"trajectory"}}, members=["cora"])
-    cora_projects = policy.actor_for(engine, "cora").projects
-    assert cora_projects  # cora now works on a project of olga's, not on this one
+    assert policy.actor_for(engine, "cora").projects  # cora works on another project of olga's, not this one
     airlock.claim(engine, release_id, "chk1")
     assert airlock.get_release(engine, release_id, "olga").status == airlock.IN_REVIEW
-    with pytest.raises(airlock.AirlockError, match="al"):
+    with pytest.raises(airlock.AirlockError, match="controleert vrijgaveverzoek"):
         airlock.claim(engine, release_id, "chk1")
-    airlock.claim(engine, release_id, "chk2")
+    airlock.claim(engine, release_id, "cora")  # not a member of this project: she may check it
     with pytest.raises(airlock.AirlockError, match="twee controleurs"):
         airlock.claim(engine, release_id, "chk3")
     with pytest.raises(airlock.AirlockError, match="geen controleur"):
         airlock.review_file(engine, release_id, "chk3", text_file(engine, release_id), airlock.APPROVE)
-    assert airlock.get_release(engine, release_id, "chk3").reviewers == ("chk1", "chk2")
+    assert airlock.get_release(engine, release_id, "chk3").reviewers == ("chk1", "cora")
 
 
 def test_a_project_member_who_checks_may_not_review_her_projects_request(reviewed):
@@ -392,3 +391,20 @@ def test_metadata_naming_a_path_is_refused_and_blocks_no_later_request(project, 
     meta.write_text(original)
     release_id = airlock.submit(engine, "olga", pid, folder, title="T", description="D", settings=settings)
     assert airlock.get_release(engine, release_id, "olga").files
+
+
+def test_a_verdict_on_an_output_goes_to_each_of_its_files(reviewed):
+    engine, settings, pid, release_id, _ = reviewed
+    airlock.claim(engine, release_id, "chk1")
+    release = airlock.get_release(engine, release_id, "chk1")
+    table = next(f.output for f in release.files if f.kind == "table")
+    given = airlock.review_output(engine, release_id, "chk1", table, airlock.CHANGES, "Rond af.")
+    files = {f.file for f in release.files if f.output == table}
+    assert len(files) == 2 and {r.file for r in given} == files  # the table and its metadata
+    seen = airlock.reviews(engine, release_id, "chk1")
+    assert all([r.verdict for r in seen[f]] == ["changes"] for f in files)
+    with pytest.raises(gov.NotFound):
+        airlock.review_output(engine, release_id, "chk1", "output_99", airlock.APPROVE)
+    assert not airlock.may_claim(airlock.get_release(engine, release_id, "chk1"), policy.actor_for(engine, "chk1"))
+    assert airlock.may_claim(airlock.get_release(engine, release_id, "chk2"), policy.actor_for(engine, "chk2"))
+    assert not airlock.may_claim(airlock.get_release(engine, release_id, "olga"), policy.actor_for(engine, "olga"))
