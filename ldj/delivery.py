@@ -29,7 +29,7 @@ from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 from .i18n import t
 from .instruments import Instrument, load_instruments, resolve_instrument
 
-TRAJECTORIES = "trajectories"
+TRAJECTORIES = "trajectories"  # the trajectory file's kind (catalog/delivery.yaml `kinds:`)
 EXCEL_MAX_ROWS = 1_048_576  # rows of one sheet, the header included
 XLSX_MAX_PARTS = 10_000  # a workbook has tens of parts; a zip of millions costs memory just to list
 XLSX_SMALL_PART_BYTES = 64 * 2**20  # parts other than sheets and shared strings (styles, workbook, theme) are small
@@ -105,6 +105,26 @@ class Column:
 
 
 @dataclass(frozen=True)
+class FileKind:
+    """One kind of delivery file, as `kinds:` in catalog/delivery.yaml declares it. The reader, the
+    validator, the loader, the synthesiser and the docs all work from these, not from kind names."""
+
+    name: str  # the kind import batches record; a per-instrument kind's files carry the instrument's code
+    title: str
+    doc: str
+    recognised_by: tuple[str, ...]  # a file with one of these columns is of this kind
+    columns: tuple[Column, ...]  # after the common columns (and before an instrument's own)
+    key: str  # unique per organisation and period
+    table: str  # the store table its rows land in
+    load: str  # trajectories | measurements | records
+    synth: str  # trajectories | measurements | per_trajectory
+    file_name: str = ""
+    file_pattern: str = ""
+    per_instrument: bool = False
+    refers_to: str | None = None
+
+
+@dataclass(frozen=True)
 class DeliverySpec:
     common: tuple[Column, ...]
     trajectories: tuple[Column, ...]
@@ -112,12 +132,26 @@ class DeliverySpec:
     value_labels: dict[str, dict[str, object]]
     interventions: dict[str, str]  # normalised alias/code -> code
     instruments: dict[str, Instrument]
+    kinds: tuple[FileKind, ...] = ()  # in import order
+
+    def kind(self, name: str) -> FileKind:
+        """The declared kind of file `name` (a kind's name or an instrument code) belongs to."""
+        for kind in self.kinds:
+            if (name in self.instruments) if kind.per_instrument else name == kind.name:
+                return kind
+        raise KeyError(f"no file kind {name!r} in catalog/delivery.yaml")
+
+    def kind_names(self) -> list[str]:
+        """Every kind a file can be, in import order; a per-instrument kind as its instruments' codes."""
+        return [name for kind in self.kinds
+                for name in (sorted(self.instruments) if kind.per_instrument else [kind.name])]
 
     def columns(self, kind: str) -> list[Column]:
-        """All shared columns of a file kind (`trajectories` or an instrument code)."""
-        if kind == TRAJECTORIES:
-            return [*self.common, *self.trajectories]
-        return [*self.common, *self.measurements, *self.instrument_columns(self.instruments[kind])]
+        """All shared columns of a file kind (`trajectories`, an instrument code or another declared kind)."""
+        file_kind = self.kind(kind)
+        if file_kind.per_instrument:
+            return [*self.common, *file_kind.columns, *self.instrument_columns(self.instruments[kind])]
+        return [*self.common, *file_kind.columns]
 
     def instrument_columns(self, inst: Instrument) -> list[Column]:
         cols = []
@@ -133,6 +167,16 @@ class DeliverySpec:
         for name in inst.free_text:
             cols.append(Column(name, name, "text"))
         return cols
+
+    def import_rank(self, file_name: str) -> int:
+        """Where a file goes in the import order, judged by its name: the place of the first kind whose
+        `file_pattern` it holds; a name that holds none goes after the kinds others refer to."""
+        name = file_name.lower()
+        referred = {kind.refers_to for kind in self.kinds if kind.refers_to}
+        for rank, kind in enumerate(self.kinds):
+            if kind.file_pattern and kind.file_pattern.lower() in name:
+                return rank
+        return max((rank + 1 for rank, kind in enumerate(self.kinds) if kind.name in referred), default=0)
 
 
 def _column(d: dict) -> Column:
@@ -157,7 +201,16 @@ def _load_spec(catalog_dir: Path) -> DeliverySpec:
         value_labels=value_labels,
         interventions=interventions,
         instruments=load_instruments(catalog_dir),
+        kinds=tuple(_file_kind(k, raw) for k in raw["kinds"]),
     )
+
+
+def _file_kind(d: dict, raw: dict) -> FileKind:
+    d = dict(d)
+    columns = d.pop("columns")
+    d["columns"] = tuple(_column(c) for c in (raw[columns] if isinstance(columns, str) else columns))
+    d["recognised_by"] = tuple(d["recognised_by"])
+    return FileKind(**d)
 
 
 def load_spec(catalog_dir: Path) -> DeliverySpec:
@@ -613,14 +666,18 @@ def open_delivery(path: Path | str, spec: DeliverySpec, chunk_rows: int = 100_00
     encoding, headers, frames = _read_frames(path, chunk_rows, limits or Limits.from_settings())
 
     label_map: dict[str, str] = {}
-    for col in [*spec.common, *spec.trajectories, *spec.measurements]:
+    for col in [*spec.common, *(c for kind in spec.kinds for c in kind.columns)]:
         label_map[_norm(col.name)] = col.name
         label_map[_norm(col.label)] = col.name
     mapping = {h: label_map[_norm(h)] for h in headers if _norm(h) in label_map}
 
     first = next(frames)
     instrument = None
-    if "instrument" in mapping.values():
+    # the last kinds first: a file that refers to another kind may carry some of that kind's columns
+    file_kind = next((k for k in reversed(spec.kinds) if set(k.recognised_by) & set(mapping.values())), None)
+    if file_kind is None:
+        raise DeliveryError(path, t("err_unknown_kind"))
+    if file_kind.per_instrument:
         source = next(h for h, c in mapping.items() if c == "instrument")
         names = first[source].dropna().astype(str).str.strip().unique()
         names = [n for n in names if n]
@@ -638,10 +695,8 @@ def open_delivery(path: Path | str, spec: DeliverySpec, chunk_rows: int = 100_00
         for h in headers:
             if h not in mapping and _norm(h) in inst_map:
                 mapping[h] = inst_map[_norm(h)]
-    elif {"intervention", "start_date"} & set(mapping.values()):
-        kind = TRAJECTORIES
     else:
-        raise DeliveryError(path, t("err_unknown_kind"))
+        kind = file_kind.name
 
     canonical = set(mapping.values())
     if len(canonical) != len(mapping):

@@ -3,7 +3,7 @@ instrument definitions, so the documented format cannot drift from what the impo
 
 from __future__ import annotations
 
-from .delivery import TRAJECTORIES, Column, DeliverySpec
+from .delivery import Column, DeliverySpec, FileKind
 
 
 def _cell(text) -> str:
@@ -64,26 +64,19 @@ def delivery_format_markdown(spec: DeliverySpec) -> str:
         "",
         *_table(list(spec.common), spec),
         "",
-        "## The trajectory file",
-        "",
-        "One row per care trajectory, with the client's background.",
-        "",
-        *_table(list(spec.trajectories), spec),
-        "",
-        "Example (CSV, semicolons):",
-        "",
-        "```",
-        ";".join(c.label for c in spec.columns(TRAJECTORIES)),
-        ";".join(c.example for c in spec.columns(TRAJECTORIES)),
-        "```",
-        "",
-        "## Measurement files",
-        "",
-        "One row per questionnaire administration. After these columns come the instrument's own columns.",
-        "",
-        *_table(list(spec.measurements), spec),
-        "",
     ]
+    for kind in spec.kinds:
+        lines += _kind_section(kind, spec)
+    return "\n".join(lines)
+
+
+def _kind_section(kind: FileKind, spec: DeliverySpec) -> list[str]:
+    """A kind's columns; an example row where its columns are fixed, else each instrument's own columns."""
+    lines = [f"## {kind.title}", "", kind.doc, "", *_table(list(kind.columns), spec), ""]
+    if not kind.per_instrument:
+        columns = spec.columns(kind.name)
+        return lines + ["Example (CSV, semicolons):", "", "```", ";".join(c.label for c in columns),
+                        ";".join(c.example for c in columns), "```", ""]
     for code, inst in sorted(spec.instruments.items()):
         lines += [f"### {inst.name.get('nl')} (`{code}`)", "",
                   f"Spelled in the `Vragenlijst` column as: {', '.join(f'`{a}`' for a in (code, *inst.aliases))}. "
@@ -100,4 +93,5 @@ def delivery_format_markdown(spec: DeliverySpec) -> str:
                 rng = "" if c.min is None else f"{c.min:g} – {c.max:g}"
                 lines.append(f"| {c.label} | `{c.name}` | {c.type} | {'yes' if c.required else 'no'} | {rng} |")
         lines.append("")
-    return "\n".join(lines)
+    return lines
+

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .delivery import TRAJECTORIES, Column, DeliverySpec, RowError
+from .delivery import Column, DeliverySpec, RowError
 from .i18n import t
 
 SUITE_VERSION = 1
@@ -27,7 +27,7 @@ def _exp(type_: str, rule: str, col: Column, message: str, **kwargs) -> dict:
 
 
 def suite_for(kind: str, spec: DeliverySpec) -> dict:
-    """The suite (as JSON data) for `trajectories` or an instrument code."""
+    """The suite (as JSON data) for a file kind: `trajectories`, an instrument code or another declared kind."""
     exps = []
     inst = spec.instruments.get(kind)
     by_name = {c.name: c for c in spec.columns(kind)}
@@ -59,7 +59,7 @@ def suite_for(kind: str, spec: DeliverySpec) -> dict:
                              t("row_after", "nl", label=col.label, other=other.label),
                              column_A=col.name, column_B=col.after, or_equal=True,
                              ignore_row_if="either_value_is_missing"))
-    unique = "trajectory_id" if kind == TRAJECTORIES else "administration_id"
+    unique = spec.kind(kind).key
     # Unique within one delivery (organisation and period): the ingest may validate several files at once.
     exps.append(_exp("expect_compound_columns_to_be_unique", "unique", by_name[unique],
                      t("row_unique", "nl", label=by_name[unique].label),
@@ -73,7 +73,7 @@ def _fmt(v) -> str:
 
 
 def build_suites(spec: DeliverySpec) -> dict[str, dict]:
-    return {kind: suite_for(kind, spec) for kind in [TRAJECTORIES, *sorted(spec.instruments)]}
+    return {kind: suite_for(kind, spec) for kind in spec.kind_names()}
 
 
 def write_suites(spec: DeliverySpec, folder: Path) -> list[Path]:

@@ -34,9 +34,10 @@ import sqlalchemy as sa
 
 from . import store
 from .delivery import (
-    TRAJECTORIES,
+    Column,
     DeliveryError,
     DeliverySpec,
+    FileKind,
     Limits,
     OpenDelivery,
     RowError,
@@ -53,8 +54,7 @@ from .settings import Settings, get_settings
 IDENTIFIER_KINDS = {"client_id": "client", "professional_id": "professional", "trajectory_id": "trajectory",
                     "administration_id": "administration"}
 PERSONAL_DATES = ("birth_date",)
-OUTCOME_COLUMNS = {"outcome_breakdown": "breakdown", "outcome_living_at_home": "living_at_home",
-                   "outcome_crisis_resolved": "crisis_resolved", "outcome_model_fidelity": "model_fidelity"}
+OUTCOME_PREFIX = "outcome_"  # registered outcomes: the trajectory file's columns `outcome_<key>`
 
 
 @dataclass
@@ -390,12 +390,17 @@ class Ingestor:
     def _transform(self, staged: _Staged, chunk: _Chunk, seen_keys: set[str]) -> Prepared:
         errors, good = self._checked(staged, chunk, seen_keys)
         masked = Counter()
-        if staged.kind == TRAJECTORIES:
-            tables = self._trajectory_tables(good, masked)
-        else:
+        file_kind = self.spec.kind(staged.kind)
+        if file_kind.load == "trajectories":
+            tables = self._trajectory_tables(good, file_kind, masked)
+        elif file_kind.load == "measurements":
             # A questionnaire with too few answers to score any scale is still valid data: it loads
             # with its item answers and empty scores.
             tables = self._measurement_tables(good, self.spec.instruments[staged.kind], masked)
+        elif file_kind.load == "records":
+            tables = self._record_tables(good, staged.kind, file_kind, masked)
+        else:
+            raise ValueError(f"file kind {file_kind.name}: unknown load {file_kind.load!r} in catalog/delivery.yaml")
         return self._prepared(staged, chunk, errors, tables, masked[0])
 
     def _transform_window(self, window: list[_Staged]) -> None:
@@ -403,7 +408,8 @@ class Ingestor:
         scored, banded and pseudonymised in one go and cut back into files, since per-call overhead
         dominates for files of a few hundred rows. Trajectory files go one by one: their clients and
         professionals are deduplicated per file."""
-        if window[0].kind == TRAJECTORIES or len(window) == 1 or any(len(s.chunks) != 1 for s in window):
+        if (self.spec.kind(window[0].kind).load != "measurements" or len(window) == 1
+                or any(len(s.chunks) != 1 for s in window)):
             for staged in window:
                 seen: set[str] = set()
                 staged.prepared = [self._transform(staged, chunk, seen) for chunk in staged.chunks]
@@ -429,7 +435,7 @@ class Ingestor:
         errors = list(chunk.type_errors)
         mistyped = {(e.index, e.column) for e in errors}
         errors += [e for e in chunk.validation_errors if (e.index, e.column) not in mistyped]
-        errors += _file_level_rules(chunk.typed, staged, seen_keys)
+        errors += _file_level_rules(chunk.typed, staged, self.spec.kind(staged.kind).key, seen_keys)
         return errors, chunk.typed.drop(index=list({e.index for e in errors}))
 
     def _prepared(self, staged: _Staged, chunk: _Chunk, errors: list[RowError], tables: list, masked: int) -> Prepared:
@@ -455,7 +461,8 @@ class Ingestor:
             out += _plain(screened)
         return out
 
-    def _trajectory_tables(self, frame: pd.DataFrame, masked: Counter) -> list[tuple[str, str, pa.Table]]:
+    def _trajectory_tables(self, frame: pd.DataFrame, file_kind: FileKind,
+                           masked: Counter) -> list[tuple[str, str, pa.Table]]:
         if frame.empty:
             return []
         org = frame["organisation"]
@@ -470,9 +477,10 @@ class Ingestor:
                              "discipline": frame["professional_discipline"],
                              "experience_years": frame["professional_experience"]})
         pros = pros[pros["pseudonym"].notna()].drop_duplicates("pseudonym", keep="last")
+        outcome_columns = outcome_keys(file_kind.columns)
         outcomes = [
-            {key: v for key, v in zip(OUTCOME_COLUMNS.values(), values) if v is not None} or None
-            for values in zip(*(_plain(frame[c]) for c in OUTCOME_COLUMNS))
+            {key: v for key, v in zip(outcome_columns.values(), values) if v is not None} or None
+            for values in zip(*(_plain(frame[c]) for c in outcome_columns))
         ]
         trajectories = {
             "pseudonym": self._pseudonyms(frame, "trajectory_id"), "client": client, "organisation": org,
@@ -487,8 +495,36 @@ class Ingestor:
             ("teams", "ignore:organisation,code", _arrow({"organisation": teams["organisation"], "code": teams["team"]})),
             ("clients", "upsert:pseudonym", _arrow(dict(clients.items()))),
             ("professionals", "upsert:pseudonym", _arrow(dict(pros.items()))),
-            ("trajectories", "upsert:pseudonym", _arrow(trajectories)),
+            (file_kind.table, "upsert:pseudonym", _arrow(trajectories)),
         ]
+
+    def _record_tables(self, frame: pd.DataFrame, kind: str, file_kind: FileKind,
+                       masked: Counter) -> list[tuple[str, str, pa.Table]]:
+        """Rows of a kind declared with `load: records`: the typed row as JSON, identifiers pseudonymised,
+        personal dates left out, free text screened; keyed by the kind's key, pseudonymised with the kind's name."""
+        if frame.empty:
+            return []
+        values: dict[str, list] = {}
+        for col in self.spec.columns(kind):
+            if col.name in ("organisation", "period") or col.name in PERSONAL_DATES:
+                continue
+            if col.identifier:
+                values[col.name] = _plain(self.pseudonymiser.series(col.identifier, frame["organisation"],
+                                                                    frame[col.name]))
+            elif col.type == "date":
+                values[col.name] = _plain(_iso_dates(frame[col.name]))
+            elif col.type == "text":
+                values[col.name] = self._screened(frame, col.name, masked)
+            else:
+                values[col.name] = _plain(frame[col.name])
+        rows = [{name: v for name, v in zip(values, row) if v is not None} for row in zip(*values.values())]
+        records = {
+            "pseudonym": self.pseudonymiser.series(f"record:{kind}", frame["organisation"], frame[file_kind.key]),
+            "kind": [kind] * len(frame), "client": self._pseudonyms(frame, "client_id"),
+            "trajectory": self._pseudonyms(frame, "trajectory_id"), "organisation": frame["organisation"],
+            "values": _json_column(rows),
+        }
+        return [(file_kind.table, "upsert:pseudonym", _arrow(records))]
 
     def _measurement_tables(self, frame: pd.DataFrame, inst: Instrument, masked: Counter,
                             bounds: list[tuple[int, int]] | None = None) -> list[tuple[str, str, pa.Table]]:
@@ -571,8 +607,9 @@ class Ingestor:
         for name, value in row.items():
             if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
                 safe[name] = None
-            elif name in IDENTIFIER_KINDS:
-                safe[name] = self.pseudonymiser.one(IDENTIFIER_KINDS[name], organisation, str(value))
+            elif name in IDENTIFIER_KINDS or (name in columns and columns[name].identifier):
+                kind = IDENTIFIER_KINDS.get(name) or columns[name].identifier
+                safe[name] = self.pseudonymiser.one(kind, organisation, str(value))
             elif name in PERSONAL_DATES:
                 safe[name] = "[verwijderd]"
             elif columns.get(name) is not None and columns[name].type == "text":
@@ -628,7 +665,7 @@ class Ingestor:
         report.kind, report.organisation, report.period = staged.kind, staged.organisation, staged.period
         report.ignored_columns = staged.ignored_columns
         b = store.import_batches
-        target = store.trajectories if staged.kind == TRAJECTORIES else store.measurements
+        target = store.metadata.tables[self.spec.kind(staged.kind).table]
         rules: Counter[str] = Counter()
         bar = None
         if self.progress:
@@ -713,11 +750,11 @@ class Ingestor:
 
     def _drop_orphans(self, conn, old_batches: list[int]) -> None:
         """Clients and professionals only the replaced batches knew, and nothing refers to any more."""
-        c, tr, m, p = store.clients, store.trajectories, store.measurements, store.professionals
+        c, tr, p = store.clients, store.trajectories, store.professionals
+        referring = dict.fromkeys(store.metadata.tables[k.table] for k in self.spec.kinds)  # the kinds' tables
         conn.execute(c.delete().where(
             c.c.batch_id.in_(old_batches),
-            ~sa.exists().where(tr.c.client == c.c.pseudonym),
-            ~sa.exists().where(m.c.client == c.c.pseudonym)))
+            *(~sa.exists().where(table.c.client == c.c.pseudonym) for table in referring if "client" in table.c)))
         conn.execute(p.delete().where(
             p.c.batch_id.in_(old_batches), ~sa.exists().where(tr.c.professional == p.c.pseudonym)))
 
@@ -736,7 +773,12 @@ def _new_objections(conn, clients: pa.Table) -> bool:
     return False
 
 
-def _file_level_rules(frame: pd.DataFrame, staged: _Staged, seen_keys: set[str]) -> list[RowError]:
+def outcome_keys(columns: Iterable[Column]) -> dict[str, str]:
+    """The registered outcomes among a kind's columns: column name -> key in the stored `outcomes`."""
+    return {c.name: c.name[len(OUTCOME_PREFIX):] for c in columns if c.name.startswith(OUTCOME_PREFIX)}
+
+
+def _file_level_rules(frame: pd.DataFrame, staged: _Staged, key: str, seen_keys: set[str]) -> list[RowError]:
     """Rules a chunk-wise suite cannot see: one organisation and period per file, keys unique across chunks."""
     errors = []
     for column, expected in (("organisation", staged.organisation), ("period", staged.period)):
@@ -745,7 +787,6 @@ def _file_level_rules(frame: pd.DataFrame, staged: _Staged, seen_keys: set[str])
                             t("row_other_organisation") if column == "organisation" else
                             "Periode: wijkt af van de rest van het bestand")
                    for i in frame.index[other.to_numpy()]]
-    key = "trajectory_id" if staged.kind == TRAJECTORIES else "administration_id"
     values = frame[key]
     earlier = values.isin(seen_keys) if seen_keys else pd.Series(False, index=frame.index)
     errors += [RowError(i, f"unique:{key}", key, values.at[i], t("row_unique", "nl", label=key))

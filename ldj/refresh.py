@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from . import retention, store, versions
 from .catalogue import refresh_snapshots
+from .delivery import DeliverySpec, load_spec
 from .factsheet import factsheet
 from .indicators import refresh_cube
 from .ingest import Ingestor, IngestReport
@@ -30,16 +31,17 @@ DELIVERY_SUFFIXES = (".csv", ".xlsx", ".sav")
 Say = Callable[[str, str], None]  # (text key, data version): a finished step
 
 
-def delivery_files(paths: Iterable[Path | str]) -> list[Path]:
-    """The files to import, trajectory files first (their measurements refer to them): files in the order
-    given, a folder's delivery files by name."""
+def delivery_files(paths: Iterable[Path | str], spec: DeliverySpec | None = None) -> list[Path]:
+    """The files to import, in the import order of their kinds by name (catalog/delivery.yaml: trajectory
+    files first, their measurements refer to them): files in the order given, a folder's delivery files by name."""
+    spec = spec or load_spec(get_settings().catalog_dir)
     out: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
             out += sorted(p for p in path.iterdir() if p.suffix.lower() in DELIVERY_SUFFIXES)
         else:
             out.append(path)
-    return sorted(out, key=lambda p: "traject" not in p.name.lower())  # stable: otherwise as given
+    return sorted(out, key=lambda p: spec.import_rank(p.name))  # stable: otherwise as given
 
 
 def refresh(engine: sa.Engine, settings: Settings, say: Say | None = None) -> str:
@@ -72,7 +74,7 @@ def import_delivery(paths: Iterable[Path | str], *, settings: Settings | None = 
     next import). `ingestor`: one to reuse across calls (its validators are built once)."""
     ingestor = ingestor or Ingestor(settings or get_settings(), progress=progress, imported_by=imported_by)
     with versions.updating(ingestor.settings, on_wait=on_wait):
-        reports = ingestor.ingest_many(delivery_files(paths), delivered_by=delivered_by, on_report=on_report)
+        reports = ingestor.ingest_many(delivery_files(paths, ingestor.spec), delivered_by=delivered_by, on_report=on_report)
         if refresh_views and any(r.status == "loaded" for r in reports):
             refresh(ingestor.engine, ingestor.settings, say)
     return reports

@@ -115,6 +115,17 @@ measurements = sa.Table(
     sa.Index("ix_measurements_instrument_moment", "instrument", "informant", "moment"),
 )
 
+records = sa.Table(  # rows of a delivery file kind declared with `load: records` (catalog/delivery.yaml)
+    "records", metadata,
+    sa.Column("pseudonym", PSEUDONYM, primary_key=True),  # of the kind's key, keyed with the kind's name
+    sa.Column("kind", sa.String(64), nullable=False, index=True),
+    sa.Column("client", PSEUDONYM, nullable=False, index=True),
+    sa.Column("trajectory", PSEUDONYM, nullable=False, index=True),
+    sa.Column("organisation", sa.String(32), nullable=False),
+    sa.Column("values", JSON, nullable=False),  # the typed row: identifiers pseudonymised, free text screened
+    sa.Column("batch_id", sa.Integer, sa.ForeignKey("import_batches.id"), nullable=False, index=True),
+)
+
 quarantine = sa.Table(
     "quarantine", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -434,12 +445,12 @@ release_events = sa.Table(  # append-only: triggers refuse UPDATE and DELETE (mi
 
 
 # Research-usable rows: the views research_clients / research_trajectories /
-# research_measurements (created by the migrations) leave out objecting clients and clients whose
+# research_measurements / research_records (created by the migrations) leave out objecting clients and clients whose
 # objection status is not known yet. Every research-facing query reads them, never the base tables.
 
 
 def research_usable(name: str) -> sa.TableClause:
-    """A selectable over research-usable rows: `clients`, `trajectories` or `measurements`."""
+    """A selectable over research-usable rows: `clients`, `trajectories`, `measurements` or `records`."""
     base = metadata.tables[name]
     return sa.table(f"research_{name}", *(sa.column(c.name, c.type) for c in base.columns))
 

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .delivery import Column, DeliverySpec, FileKind, load_spec
 from .instruments import Instrument, load_instruments
 from .pseudonyms import NAMES_FILE, name_screen
 
@@ -157,13 +158,14 @@ _BAD_DATES = np.array(["31-02-2021", "gisteren"], dtype=object)
 @dataclass
 class FileInfo:
     path: Path
-    kind: str  # "trajectories" or an instrument code
+    kind: str  # "trajectories", an instrument code or another kind of catalog/delivery.yaml
     organisation: str
     encoding: str | None  # None for xlsx
     rows: int
     invalid: dict[str, int] = field(default_factory=dict)  # rule -> rows made invalid by it
     bsn: int = 0  # BSN-like numbers planted in free text
     names: int = 0  # person names planted in free text
+    questionnaires: bool = False  # a measurement file: its rows are questionnaires
 
 
 @dataclass
@@ -202,7 +204,7 @@ class SynthResult:
     def questionnaires_by_instrument(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for info in self.files.values():
-            if info.kind != "trajectories":
+            if info.questionnaires:
                 out[info.kind] = out.get(info.kind, 0) + info.rows
         return out
 
@@ -236,9 +238,13 @@ def _interventions(catalog_dir: Path) -> list[_Intervention]:
     return out
 
 
-def _delivery_labels(catalog_dir: Path) -> dict[str, list[tuple[str, str]]]:
-    raw = yaml.safe_load((catalog_dir / "delivery.yaml").read_text(encoding="utf-8"))
-    return {part: [(c["name"], c["label"]) for c in raw[part]] for part in ("common", "trajectories", "measurements")}
+def _synth_kind(spec: DeliverySpec, synth: str) -> FileKind:
+    """The kind of file catalog/delivery.yaml has the synthesiser write as `synth` (trajectories, measurements)."""
+    return next(kind for kind in spec.kinds if kind.synth == synth)
+
+
+def _labels(columns: list[Column]) -> list[tuple[str, str]]:
+    return [(c.name, c.label) for c in columns]
 
 
 def instrument_headers(inst: Instrument) -> list[tuple[str, str]]:
@@ -718,7 +724,7 @@ def _plant_names(rng: np.random.Generator, text: np.ndarray, share: float, templ
     return len(rows)
 
 
-def _organisation(org: _Org, n: int, ivs, specs, labels, out_dir: Path, file_format: str,
+def _organisation(org: _Org, n: int, ivs, specs, delivery: DeliverySpec, out_dir: Path, file_format: str,
                   invalid_share: float, seed: int, counters: _Counters,
                   name_pool: _NamePool) -> tuple[list[FileInfo], int, int, int]:
     rng = np.random.default_rng([seed, 1, org.index])
@@ -859,15 +865,17 @@ def _organisation(org: _Org, n: int, ivs, specs, labels, out_dir: Path, file_for
         "outcome_model_fidelity": _fmt_bool(tr["fidelity"][order]),
         "remarks": remarks,
     }
-    cols = [*labels["common"], *labels["trajectories"]]
+    traj_kind = _synth_kind(delivery, "trajectories")
+    cols = _labels(delivery.columns(traj_kind.name))
     frame = pd.DataFrame({label: values.get(name, np.full(m, "", dtype=object)) for name, label in cols})
-    path = out_dir / f"{org.code}_trajecten_{PERIOD}{ext}"
+    path = out_dir / f"{org.code}_{traj_kind.file_name}_{PERIOD}{ext}"
     _write(frame, path, org.encoding, file_format)
-    infos.append(FileInfo(path, "trajectories", org.code, enc, m,
+    infos.append(FileInfo(path, traj_kind.name, org.code, enc, m,
                           {r: len(v) for r, v in chosen.items()}, len(bsn_rows), n_names))
     del frame, values
 
     # measurement files
+    measurement_labels = _labels([*delivery.common, *_synth_kind(delivery, "measurements").columns])
     inf_offset = rng.normal(0, 3.0, (n, len(INFORMANTS)))
     questionnaires = 0
     for spec in specs:
@@ -962,7 +970,7 @@ def _organisation(org: _Org, n: int, ivs, specs, labels, out_dir: Path, file_for
             "date": date_text,
         }
         data = {}
-        for name, label in [*labels["common"], *labels["measurements"]]:
+        for name, label in measurement_labels:
             data[label] = values.get(name, np.full(q, "", dtype=object))
         for name, label in spec.headers:
             if name in spec.inst.free_text:
@@ -975,10 +983,55 @@ def _organisation(org: _Org, n: int, ivs, specs, labels, out_dir: Path, file_for
         path = out_dir / f"{org.code}_{code}_{PERIOD}{ext}"
         _write(frame, path, org.encoding, file_format)
         infos.append(FileInfo(path, code, org.code, enc, q, {r: len(v) for r, v in chosen.items()}, n_bsn_m,
-                              n_names_m))
+                              n_names_m, questionnaires=True))
         questionnaires += q
         del frame, data, scores, numeric
+
+    # files of other kinds (catalog/delivery.yaml): one row per trajectory, values from the column definitions
+    for kind in delivery.kinds:
+        if kind.synth == "per_trajectory":
+            kind_rng = np.random.default_rng([seed, 7, org.index, zlib.crc32(kind.name.encode())])
+            common = {"organisation": np.full(m, org.code, dtype=object), "period": np.full(m, PERIOD, dtype=object),
+                      "client_id": client_ids, "trajectory_id": traj_ids}
+            frame = _per_trajectory_frame(delivery, kind, common, start, [iv.code for iv in ivs], file_format,
+                                          kind_rng)
+            path = out_dir / f"{org.code}_{kind.file_name or kind.name}_{PERIOD}{ext}"
+            _write(frame, path, org.encoding, file_format)
+            infos.append(FileInfo(path, kind.name, org.code, enc, m))
     return infos, len(uniq_clients), m, questionnaires
+
+
+def _per_trajectory_frame(delivery: DeliverySpec, kind: FileKind, common: dict[str, np.ndarray], start: np.ndarray,
+                          interventions: list[str], file_format: str, rng: np.random.Generator) -> pd.DataFrame:
+    """A file of a kind the synthesiser knows only from its declaration: one valid row per trajectory.
+    Dates follow the trajectory's start, each date column on or after the one before it."""
+    m = len(start)
+    date = start.copy()
+    data = {}
+    for col in delivery.columns(kind.name):
+        if col.name in common:
+            value = common[col.name]
+        elif col.name == kind.key or col.identifier:
+            value = _ids(col.name[:1].upper(), np.arange(1, m + 1) + 100_000 * (zlib.crc32(col.name.encode()) % 90),
+                         7)
+        elif col.values:
+            value = np.array(col.values, dtype=object)[rng.integers(len(col.values), size=m)]
+        elif col.values_from == "interventions":
+            value = np.array(interventions, dtype=object)[rng.integers(len(interventions), size=m)]
+        elif col.type == "boolean":
+            value = _fmt_bool(rng.integers(2, size=m))
+        elif col.type == "date":
+            date = date + rng.integers(0, 91, size=m)
+            value = _fmt_dates(date, file_format)
+        elif col.type in ("integer", "number"):
+            lo = float(col.min) if col.min is not None else 0.0
+            hi = float(col.max) if col.max is not None else lo + 10
+            value = _fmt_number(np.round(rng.uniform(lo, hi, m)) if col.type == "integer" else rng.uniform(lo, hi, m),
+                                file_format, col.type == "number")
+        else:
+            value = np.full(m, col.example or (col.label if col.required else ""), dtype=object)
+        data[col.label] = value
+    return pd.DataFrame(data)
 
 
 # --- entry point -----------------------------------------------------------------------------------
@@ -1019,7 +1072,7 @@ def generate(out_dir: Path, *, questionnaires: int = 20_000, organisations: int 
         raise ValueError(f"unknown instruments {unknown}; defined: {sorted(defined)}")
     specs = _inst_specs(defined, codes)
     ivs = _interventions(catalog_dir)
-    labels = _delivery_labels(catalog_dir)
+    delivery = load_spec(catalog_dir)
     orgs = [_org_profile(i, organisations, ivs, specs, seed) for i in range(organisations)]
     if lead_share is not None and not 0 < lead_share < 1:
         raise ValueError("lead_share must be between 0 and 1")
@@ -1046,7 +1099,7 @@ def generate(out_dir: Path, *, questionnaires: int = 20_000, organisations: int 
 
         bar = tqdm(total=int(questionnaires), unit="vragenlijst", desc="synth")
     for o in orgs:
-        infos, c, t, q = _organisation(o, int(sizes[o.index]), ivs, specs, labels, out_dir, file_format,
+        infos, c, t, q = _organisation(o, int(sizes[o.index]), ivs, specs, delivery, out_dir, file_format,
                                        invalid_share, seed, counters, name_pool)
         for info in infos:
             files[info.path.name] = info

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
+import shutil
 import re
 import string
 import zipfile
@@ -20,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyreadstat
 import pytest
+import sqlalchemy as sa
 
 import bad_files
 from bad_files import BAD, BAD_FILES, message_regex
@@ -34,7 +37,11 @@ from ldj.delivery import (
     open_delivery,
     parse_dates,
 )
+from ldj.docs import delivery_format_markdown
+from ldj.expectations import write_suites
 from ldj.i18n import TEXTS
+from ldj.ingest import Ingestor
+from ldj.refresh import delivery_files
 from ldj.settings import REPO_ROOT, Settings
 from ldj.synth import generate
 
@@ -662,6 +669,118 @@ def test_limits_come_from_the_settings():
     limits = Limits.from_settings(settings)
     assert (limits.max_rows, limits.max_columns, limits.max_cell_chars) == (7, 8, 9)
     assert DEFAULTS.max_cell_chars == 32_767  # Excel's own cell limit
+
+
+# --- the registry of file kinds ---------------------------------------------------------------
+
+CONTACTS_KIND = """
+  - name: contacts
+    title: Contactmomenten
+    doc: "One row per contact with the family."
+    recognised_by: [contact_id]
+    columns:
+      - {name: contact_id, label: Contactnummer, type: string, required: true, identifier: contact, example: "K101"}
+      - {name: contact_date, label: Contactdatum, type: date, required: true, example: "2023-01-09"}
+      - {name: contact_type, label: Contactvorm, type: string, required: true, values: [face_to_face, phone, video],
+         example: "phone"}
+      - {name: duration_minutes, label: "Duur (minuten)", type: integer, required: false, min: 0, max: 480,
+         example: "45"}
+      - {name: note, label: Notitie, type: text, required: false, example: "belde over de afspraak"}
+    key: contact_id
+    table: records
+    load: records
+    refers_to: trajectories
+    file_name: contacten
+    file_pattern: contact
+    synth: per_trajectory
+"""
+
+
+def test_the_kinds_of_file_are_declared_in_the_catalogue(spec):
+    """Trajectory files first (measurements refer to them), then one kind per instrument."""
+    assert spec.kind_names() == [TRAJECTORIES, *sorted(spec.instruments)]
+    assert [(k.name, k.key, k.table, k.refers_to) for k in spec.kinds] == [
+        (TRAJECTORIES, "trajectory_id", "trajectories", None),
+        ("measurements", "administration_id", "measurements", TRAJECTORIES)]
+    assert spec.kind("sdq").name == "measurements" and spec.kind("sdq").per_instrument
+    assert [c.name for c in spec.columns("sdq")][:9] == [c.name for c in (*spec.common, *spec.measurements)]
+    assert [c.name for c in spec.columns(TRAJECTORIES)] == [c.name for c in (*spec.common, *spec.trajectories)]
+    names = ["ORG01_sdq_2024.csv", "ORG01_trajecten_2024.csv", "ORG02_Trajectories.xlsx"]
+    assert sorted(names, key=spec.import_rank) == ["ORG01_trajecten_2024.csv", "ORG02_Trajectories.xlsx",
+                                                   "ORG01_sdq_2024.csv"]
+
+
+def test_a_measurement_file_that_carries_trajectory_columns_is_a_measurement_file(tmp_path, spec):
+    """Kinds are tried from the last to the first: a file that refers to trajectories may repeat their columns."""
+    path = write_csv(tmp_path / "sdq.csv", [
+        "Organisatie", "Periode", "Cliëntnummer", "Trajectnummer", "Interventie", "Startdatum", "Afnamenummer",
+        "Vragenlijst", "Informant", "Meetmoment", "Afnamedatum"],
+        [["ORG01", "2024", "C1", "T1", "MST", "01-02-2023", "A1", "SDQ", "ouder", "start", "01-03-2023"]])
+    with pytest.raises(DeliveryError) as caught:  # an SDQ without its scores: judged as an SDQ file
+        open_delivery(path, spec)
+    assert re.fullmatch(template_regex(dutch("err_missing_columns")), caught.value.reason)
+
+
+def test_a_new_kind_of_file_is_one_entry_in_the_catalogue(settings, tmp_path, spec):
+    """One entry in catalog/delivery.yaml and no code: the synthesiser writes the kind, its suite validates it,
+    the import loads it (after the trajectories it refers to) and the format documentation lists it."""
+    catalog = tmp_path / "catalog"
+    shutil.copytree(REPO_ROOT / "catalog", catalog)
+    with open(catalog / "delivery.yaml", "a", encoding="utf-8") as fh:
+        fh.write(CONTACTS_KIND)
+    new_spec = load_spec(catalog)
+    assert new_spec.kind_names()[-1] == "contacts"
+
+    suites = tmp_path / "expectations"
+    write_suites(new_spec, suites)
+    suite = json.loads((suites / "contacts.json").read_text(encoding="utf-8"))
+    assert {(e["meta"]["rule"], e["meta"]["column"]) for e in suite["expectations"]} >= {
+        ("not_null", "contact_id"), ("in_set", "contact_type"), ("between", "duration_minutes"),
+        ("unique", "contact_id")}
+    assert {p.name for p in suites.iterdir()} == {f"{k}.json" for k in new_spec.kind_names()}
+
+    made = generate(tmp_path / "in", questionnaires=300, organisations=2, seed=3, instruments=["sdq"],
+                    invalid_share=0.0, catalog_dir=catalog)
+    contacts = {name: info for name, info in made.files.items() if info.kind == "contacts"}
+    assert sorted(contacts) == ["ORG01_contacten_2024.csv", "ORG02_contacten_2024.csv"]
+    assert sum(i.rows for i in contacts.values()) == made.trajectories
+    assert made.questionnaires_by_instrument().keys() == {"sdq"}
+    first = tmp_path / "in" / "ORG01_contacten_2024.csv"
+    lines = first.read_text(encoding=made.files[first.name].encoding).splitlines()
+    header = lines[0].split(";")
+    broken = lines[1].split(";")
+    broken[header.index("Duur (minuten)")] = "999"  # one row the suite must catch
+    lines[1] = ";".join(broken)
+    first.write_text("\n".join(lines) + "\n", encoding=made.files[first.name].encoding)
+    contact_ids = {line.split(";")[header.index("Contactnummer")] for line in lines[1:]}
+
+    custom = settings.model_copy(update={"catalog_dir": catalog, "expectations_dir": suites})
+    ingestor = Ingestor(custom)
+    files = delivery_files([tmp_path / "in"], ingestor.spec)
+    assert ["traject" in p.name for p in files] == [True] * 2 + [False] * 4  # the contacts after the trajectories
+    reports = {Path(r.file).name: r for r in ingestor.ingest_many(files)}
+    assert {r.status for r in reports.values()} == {"loaded"}
+    assert reports[first.name].kind == "contacts"
+    assert reports[first.name].rules == {"between:duration_minutes": 1}
+    loaded = sum(i.rows for i in contacts.values()) - 1
+    assert sum(reports[name].rows_loaded for name in contacts) == loaded
+    with ingestor.engine.connect() as conn:
+        records = [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM records"))]
+        trajectories = dict(conn.execute(sa.text("SELECT pseudonym, client FROM trajectories")).all())
+        quarantined = conn.execute(sa.text("SELECT row FROM quarantine")).scalar_one()
+    assert len(records) == loaded and {r["kind"] for r in records} == {"contacts"}
+    assert all(trajectories[r["trajectory"]] == r["client"] for r in records)  # the same pseudonyms
+    values = [json.loads(r["values"]) if isinstance(r["values"], str) else r["values"] for r in records]
+    assert {v["contact_type"] for v in values} <= {"face_to_face", "phone", "video"}
+    assert all(0 <= v["duration_minutes"] <= 480 and re.fullmatch(r"\d{4}-\d{2}-\d{2}", v["contact_date"])
+               for v in values)
+    stored = json.dumps(records, default=str) + json.dumps(quarantined, default=str)
+    assert not [i for i in contact_ids if i in stored]  # contact numbers are pseudonymised
+    assert all(v["contact_id"] not in contact_ids for v in values)
+
+    markdown = delivery_format_markdown(new_spec)
+    assert "## Contactmomenten" in markdown and "| Contactvorm | `contact_type` |" in markdown
+    assert markdown.startswith(delivery_format_markdown(spec).rstrip("\n"))  # after the kinds there were
 
 
 @pytest.fixture(autouse=True)

@@ -270,7 +270,7 @@ def test_migrated_schema_matches_the_models(settings):
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), store.metadata) == []
         views = set(sa.inspect(conn).get_view_names())
-    assert {"research_clients", "research_trajectories", "research_measurements"} <= views
+    assert {"research_clients", "research_trajectories", "research_measurements", "research_records"} <= views
 
 
 def test_sdq_is_scored_at_import_and_unscorable_questionnaires_still_load(settings, tmp_path):
