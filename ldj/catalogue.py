@@ -19,6 +19,7 @@ import sqlalchemy as sa
 import yaml
 
 from . import paths, store
+from .delivery import OUTCOME_PREFIX
 from .instruments import Instrument, load_instruments
 from .outcomes import pairs
 
@@ -184,9 +185,6 @@ def _json(value):
     return json.loads(value) if isinstance(value, str) else value
 
 
-OUTCOMES = ("breakdown", "living_at_home", "crisis_resolved", "model_fidelity")
-
-
 def _parse_json_column(texts: list[str | None], schema: pa.Schema) -> pa.Table:
     """A JSON text column parsed column-wise by Arrow (missing objects give nulls)."""
     import pyarrow.json as pj
@@ -195,7 +193,9 @@ def _parse_json_column(texts: list[str | None], schema: pa.Schema) -> pa.Table:
     return pj.read_json(io.BytesIO(data), parse_options=pj.ParseOptions(explicit_schema=schema)).flatten()
 
 
-def _trajectory_frame(conn) -> pd.DataFrame:
+def _trajectory_frame(conn, outcomes: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Research-usable trajectories with their clients; `outcomes`: the registered outcomes wanted, as
+    columns `outcome_<key>` (the trajectory file's columns of that name, catalog/delivery.yaml)."""
     t = store.research_usable("trajectories")
     c = store.research_usable("clients")
     columns = [t.c.pseudonym.label("trajectory"), t.c.client, t.c.organisation, t.c.team, t.c.intervention,
@@ -210,10 +210,11 @@ def _trajectory_frame(conn) -> pd.DataFrame:
     for name in ("start_date", "end_date"):
         frame[name] = pd.to_datetime(frame[name], format="%Y-%m-%d").dt.date
     frame["lvb"] = frame["lvb"].map({1: True, 0: False})  # SQLite gives 1/0, PostgreSQL True/False
-    schema = pa.schema([pa.field(k, pa.bool_()) for k in OUTCOMES])
-    outcomes = _parse_json_column(frame.pop("outcomes").tolist(), schema)
-    for key in OUTCOMES:
-        frame[f"outcome_{key}"] = outcomes.column(key).to_pandas()
+    texts = frame.pop("outcomes").tolist()
+    if outcomes:
+        parsed = _parse_json_column(texts, pa.schema([pa.field(k, pa.bool_()) for k in outcomes]))
+        for key in outcomes:
+            frame[f"{OUTCOME_PREFIX}{key}"] = parsed.column(key).to_pandas()
     return frame
 
 
@@ -256,7 +257,8 @@ def build_frame(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrume
     variables = [v for v in entry.variable_names if variables is None or v in variables]
     with engine.connect() as conn:
         if entry.source == "trajectories":
-            frame = _trajectory_frame(conn)
+            frame = _trajectory_frame(conn, tuple(v[len(OUTCOME_PREFIX):] for v in variables
+                                                  if v.startswith(OUTCOME_PREFIX)))
         elif entry.source == "measurements":
             return _scores_frame(conn, entry, instruments, variables)
         else:

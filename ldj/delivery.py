@@ -30,6 +30,7 @@ from .i18n import t
 from .instruments import Instrument, load_instruments, resolve_instrument
 
 TRAJECTORIES = "trajectories"  # the trajectory file's kind (catalog/delivery.yaml `kinds:`)
+OUTCOME_PREFIX = "outcome_"  # a registered outcome: a column `outcome_<key>`, stored as <key> in `outcomes`
 EXCEL_MAX_ROWS = 1_048_576  # rows of one sheet, the header included
 XLSX_MAX_PARTS = 10_000  # a workbook has tens of parts; a zip of millions costs memory just to list
 XLSX_SMALL_PART_BYTES = 64 * 2**20  # parts other than sheets and shared strings (styles, workbook, theme) are small
@@ -123,6 +124,11 @@ class FileKind:
     per_instrument: bool = False
     refers_to: str | None = None
 
+    @property
+    def outcomes(self) -> dict[str, str]:
+        """Its registered outcomes: column -> key in the stored `outcomes` (columns `outcome_<key>`)."""
+        return {c.name: c.name[len(OUTCOME_PREFIX):] for c in self.columns if c.name.startswith(OUTCOME_PREFIX)}
+
 
 @dataclass(frozen=True)
 class DeliverySpec:
@@ -167,6 +173,11 @@ class DeliverySpec:
         for name in inst.free_text:
             cols.append(Column(name, name, "text"))
         return cols
+
+    def identifier_columns(self) -> dict[str, str]:
+        """Column -> identifier kind, for every column of every kind that holds one (replaced by a pseudonym)."""
+        return {c.name: c.identifier for c in (*self.common, *(c for k in self.kinds for c in k.columns))
+                if c.identifier}
 
     def import_rank(self, file_name: str) -> int:
         """Where a file goes in the import order, judged by its name: the place of the first kind whose

@@ -34,7 +34,6 @@ import sqlalchemy as sa
 
 from . import store
 from .delivery import (
-    Column,
     DeliveryError,
     DeliverySpec,
     FileKind,
@@ -51,10 +50,7 @@ from .instruments import Instrument
 from .pseudonyms import Pseudonymiser, age_at, load_or_create_key, name_screen, screen_series, screen_text
 from .settings import Settings, get_settings
 
-IDENTIFIER_KINDS = {"client_id": "client", "professional_id": "professional", "trajectory_id": "trajectory",
-                    "administration_id": "administration"}
 PERSONAL_DATES = ("birth_date",)
-OUTCOME_PREFIX = "outcome_"  # registered outcomes: the trajectory file's columns `outcome_<key>`
 
 
 @dataclass
@@ -200,6 +196,7 @@ class Ingestor:
         self.settings = settings or get_settings()
         self.engine = engine or store.get_engine(self.settings)
         self.spec: DeliverySpec = load_spec(self.settings.catalog_dir)
+        self.identifiers = self.spec.identifier_columns()
         self.limits = Limits.from_settings(self.settings)
         self.pseudonymiser = Pseudonymiser(load_or_create_key(self.settings.resolved_key_file))
         if progress is None:
@@ -445,7 +442,7 @@ class Ingestor:
                         loaded=loaded, masked=masked)
 
     def _pseudonyms(self, frame: pd.DataFrame, column: str) -> pd.Series:
-        return self.pseudonymiser.series(IDENTIFIER_KINDS[column], frame["organisation"], frame[column])
+        return self.pseudonymiser.series(self.identifiers[column], frame["organisation"], frame[column])
 
     def _names(self):
         """The name list of this catalogue (`<catalog_dir>/names.yaml`), compiled once."""
@@ -477,7 +474,7 @@ class Ingestor:
                              "discipline": frame["professional_discipline"],
                              "experience_years": frame["professional_experience"]})
         pros = pros[pros["pseudonym"].notna()].drop_duplicates("pseudonym", keep="last")
-        outcome_columns = outcome_keys(file_kind.columns)
+        outcome_columns = file_kind.outcomes
         outcomes = [
             {key: v for key, v in zip(outcome_columns.values(), values) if v is not None} or None
             for values in zip(*(_plain(frame[c]) for c in outcome_columns))
@@ -607,9 +604,8 @@ class Ingestor:
         for name, value in row.items():
             if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
                 safe[name] = None
-            elif name in IDENTIFIER_KINDS or (name in columns and columns[name].identifier):
-                kind = IDENTIFIER_KINDS.get(name) or columns[name].identifier
-                safe[name] = self.pseudonymiser.one(kind, organisation, str(value))
+            elif name in self.identifiers:
+                safe[name] = self.pseudonymiser.one(self.identifiers[name], organisation, str(value))
             elif name in PERSONAL_DATES:
                 safe[name] = "[verwijderd]"
             elif columns.get(name) is not None and columns[name].type == "text":
@@ -771,11 +767,6 @@ def _new_objections(conn, clients: pa.Table) -> bool:
                 c.c.pseudonym.in_(objecting[start:start + 1000]), c.c.objection.is_(False))).scalar_one():
             return True
     return False
-
-
-def outcome_keys(columns: Iterable[Column]) -> dict[str, str]:
-    """The registered outcomes among a kind's columns: column name -> key in the stored `outcomes`."""
-    return {c.name: c.name[len(OUTCOME_PREFIX):] for c in columns if c.name.startswith(OUTCOME_PREFIX)}
 
 
 def _file_level_rules(frame: pd.DataFrame, staged: _Staged, key: str, seen_keys: set[str]) -> list[RowError]:

@@ -37,7 +37,7 @@ teams = sa.Table(
 import_batches = sa.Table(
     "import_batches", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("kind", sa.String(64), nullable=False),  # "trajectories" or an instrument code
+    sa.Column("kind", sa.String(64), nullable=False),  # a file kind (catalog/delivery.yaml), an instrument's code
     sa.Column("organisation", sa.String(32)),
     sa.Column("period", sa.String(16)),
     sa.Column("file_name", sa.String(500), nullable=False),

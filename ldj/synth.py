@@ -1,8 +1,8 @@
 """Synthetic BergOp deliveries: realistic, seedable and fast.
 
 `generate()` writes, per organisation, one trajectory file and one measurement file per
-instrument, in exactly the format `ldj ingest` reads (catalog/delivery.yaml plus the instrument
-definitions): Dutch column labels, ``;`` as separator, decimal comma, dates as dd-mm-jjjj, and
+instrument (and one file of every other kind catalog/delivery.yaml declares with `synth: per_trajectory`),
+in exactly the format `ldj ingest` reads (catalog/delivery.yaml plus the instrument definitions): Dutch column labels, ``;`` as separator, decimal comma, dates as dd-mm-jjjj, and
 the encodings Dutch Excel produces (UTF-8 with BOM, Windows-1252, plain UTF-8, alternating by
 organisation). Everything that varies between organisations, intervention types and clients is
 drawn from one seed, so the same call writes the same bytes.
@@ -1053,7 +1053,8 @@ def generate(out_dir: Path, *, questionnaires: int = 20_000, organisations: int 
 
     `questionnaires` is the total number of measurement rows over all instruments (within a few
     per cent). Files: `<ORG>_trajecten_2024.csv` and `<ORG>_<instrument code>_2024.csv` per
-    organisation (`.xlsx` with file_format="xlsx").
+    organisation (`.xlsx` with file_format="xlsx"), and `<ORG>_<file_name>_2024.csv` for the other kinds of
+    catalog/delivery.yaml (one row per trajectory).
     """
     t_begin = time.perf_counter()
     if file_format not in ("csv", "xlsx"):
