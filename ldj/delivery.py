@@ -205,6 +205,9 @@ def _load_spec(catalog_dir: Path) -> DeliverySpec:
         for alias in (row["code"], *row.get("aliases", ())):
             interventions[_norm(alias)] = row["code"]
     value_labels = {k: {_norm(label): v for label, v in m.items()} for k, m in raw["value_labels"].items()}
+    if not raw.get("kinds"):
+        raise ValueError(f"{catalog_dir / 'delivery.yaml'} declares no `kinds:` of delivery file "
+                         "(see catalog/delivery.yaml in the repository)")
     return DeliverySpec(
         common=tuple(_column(c) for c in raw["common"]),
         trajectories=tuple(_column(c) for c in raw["trajectories"]),
