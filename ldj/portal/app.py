@@ -68,6 +68,7 @@ def serve(settings: Settings | None = None) -> None:
         extra_patterns=pages.extra_handlers(), num_procs=settings.portal_processes,
     )
     security.install(server._tornado)  # every response of this process: headers and cookie flags
+    server._tornado.add_handlers(r".*", pages.anonymous_rules())  # before Panel's routes: plain pages without login
     server.start()
     server.io_loop.start()
 

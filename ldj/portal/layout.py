@@ -48,13 +48,15 @@ def prefix() -> str:
 class Page:
     """One route of the portal: its path under the prefix, nav text key, builder and who sees it in the nav.
     `view` builds a Panel session's content; a page with a `handler` (a PortalHandler) is plain HTML instead.
-    `action` is the page's row in ldj.policy.RULES (`page.*`): who may open it."""
+    `action` is the page's row in ldj.policy.RULES (`page.*`): who may open it. A Panel page may have an
+    `anonymous` handler: plain HTML for requests without a login cookie (the same page for every such visitor)."""
 
     path: str
     nav_key: str
     view: Callable[[Visitor], pn.viewable.Viewable] | None = None
     action: str = ""
     handler: type[web.RequestHandler] | None = None
+    anonymous: type[web.RequestHandler] | None = None
 
 
 def nav(visitor: Visitor, pages: list[Page], active: str) -> dict:
