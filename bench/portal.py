@@ -250,7 +250,7 @@ async def _protocol_sessions(url: str, n: int, loops: int) -> tuple[list[float],
         t0 = time.perf_counter()
         response = await client.fetch(url, request_timeout=180)
         html = response.body.decode()
-        assert response.code == 200 and 'class="ldj-header"' in html, "not a portal page"
+        assert response.code == 200 and ('class="ldj-header"' in html or '"token"' in html), "not a portal page"
         resources = {urljoin(url, ref) for ref in re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', html)}
         for resource in sorted(r for r in resources if r.startswith(origin)):
             answer = await client.fetch(resource, request_timeout=180, raise_error=False)
