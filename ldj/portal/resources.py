@@ -2,7 +2,7 @@
 
 Panel works out a page's resource bundle (Bokeh's and Panel's scripts and stylesheets, the extensions'
 files, the design's) for every page it sends (`panel.io.server.server_html_page_for_session` calls
-`bundle_resources`): about a fifth of a start page's server time, and the same answer for every session.
+`bundle_resources`): about 15 % of a start page's server time, and the same answer for every session.
 `install()` puts a cache in front of it, keyed by everything that answer reads: the server's resources
 (mode, address, components), the page's path depth (Panel writes relative addresses), whether the page
 needs MathJax (Panel's own test on the page's models), the models and extensions loaded in the process, and
