@@ -19,7 +19,10 @@ concurrent sessions loading it.
    a. on the wire, as a first visit with an empty cache: GET the page and every script and stylesheet
       it names on the portal (for a Panel page also its websocket and document); the clock stops at
       the last byte. This is the portal's answer under load and RESULT's concurrent50_p95_s. The same
-      for a Panel page (the start page), for comparison.
+      for the start page without login (plain HTML since 2026-12-05, a Panel page before): start50_p95_s;
+      and for a Panel page (`--panel-page`, default the public research registry /onderzoek: a Panel
+      session for every view, its page, static files, websocket and document): panel50_p95_s, the
+      interactive pages' figure.
    b. in chromium (asyncio, one browser): N tabs of one profile whose cache holds the static files
       (`--fresh-profiles`: N empty profiles), time from navigation to idle — and the same N tabs
       against a copy of the page served as static files by Python's http.server (the control). The N
@@ -29,7 +32,8 @@ concurrent sessions loading it.
    import and its refresh) while one visitor reloads the factsheet page every 0.1 s: the page's
    answer times meanwhile (p50/p95/max) and when the new data version appears (`ldj.versions`: the
    page shows the last ready version until the refresh is done, so no visit waits for a build).
-The last line is machine-readable.
+`--sessions-only` runs 3a alone on the stack (no chromium, no import): the quick way to the two
+concurrent figures; the others are then printed as nan. The last line is machine-readable.
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ from ldj import store  # noqa: E402
 from ldj.settings import Settings  # noqa: E402
 
 PAGE = "/services/ldj-portal/factsheet"
-START = "/services/ldj-portal/"  # a Panel page (session, websocket, document), for comparison
+START = "/services/ldj-portal/"  # the start page without login: RESULT's start50_p95_s
+PANEL = "/services/ldj-portal/onderzoek"  # a public Panel page (session, websocket, document): panel50_p95_s
 READY = "[data-total='questionnaires']"  # the page's figures are on screen
 
 
@@ -245,7 +250,7 @@ async def _protocol_sessions(url: str, n: int, loops: int) -> tuple[list[float],
         t0 = time.perf_counter()
         response = await client.fetch(url, request_timeout=180)
         html = response.body.decode()
-        assert 'data-total="questionnaires"' in html or '"token"' in html, "not the page"
+        assert response.code == 200 and ('class="ldj-header"' in html or '"token"' in html), "not a portal page"
         resources = {urljoin(url, ref) for ref in re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', html)}
         for resource in sorted(r for r in resources if r.startswith(origin)):
             answer = await client.fetch(resource, request_timeout=180, raise_error=False)
@@ -328,6 +333,9 @@ def main() -> None:
     parser.add_argument("--page-runs", type=int, default=None, help="single page loads (default 10; quick 3)")
     parser.add_argument("--no-browser-sessions", dest="browser_sessions", action="store_false",
                         help="skip the N chromium tabs (3b) and their static-file control")
+    parser.add_argument("--sessions-only", action="store_true",
+                        help="only the concurrent sessions on the wire (3a): no chromium, no import while visited")
+    parser.add_argument("--panel-page", default=PANEL, help="the Panel page of panel50_p95_s (default %(default)s)")
     parser.add_argument("--fresh-profiles", action="store_true",
                         help="concurrent sessions in fresh browser profiles (nothing cached) instead of tabs of one")
     args = parser.parse_args()
@@ -361,26 +369,44 @@ def main() -> None:
     print(f"stack up (hub, proxy, portal, data service): {time.perf_counter() - t0:.1f} s", flush=True)
     try:
         url = stack.url + PAGE
-        first, idle = page_idle(url, page_runs)
-        print(f"page time to idle ({PAGE}, fresh browser context, no login): median {statistics.median(idle):.2f} s, "
-              f"p95 {percentile(idle, 0.95):.2f} s over {len(idle)} loads; warm-up load {first:.2f} s", flush=True)
+        idle = [math.nan]
+        if not args.sessions_only:
+            first, idle = page_idle(url, page_runs)
+            print(f"page time to idle ({PAGE}, fresh browser context, no login): median "
+                  f"{statistics.median(idle):.2f} s, p95 {percentile(idle, 0.95):.2f} s over {len(idle)} loads; "
+                  f"warm-up load {first:.2f} s", flush=True)
+        print(f"load average before the concurrent sessions: {os.getloadavg()[0]:.1f}", flush=True)
         wire, wire_failures, wire_wall = concurrent_protocol(url, args.sessions, loops)
         print(f"{args.sessions} concurrent sessions x {loops} loads of the factsheet, on the wire (page and its static "
               f"files, empty cache): {len(wire)} complete, {wire_failures} failed; p50 {percentile(wire, 0.5):.2f} s, "
               f"p95 {percentile(wire, 0.95):.2f} s, max {max(wire, default=math.nan):.2f} s; wall {wire_wall:.1f} s "
               f"({len(wire) / wire_wall:.1f} page views/s)", flush=True)
-        panel_wire, panel_failures, panel_wall = concurrent_protocol(stack.url + START, args.sessions, loops)
-        print(f"  for comparison, a Panel page ({START}: page, static files, websocket and document): "
-              f"{len(panel_wire)} complete, {panel_failures} failed; p50 {percentile(panel_wire, 0.5):.2f} s, "
-              f"p95 {percentile(panel_wire, 0.95):.2f} s; {len(panel_wire) / panel_wall:.1f} page views/s", flush=True)
-        if args.browser_sessions:
+        start_wire, start_failures, start_wall = concurrent_protocol(stack.url + START, args.sessions, loops)
+        print(f"{args.sessions} concurrent sessions x {loops} loads of the start page without login ({START}: the page "
+              f"and its static files; for a Panel page also websocket and document): {len(start_wire)} complete, "
+              f"{start_failures} failed; p50 {percentile(start_wire, 0.5):.2f} s, p95 {percentile(start_wire, 0.95):.2f} s, "
+              f"max {max(start_wire, default=math.nan):.2f} s; {len(start_wire) / start_wall:.1f} page views/s",
+              flush=True)
+        print(f"load average before the Panel sessions: {os.getloadavg()[0]:.1f}", flush=True)
+        panel_wire, panel_failures, panel_wall = concurrent_protocol(stack.url + args.panel_page, args.sessions, loops)
+        print(f"{args.sessions} concurrent sessions x {loops} loads of a Panel page ({args.panel_page}: page, static "
+              f"files, websocket and document, empty cache): {len(panel_wire)} complete, {panel_failures} failed; "
+              f"p50 {percentile(panel_wire, 0.5):.2f} s, p95 {percentile(panel_wire, 0.95):.2f} s, "
+              f"max {max(panel_wire, default=math.nan):.2f} s; wall {panel_wall:.1f} s "
+              f"({len(panel_wire) / panel_wall:.1f} page views/s); load average after {os.getloadavg()[0]:.1f}",
+              flush=True)
+        if args.browser_sessions and not args.sessions_only:
             browser_sessions(url, args.sessions, loops, args.fresh_profiles, root)
-        import_while_visited(url, settings.data_dir, root)
+        if not args.sessions_only:
+            import_while_visited(url, settings.data_dir, root)
     finally:
         stack.stop()
     p95_concurrent = percentile(wire, 0.95) if not wire_failures else math.inf
+    p95_start = percentile(start_wire, 0.95) if not start_failures else math.inf
+    p95_panel = percentile(panel_wire, 0.95) if not panel_failures else math.inf
     print(f"RESULT factsheet_p95_ms_112k={small['p95_ms']:.3f} factsheet_p95_ms_10m={p95_10m:.3f} "
-          f"page_idle_s={statistics.median(idle):.3f} concurrent50_p95_s={p95_concurrent:.3f}")
+          f"page_idle_s={statistics.median(idle):.3f} concurrent50_p95_s={p95_concurrent:.3f} "
+          f"start50_p95_s={p95_start:.3f} panel50_p95_s={p95_panel:.3f}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 IDLE = "() => window.Bokeh !== undefined && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle"
+# A page is ready when it has loaded and, where it runs BokehJS (Panel pages, the factsheet's chart), its
+# document is idle; a plain page without Bokeh (the start page without login) once it has loaded.
+READY = ("() => document.readyState === 'complete' && (document.querySelector('script[src*=\"/bokeh.min.js\"]') === null"
+         f" || ({IDLE[6:]}))")
 
 
 def launch(playwright):
@@ -18,7 +22,7 @@ def launch(playwright):
 
 
 def wait_idle(page, timeout: float = 30_000) -> None:
-    page.wait_for_function(IDLE, timeout=timeout)
+    page.wait_for_function(READY, timeout=timeout)
 
 
 def open_page(page, url: str) -> None:

@@ -64,7 +64,18 @@ def test_a_visitor_without_login_sees_the_public_start_page(stack, page):
     assert "/services/ldj-portal/" in page.url
     assert page.get_by_text("wat werkt voor wie").count() == 1
     assert page.get_by_text("Inloggen").count() == 1
+    assert page.evaluate("window.Bokeh === undefined")  # plain HTML: no Panel session for a visitor without login
     browser.screenshot(page, "start")
+
+
+def test_a_request_with_a_login_cookie_gets_the_panel_start_page_which_checks_it(stack):
+    """The plain start page answers requests without a login cookie only; with one (here forged) the Panel page
+    answers, checks it and shows the page for guests."""
+    plain = requests.get(f"{stack.portal}/", timeout=60)
+    forged = requests.get(f"{stack.portal}/", cookies={"user": "beheer"}, timeout=60)
+    assert plain.status_code == forged.status_code == 200
+    assert '"token"' not in plain.text and "wat werkt voor wie" in plain.text
+    assert '"token"' in forged.text and "Inloggen" in forged.text and "beheer" not in forged.text
 
 
 def test_login_through_the_hub_is_single_sign_on_into_the_portal(stack, page):

@@ -224,7 +224,7 @@ def test_login_sends_nobody_to_another_site_afterwards(stack):
 # --- headers and cookies ---------------------------------------------------------------------------------
 
 def test_every_kind_of_response_carries_the_security_headers(stack):
-    kinds = {"panel page": ("/", 200), "plain handler": ("/vraagbank/feed.atom", 200),
+    kinds = {"panel page": ("/onderzoek", 200), "plain page": ("/", 200), "plain handler": ("/vraagbank/feed.atom", 200),
              "static file": ("/static/js/bokeh.min.js", 200), "unknown path": ("/bestaat-niet", 404),
              "bad argument": ("/taal?lang=xx", 400), "redirect": ("/taal?lang=en", 302),
              "refusal": ("/vraagbank/export.csv", 403), "login": ("/login", 302)}

@@ -123,3 +123,58 @@ def test_every_cookie_gets_httponly_samesite_and_secure_over_https():
     assert security.with_flags("user=abc; Path=/", secure=False) == "user=abc; Path=/; HttpOnly; SameSite=Lax"
     assert security.with_flags("a=b; HttpOnly; SameSite=Strict", secure=True) == "a=b; HttpOnly; SameSite=Strict; Secure"
     assert "frame-ancestors 'none'" in security.CSP and "object-src 'none'" in security.CSP
+
+
+def _page(*objects):
+    """A served page's Bokeh document holding `objects` (as a Panel session builds it)."""
+    import panel as pn
+    from bokeh.document import Document
+    from panel.io.state import set_curdoc
+
+    doc = Document()
+    with set_curdoc(doc):
+        pn.Column(*objects).server_doc(doc)
+    return doc
+
+
+def test_a_page_bundle_is_panels_own_worked_out_once_per_kind_of_page():
+    """The cached script and stylesheet tags (ldj.portal.resources) are the ones Panel works out itself; a
+    session whose settings add to them (here raw css) gets its own entry, and a caller that adds to its
+    copy changes nothing for the next page."""
+    import panel as pn
+    import panel.io.resources as panel_resources
+    from bokeh.embed.bundle import Script
+    from bokeh.resources import Resources
+    from panel.io.state import set_curdoc
+
+    from ldj.portal import resources
+
+    served = panel_resources.Resources.from_bokeh(Resources(mode="server", root_url="/services/ldj-portal/"))
+    first, second, styled = _page(pn.pane.Markdown("a")), _page(pn.pane.HTML("b")), _page(pn.pane.Markdown("c"))
+    resources._bundles.clear()
+    for doc in (first, second, first):
+        with set_curdoc(doc):
+            assert list(resources.bundle(doc.roots, served)) == list(resources._original(doc.roots, served))
+    assert len(resources._bundles) == 1  # the same for both pages
+    with set_curdoc(styled), pn.config.set(raw_css=[".ldj-test-style { color: red; }"]):
+        css = list(resources.bundle(styled.roots, served))[1]
+        assert css == list(resources._original(styled.roots, served))[1] and ".ldj-test-style" in css
+    assert len(resources._bundles) == 2
+    with set_curdoc(first):
+        assert ".ldj-test-style" not in list(resources.bundle(first.roots, served))[1]
+        mine = resources.bundle(first.roots, served)
+        mine.add(Script("window.added = 1"))
+        assert "window.added" not in list(resources.bundle(first.roots, served))[0]
+
+
+def test_the_panel_page_frame_escapes_what_it_is_given():
+    """The frame of a Panel page (panel_page.html.j2) escapes its own values; only Bokeh's markup passes."""
+    from bokeh.core.templates import MACROS
+
+    out = str(html.render("panel_page.html.j2", language="nl", heading=PAYLOAD, portal_title=PAYLOAD, favicon=PAYLOAD,
+                          nav=html.render("text.html.j2", tag="p", css="", text=PAYLOAD), macros=MACROS, roots=[],
+                          bokeh_css="", bokeh_js='<script src="static/js/bokeh.min.js"></script>',
+                          plot_script=""))
+    assert "<img" not in out and "<script>window" not in out
+    assert out.count("&lt;img src=x") == 5  # title (heading and portal title), header, favicon, navigation
+    assert '<script src="static/js/bokeh.min.js"></script>' in out

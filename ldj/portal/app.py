@@ -9,6 +9,7 @@ The pages and routes are registered in ldj.portal.pages.
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import signal
@@ -19,7 +20,7 @@ import panel as pn
 from cryptography.fernet import Fernet
 
 from ..settings import Settings, get_settings
-from . import pages, security, session
+from . import pages, resources, security, session
 from .layout import SERVICE_NAME, prefix
 
 
@@ -46,8 +47,14 @@ def serve(settings: Settings | None = None) -> None:
     key = _secret(state / "portal_encryption_key", lambda: Fernet.generate_key().decode()).encode()
     pn.config.oauth_encryption_key = key
     pn.state.encryption = Fernet(key)
+    routes = pages.routes()
+    resources.install()  # a page's script and stylesheet tags worked out once, not per session
+    # What is loaded by now (Panel, Bokeh, pandas, the pages) lives as long as the process: kept out of the
+    # garbage collector's way, the full collection Panel runs after sessions end (panel.io.document) walks
+    # only the sessions' objects, and forked processes keep sharing these pages of memory.
+    gc.freeze()
     server = pn.serve(
-        pages.routes(), address=service_url.hostname, port=service_url.port, prefix=prefix(), show=False,
+        routes, address=service_url.hostname, port=service_url.port, prefix=prefix(), show=False,
         title="Lerende Databank Jeugd", websocket_origin=origins, start=False, use_xheaders=True,
         auth_provider=session.HubLoginProvider(login_endpoint="/login", logout_endpoint="/logout"),
         oauth_optional=True,
@@ -61,6 +68,7 @@ def serve(settings: Settings | None = None) -> None:
         extra_patterns=pages.extra_handlers(), num_procs=settings.portal_processes,
     )
     security.install(server._tornado)  # every response of this process: headers and cookie flags
+    server._tornado.add_handlers(r".*", pages.anonymous_rules())  # before Panel's routes: plain pages without login
     server.start()
     server.io_loop.start()
 

@@ -1,15 +1,39 @@
 """The start page: what the LDJ is, and for a logged-in visitor what waits for them: her unread
 notifications (ldj.notifications, in her language, each with its link; a button marks them read), the
-APO queue, her projects."""
+APO queue, her projects.
+
+A visitor without login sees only what the LDJ is: the same page for all of them, so it is plain HTML in
+the portal's frame (`StartPage`, routed by ldj.portal.pages for requests without a login cookie), not a
+Panel session with its document and websocket; the page's text is rendered once per language.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import panel as pn
+from markupsafe import Markup
 
 from .. import deployment, governance, notifications
-from .html import pane
-from .layout import guarded, message, prefix
+from ..i18n import t
+from .html import markdown_html, pane
+from .layout import PortalHandler, guarded, message, prefix
 from .visitor import Visitor
+
+
+@lru_cache(maxsize=None)
+def _intro(language: str) -> Markup:
+    return markdown_html(lambda key: t(key, language), "home_intro")
+
+
+class StartPage(PortalHandler):
+    """GET {prefix}/ without login: what the LDJ is, in the portal's frame (no Panel session)."""
+
+    action = "page.home"
+
+    def get(self) -> None:
+        visitor = self.visitor()
+        self.write_page(visitor, "", visitor.t("nav_home"), _intro(visitor.language))
 
 
 def _notifications(visitor: Visitor) -> pn.Column:

@@ -21,7 +21,7 @@ from tornado import web
 from .. import governance, policy
 from ..i18n import t
 from . import session
-from .html import pane, render
+from .html import environment, pane, render
 from .params import BadParameter, all_arguments, handler_arg, local_path, one_of
 from .visitor import LANGUAGE_COOKIE, LANGUAGES, Visitor, from_groups
 
@@ -29,13 +29,6 @@ SERVICE_NAME = "ldj-portal"
 GUEST = session.GUEST
 FAVICON = "static/extensions/panel/images/favicon.ico"  # served by the portal (Panel's static files)
 
-CSS = """
-.ldj-nav a { margin-right: 1.1em; color: white; text-decoration: none; font-weight: 500; }
-.ldj-nav a.active { text-decoration: underline; }
-.ldj-nav .ldj-right { float: right; }
-.ldj-nav .ldj-right > * { margin-left: 1em; margin-right: 0; font-weight: 400; }
-.ldj-suppressed { color: #8a6d3b; font-style: italic; }
-"""
 ALERT_CSS = """
 .ldj-alert { padding: .75rem 1.25rem; margin-bottom: .5rem; border: 1px solid transparent; border-radius: .25rem; }
 .ldj-alert-danger { color: #721c24; background: #f8d7da; border-color: #f5c6cb; }
@@ -55,13 +48,15 @@ def prefix() -> str:
 class Page:
     """One route of the portal: its path under the prefix, nav text key, builder and who sees it in the nav.
     `view` builds a Panel session's content; a page with a `handler` (a PortalHandler) is plain HTML instead.
-    `action` is the page's row in ldj.policy.RULES (`page.*`): who may open it."""
+    `action` is the page's row in ldj.policy.RULES (`page.*`): who may open it. A Panel page may have an
+    `anonymous` handler: plain HTML for requests without a login cookie (the same page for every such visitor)."""
 
     path: str
     nav_key: str
     view: Callable[[Visitor], pn.viewable.Viewable] | None = None
     action: str = ""
     handler: type[web.RequestHandler] | None = None
+    anonymous: type[web.RequestHandler] | None = None
 
 
 def nav(visitor: Visitor, pages: list[Page], active: str) -> dict:
@@ -77,12 +72,17 @@ def nav(visitor: Visitor, pages: list[Page], active: str) -> dict:
                   logout_href=f"{prefix()}/uitloggen", logout_text=visitor.t("portal_logout"))
 
 
-def frame(visitor: Visitor, pages: list[Page], page: Page, content) -> pn.template.BaseTemplate:
-    template = pn.template.BootstrapTemplate(
-        title=visitor.t("portal_title"), header_background="#1f4e79", favicon=f"{prefix()}/{FAVICON}")
-    template.header.append(pane("nav.html.j2", [CSS], **nav(visitor, pages, page.path)))
-    template.main.append(content)
-    return template
+def frame(visitor: Visitor, pages: list[Page], page: Page, content) -> pn.viewable.Viewable:
+    """The session's page: `content` under the portal's header and navigation. The frame is the session
+    document's page template (panel_page.html.j2, the look of the plain pages), filled once when the page is
+    sent: plain HTML, not Panel template models built, synchronised and sent with every session."""
+    document = pn.state.curdoc
+    if document is not None:
+        document.template = environment().get_template("panel_page.html.j2")
+        document.template_variables.update(
+            language=visitor.language, portal_title=visitor.t("portal_title"), heading=visitor.t(page.nav_key),
+            favicon=f"{prefix()}/{FAVICON}", nav=render("nav.html.j2", **nav(visitor, pages, page.path)))
+    return content
 
 
 def message(text: str, kind: str = "danger") -> pn.pane.HTML:
@@ -204,7 +204,7 @@ class PortalHandler(web.RequestHandler):
     def write_page(self, visitor: Visitor, path: str, heading: str, content: Markup, head: Markup | str = ""):
         """The page in the portal's frame; `content` and `head` are rendered templates."""
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.write(render("page.html.j2", language=visitor.language, title=visitor.t("portal_title"),
+        self.write(render("page.html.j2", language=visitor.language, portal_title=visitor.t("portal_title"),
                           heading=heading, favicon=f"{prefix()}/{FAVICON}", nav=render("nav.html.j2", **nav(visitor, self.pages, path)),
                           head=head, content=content))
 

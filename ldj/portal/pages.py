@@ -7,19 +7,21 @@ Page modules never import this module: the frame gets the list of pages as an ar
 from __future__ import annotations
 
 import logging
+import re
 
 import panel as pn
+from tornado import routing
 
 from .. import policy
 from . import airlock, catalogue, dashboards, factsheet, home, registry, requests, session, vraagbank
-from .layout import GUEST, LanguageHandler, LogoutHandler, Page, frame, login_needed, message
+from .layout import GUEST, LanguageHandler, LogoutHandler, Page, frame, login_needed, message, prefix
 from .params import BadParameter, arg, one_of
 from .visitor import LANGUAGE_COOKIE, LANGUAGES, Visitor, from_groups
 
 log = logging.getLogger(__name__)
 
 PAGES: list[Page] = [
-    Page("", "nav_home", home.view, "page.home"),
+    Page("", "nav_home", home.view, "page.home", anonymous=home.StartPage),
     Page("factsheet", "nav_factsheet", action="page.factsheet", handler=factsheet.FactsheetPage),
     Page("vraagbank", "nav_vraagbank", vraagbank.view, "page.vraagbank"),
     Page("catalogus", "nav_catalogue", catalogue.view, "page.catalogue"),
@@ -80,3 +82,24 @@ def extra_handlers() -> list[tuple]:
     for _, handler in plain:
         policy.rule(handler.action)  # every route names its row in the policy (checked in its prepare)
     return [(pattern, handler, {"pages": tuple(PAGES)}) for pattern, handler in plain]
+
+
+class WithoutLogin(routing.PathMatches):
+    """A page's path, for requests without the portal's login cookie (Panel's signed `user`): visitors who
+    never logged in or have logged out. A request with one goes on to the Panel page, which checks the login
+    with the hub and shows an ended one the page for guests."""
+
+    def match(self, request):
+        return None if "user" in request.cookies else super().match(request)
+
+
+def anonymous_rules() -> list[routing.Rule]:
+    """The plain pages for visitors without login (`Page.anonymous`), to be routed before the Panel pages of
+    the same paths (ldj.portal.app); each names its row in the policy, checked in its prepare."""
+    rules = []
+    for p in PAGES:
+        if p.anonymous:
+            policy.rule(p.anonymous.action)
+            rules.append(routing.Rule(WithoutLogin(re.escape(f"{prefix()}/{p.path}") + "$"), p.anonymous,
+                                      {"pages": tuple(PAGES)}))
+    return rules
