@@ -294,13 +294,15 @@ def entry_counts(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrum
 
 # --- the master Intake catalogue --------------------------------------------------------------
 
-def snapshot(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrument], folder: Path) -> Path:
-    """The entry materialised as Parquet in `folder` (one folder per data version), built once.
+def snapshot(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrument], folder: Path,
+             rebuild: bool = False) -> Path:
+    """The entry materialised as Parquet in `folder` (one folder per data version), built once (again
+    when `rebuild`).
 
     Store pseudonyms, research-usable rows only: steward use, and the source of project extracts.
     """
     path = folder / f"{entry.id}.parquet"
-    if not path.exists():
+    if rebuild or not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         build_frame(engine, entry, instruments).to_parquet(tmp, index=False)
@@ -308,12 +310,13 @@ def snapshot(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrument]
     return path
 
 
-def refresh_snapshots(engine: sa.Engine, settings) -> Path:
-    """Snapshot every entry at the store's current data version; returns the version's folder."""
+def refresh_snapshots(engine: sa.Engine, settings, full: bool = False) -> Path:
+    """Snapshot every entry at the store's current data version (again when `full`); returns the
+    version's folder."""
     folder = paths.snapshot_folder(settings.data_dir, store.data_version(engine)[0])
     instruments = load_instruments(settings.catalog_dir)
     for entry in load_entries(settings.catalog_dir).values():
-        snapshot(engine, entry, instruments, folder)
+        snapshot(engine, entry, instruments, folder, rebuild=full)
     return folder
 
 

@@ -113,12 +113,13 @@ def summary() -> None:
 
 
 @main.command("refresh")
-def refresh_command() -> None:
+@click.option("--full", is_flag=True, help="Read the whole store again instead of only what changed (the reference).")
+def refresh_command(full: bool) -> None:
     """Build the current data version's derived files (snapshots, dashboard cube, factsheet) and show it."""
     from . import store
     from .refresh import refresh
 
-    refresh(store.get_engine(), get_settings(), say=_say)
+    refresh(store.get_engine(), get_settings(), say=_say, full=full)
 
 
 @main.command()

@@ -1038,6 +1038,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "ret_old_version": ("gegevensversie {version} is ouder dan de nieuwste {keep}",
                         "data version {version} is older than the newest {keep}"),
     "ret_old_factsheet": ("factsheet van een oudere gegevensversie", "factsheet of an older data version"),
+    "ret_unused_cube_part": ("invoer van de dashboardkubus die geen bewaarde versie meer gebruikt",
+                             "dashboard cube input no kept version uses any more"),
     "ret_leftover": ("onafgemaakt tijdelijk bestand", "unfinished temporary file"),
     "ret_line": ("{kind}: {path} ({size}) — {reason}", "{kind}: {path} ({size}) — {reason}"),
     "ret_summary": ("{n} verwijderd, {size} vrijgemaakt", "{n} removed, {size} freed"),

@@ -161,14 +161,15 @@ def _age_group(age: pd.Series, settings: Settings) -> pd.Series:
     return codes.astype(object).where(codes.notna(), UNKNOWN)
 
 
-def _trajectory_frame(conn, settings: Settings) -> pd.DataFrame:
-    """Every trajectory with its client's gender and objection: the base tables, on purpose —
-    objectors are needed for their own organisation's views and flagged for the SEJN ones."""
+def _trajectory_frame(conn, settings: Settings, organisation: str) -> pd.DataFrame:
+    """An organisation's trajectories with their client's gender and objection: the base tables, on
+    purpose — objectors are needed for their own organisation's views and flagged for the SEJN ones."""
     tr, cl = store.trajectories, store.clients
     stmt = sa.select(tr.c.pseudonym, tr.c.client, tr.c.organisation, tr.c.team, tr.c.intervention,
                      sa.cast(tr.c.start_date, sa.Text).label("start_date"),
                      sa.cast(tr.c.end_date, sa.Text).label("end_date"), tr.c.age_at_start, cl.c.gender,
-                     cl.c.objection).select_from(tr.join(cl, cl.c.pseudonym == tr.c.client))
+                     cl.c.objection).select_from(tr.join(cl, cl.c.pseudonym == tr.c.client)) \
+        .where(tr.c.organisation == organisation)
     frame = pd.DataFrame(conn.execute(stmt).all(), columns=["pseudonym", "client", "organisation", "team",
                                                             "intervention", "start_date", "end_date",
                                                             "age_at_start", "gender", "objection"])
@@ -182,11 +183,12 @@ def _trajectory_frame(conn, settings: Settings) -> pd.DataFrame:
     return frame.drop(columns="objection")
 
 
-def _chunks(conn, instrument: str, rows_per_chunk: int = 2_000_000) -> list[tuple[str, str] | None]:
-    """Trajectory-pseudonym ranges (hex prefixes) that split an instrument's measurements into
-    parts of about `rows_per_chunk`; pairing works per trajectory, so parts are independent."""
+def _chunks(conn, instrument: str, organisation: str, rows_per_chunk: int = 2_000_000) -> list[tuple[str, str] | None]:
+    """Trajectory-pseudonym ranges (hex prefixes) that split an organisation's measurements of one
+    instrument into parts of about `rows_per_chunk`; pairing works per trajectory, so parts are independent."""
     m = store.measurements
-    n = conn.execute(sa.select(sa.func.count()).select_from(m).where(m.c.instrument == instrument)).scalar()
+    n = conn.execute(sa.select(sa.func.count()).select_from(m).where(
+        m.c.organisation == organisation, m.c.instrument == instrument)).scalar()
     parts = int(np.ceil(n / rows_per_chunk))
     if parts <= 1:
         return [None]
@@ -194,15 +196,17 @@ def _chunks(conn, instrument: str, rows_per_chunk: int = 2_000_000) -> list[tupl
     return [(f"{lo:02x}", f"{hi:02x}" if hi < 256 else "g") for lo, hi in zip(edges, edges[1:])]
 
 
-def _selection(conn, inst: Instrument, trajectories: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`outcomes.first_and_last` over the instrument's measurements, chunk by chunk, with every
-    scale flattened (`outcomes.scale_value_columns`)."""
+def _selection(conn, inst: Instrument, trajectories: pd.DataFrame,
+               organisation: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`outcomes.first_and_last` over one organisation's measurements of the instrument, chunk by chunk,
+    with every scale flattened (`outcomes.scale_value_columns`)."""
     m = store.measurements
     firsts, lasts = [], []
     value_columns = [c for s in inst.scales for c in (s.code, f"{s.code}_band")]
-    for chunk in _chunks(conn, inst.code):
+    for chunk in _chunks(conn, inst.code, organisation):
         stmt = sa.select(m.c.trajectory, m.c.informant, m.c.moment, sa.cast(m.c.date, sa.Text).label("date"),
-                         sa.cast(m.c.scores, sa.Text).label("scores")).where(m.c.instrument == inst.code)
+                         sa.cast(m.c.scores, sa.Text).label("scores")).where(
+            m.c.organisation == organisation, m.c.instrument == inst.code)
         traj = trajectories
         if chunk is not None:
             stmt = stmt.where(m.c.trajectory >= chunk[0], m.c.trajectory < chunk[1])
@@ -221,6 +225,91 @@ def _selection(conn, inst: Instrument, trajectories: pd.DataFrame) -> tuple[pd.D
     empty = pd.DataFrame(columns=["trajectory", "informant", *value_columns])
     return (pd.concat(firsts, ignore_index=True) if firsts else empty,
             pd.concat(lasts, ignore_index=True) if lasts else empty)
+
+
+# --- the cube's inputs, per organisation ---------------------------------------------------------
+# Reading the store and pairing are most of a build and work per trajectory, and a client's
+# trajectories all belong to one organisation (pseudonyms are keyed by organisation). So the cube's
+# inputs are kept per organisation, under a key of that organisation's loaded import batches and the
+# definitions they were made with: a delivery, a corrected re-delivery or an objection (a trajectory
+# file) changes its organisation's key, and only that part is read again. The version-wide figures
+# (the SD at start behind the reliable change index, the case-mix model) are fitted over all parts.
+
+def _definitions_digest(settings: Settings) -> str:
+    """What the inputs depend on besides the store: instrument and age-group definitions, windows."""
+    h = hashlib.sha256(json.dumps([CUBE_FORMAT, settings.outcome_start_window_days,
+                                   settings.outcome_end_window_days]).encode())
+    catalog = Path(settings.catalog_dir)
+    for path in [*sorted((catalog / "instruments").glob("*.y*ml")), catalog / "age_groups.yaml"]:
+        h.update(path.name.encode() + b"\x1f" + path.read_bytes())
+    return h.hexdigest()
+
+
+def part_keys(engine: sa.Engine, settings: Settings) -> dict[str, str]:
+    """Per organisation with loaded data, the key of its cube inputs (`paths.cube_part_folder`)."""
+    b = store.import_batches
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(b.c.organisation, b.c.id).where(b.c.status == "loaded")
+                            .order_by(b.c.organisation, b.c.id)).all()
+    batches: dict[str, list[int]] = {}
+    for organisation, batch in rows:
+        batches.setdefault(organisation, []).append(batch)
+    definitions = _definitions_digest(settings)
+    return {org: hashlib.sha256(json.dumps([definitions, org, ids]).encode()).hexdigest()[:32]
+            for org, ids in batches.items()}
+
+
+def _build_part(engine: sa.Engine, settings: Settings, instruments: dict[str, Instrument], organisation: str,
+                folder: Path) -> None:
+    """One organisation's trajectories and, per instrument, its first and last valid measurements."""
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    with engine.connect() as conn:
+        trajectories = _trajectory_frame(conn, settings, organisation)
+        trajectories.to_parquet(tmp / "trajectories.parquet", index=False)
+        for inst in instruments.values():
+            firsts, lasts = _selection(conn, inst, trajectories, organisation)
+            if not (firsts.empty and lasts.empty):
+                firsts.to_parquet(paths.within(tmp, f"{inst.code}.firsts.parquet"), index=False)
+                lasts.to_parquet(paths.within(tmp, f"{inst.code}.lasts.parquet"), index=False)
+    _put_in_place(tmp, folder, replace=True)
+
+
+def _put_in_place(tmp: Path, folder: Path, replace: bool = False) -> None:
+    """Move a finished build to its place; when another process finished first, keep that one unless
+    `replace`."""
+    if folder.exists():
+        if not replace:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.rename(folder)
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def refresh_parts(engine: sa.Engine, settings: Settings, full: bool = False) -> dict[str, str]:
+    """Build the cube inputs of every organisation whose key has none yet (all of them when `full`);
+    returns the keys per organisation."""
+    keys = part_keys(engine, settings)
+    instruments = load_instruments(settings.catalog_dir)
+    for organisation, key in sorted(keys.items()):
+        folder = paths.cube_part_folder(settings.data_dir, key)
+        if full or not (folder / "trajectories.parquet").exists():
+            _build_part(engine, settings, instruments, organisation, folder)
+    return keys
+
+
+def _read_parts(settings: Settings, keys: dict[str, str], name: str) -> pd.DataFrame | None:
+    frames = []
+    for key in keys.values():
+        path = paths.within(paths.cube_part_folder(settings.data_dir, key), name)
+        if path.exists():
+            frames.append(pd.read_parquet(path))
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def _first_per_client(frame: pd.DataFrame, mask: np.ndarray) -> np.ndarray:
@@ -309,19 +398,28 @@ def _scale_cells(inst: Instrument, informant: str, scale, sel: pd.DataFrame, met
     return cells
 
 
-def build_cube(engine: sa.Engine, settings: Settings | None = None, folder: Path | None = None) -> Path:
+def build_cube(engine: sa.Engine, settings: Settings | None = None, folder: Path | None = None,
+               full: bool = False) -> Path:
     """Build the cube at the store's current data version into `folder` (default
-    `<data_dir>/indicators/<version>/`); returns the folder. Written to a temporary folder first."""
+    `<data_dir>/indicators/<version>/`); returns the folder. Written to a temporary folder first.
+
+    Reads the store only for organisations whose inputs changed (`refresh_parts`); `full` reads it all
+    again and replaces the folder."""
     settings = settings or get_settings()
     version, batches = store.data_version(engine)
     folder = folder or paths.cube_folder(settings.data_dir, version)
     instruments = load_instruments(settings.catalog_dir)
+    keys = refresh_parts(engine, settings, full=full)
     scale_parts, response_parts, meta = [], [], {}
-    with engine.connect() as conn:
-        trajectories = _trajectory_frame(conn, settings)
+    trajectories = _read_parts(settings, keys, "trajectories.parquet")
+    if trajectories is not None:
         dims = trajectories.set_index("pseudonym")[[d for d in DIMS] + ["client", "start_date", "age_at_start"]]
         for inst in instruments.values():
-            firsts, lasts = _selection(conn, inst, trajectories)
+            value_columns = ["trajectory", "informant", *(c for s in inst.scales for c in (s.code, f"{s.code}_band"))]
+            firsts = _read_parts(settings, keys, f"{inst.code}.firsts.parquet")
+            lasts = _read_parts(settings, keys, f"{inst.code}.lasts.parquet")
+            firsts = pd.DataFrame(columns=value_columns) if firsts is None else firsts
+            lasts = pd.DataFrame(columns=value_columns) if lasts is None else lasts
             eligible = trajectories[outcomes.response_eligible(trajectories, inst)]
             status = outcomes.status_from_selection(eligible["pseudonym"], inst.informants, firsts, lasts)
             status = status.join(dims, on="trajectory")
@@ -365,23 +463,17 @@ def build_cube(engine: sa.Engine, settings: Settings | None = None, folder: Path
                                                "windows": [settings.outcome_start_window_days,
                                                            settings.outcome_end_window_days],
                                                "age_groups": age_groups(settings),
+                                               "parts": sorted(keys.values()),
                                                "scales": meta}, indent=1))
-    if folder.exists():
-        shutil.rmtree(tmp)
-    else:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
+    _put_in_place(tmp, folder, replace=full)
     return folder
 
 
-def refresh_cube(engine: sa.Engine, settings: Settings | None = None) -> Path:
-    """The cube at the current data version, built when missing (the hook after `ldj ingest`)."""
+def refresh_cube(engine: sa.Engine, settings: Settings | None = None, full: bool = False) -> Path:
+    """The cube at the current data version, built when missing or when `full` (the hook after `ldj ingest`)."""
     settings = settings or get_settings()
     folder = paths.cube_folder(settings.data_dir, store.data_version(engine)[0])
-    return folder if (folder / "meta.json").exists() else build_cube(engine, settings, folder)
+    return folder if (folder / "meta.json").exists() and not full else build_cube(engine, settings, folder, full)
 
 
 # --- the cube: reading --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 VERSION = re.compile(r"[0-9a-f]{16}")  # store.data_version: the first 16 hex digits of a sha256
+PART = re.compile(r"[0-9a-f]{32}")  # a cube part's key: the first 32 hex digits of a sha256
 ENTRY = re.compile(r"[a-z][a-z0-9_]{0,63}")  # a catalogue entry's id (catalog/entries/<id>.yaml)
 
 
@@ -44,6 +45,13 @@ def _version(version: str) -> str:
 def cube_folder(data_dir: Path, version: str) -> Path:
     """`<data_dir>/indicators/<version>/`: one data version's dashboard cube."""
     return within(data_dir, "indicators", _version(version))
+
+
+def cube_part_folder(data_dir: Path, key: str) -> Path:
+    """`<data_dir>/cube-parts/<key>/`: one organisation's share of the cube inputs (`ldj.indicators`)."""
+    if not isinstance(key, str) or PART.fullmatch(key) is None:
+        raise UnsafePath(f"ongeldige kubusdeelsleutel {key!r}")
+    return within(data_dir, "cube-parts", key)
 
 
 def snapshot_file(data_dir: Path, version: str, entry: str) -> Path:

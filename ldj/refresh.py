@@ -44,16 +44,18 @@ def delivery_files(paths: Iterable[Path | str], spec: DeliverySpec | None = None
     return sorted(out, key=lambda p: spec.import_rank(p.name))  # stable: otherwise as given
 
 
-def refresh(engine: sa.Engine, settings: Settings, say: Say | None = None) -> str:
+def refresh(engine: sa.Engine, settings: Settings, say: Say | None = None, full: bool = False) -> str:
     """Build the current version's snapshots, cube and factsheet, record it ready, prune; returns it.
 
-    Waits for a refresh already running, then does what is left (each step skips what exists)."""
+    Waits for a refresh already running, then does what is left (each step skips what exists). The
+    cube reads the store again only for organisations whose deliveries changed; `full` rebuilds the
+    snapshots and the cube from the whole store (the reference the incremental refresh must equal)."""
     say = say or (lambda key, version: None)
     with versions.updating(settings):
         version, batches = store.data_version(engine)
-        refresh_snapshots(engine, settings)
+        refresh_snapshots(engine, settings, full=full)
         say("cat_refreshed", version)
-        refresh_cube(engine, settings)
+        refresh_cube(engine, settings, full=full)
         say("ind_cube_built", version)
         factsheet(engine, settings, version=version)
         say("fsp_warmed", version)

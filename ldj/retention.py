@@ -2,7 +2,8 @@
 
 The store is the source. Per data version the platform derives files from it: catalogue snapshots
 (`snapshots/<version>/`), the dashboards' cube (`indicators/<version>/`) and the factsheet cache
-(`factsheet/cache/<version>-….json`). Every import makes a new version, so without pruning the folder
+(`factsheet/cache/<version>-….json`); the cube's inputs per organisation (`cube-parts/<key>/`) stay
+while a kept cube was built from them. Every import makes a new version, so without pruning the folder
 grows by a full copy of the data per delivery. Kept are the newest `keep_data_versions` versions (the
 current one and the one the portal shows, `ldj.versions`, always) and every snapshot version an
 active project's extracts were cut from, so that project can repeat its analysis on the same data.
@@ -16,6 +17,7 @@ were cut (`ldj.extracts.withdraw_objections`; an import does so at once, this ca
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ LEFTOVER_SECONDS = 3600  # a temporary file or folder older than this belongs to
 
 @dataclass(frozen=True)
 class Removal:
-    kind: str  # extracts | snapshots | indicators | factsheet | leftover
+    kind: str  # extracts | snapshots | indicators | cube_parts | factsheet | leftover
     path: Path
     bytes: int
     reason: str
@@ -124,6 +126,15 @@ def plan(engine: sa.Engine, settings: Settings, on: date | None = None) -> list[
     out += [Removal("indicators", f, _size(f), old(f))
             for f in sorted(cubes) if f.name not in kept_cubes]
 
+    now = time.time()
+    used_parts = set()
+    for f in cubes:
+        if f.name in kept_cubes and (f / "meta.json").is_file():
+            used_parts |= set(json.loads((f / "meta.json").read_text()).get("parts", []))
+    out += [Removal("cube_parts", f, _size(f), t("ret_unused_cube_part", language))
+            for f in sorted(_version_folders(data / "cube-parts"))
+            if f.name not in used_parts and now - f.stat().st_mtime > LEFTOVER_SECONDS]
+
     cache = data / "factsheet" / "cache"
     if cache.is_dir():
         kept_sheets = kept_cubes | newest
@@ -131,9 +142,8 @@ def plan(engine: sa.Engine, settings: Settings, on: date | None = None) -> list[
             if f.name.split("-", 1)[0] not in kept_sheets:
                 out.append(Removal("factsheet", f, f.stat().st_size, t("ret_old_factsheet", language)))
 
-    now = time.time()
     planned = {r.path for r in out}
-    for root in (data / "snapshots", data / "indicators", data / "extracts", cache):
+    for root in (data / "snapshots", data / "indicators", data / "cube-parts", data / "extracts", cache):
         out += [Removal("leftover", f, _size(f), t("ret_leftover", language)) for f in _leftovers(root, now)
                 if not any(p in f.parents for p in planned)]
     return out

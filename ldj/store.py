@@ -113,6 +113,7 @@ measurements = sa.Table(
     sa.Column("free_text", JSON),  # screened free text, never exported without review
     sa.Column("batch_id", sa.Integer, sa.ForeignKey("import_batches.id"), nullable=False, index=True),
     sa.Index("ix_measurements_instrument_moment", "instrument", "informant", "moment"),
+    sa.Index("ix_measurements_organisation_instrument", "organisation", "instrument"),
 )
 
 records = sa.Table(  # rows of a delivery file kind declared with `load: records` (catalog/delivery.yaml)

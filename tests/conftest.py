@@ -206,12 +206,15 @@ SLOW_MODULES = {
     "test_factsheet": "imports of synthetic deliveries, the factsheet's PDF",
     "test_versions": "every derived view refreshed, several times",
 }
-# Single tests that run the `ldj` command as a real process several times (seconds of start-up each).
+# Single tests that run the `ldj` command as a real process several times (seconds of start-up each), or
+# import and refresh many times over.
 SLOW_TESTS = {
     "test_ingest_bad_files.py::test_cli_rejects_one_bad_file_with_exit_status_2",
     "test_ingest_bad_files.py::test_cli_rejects_every_bad_file_and_names_each",
     "test_ingest_bad_files.py::test_cli_still_imports_the_good_file_next_to_a_bad_one",
     "test_vraagbank.py::test_the_command_line",
+    "test_ingest_bad_files.py::test_cli_refuses_hostile_files_in_bounded_memory",
+    "test_refresh.py::test_incremental_refresh_equals_a_full_rebuild_through_deliveries_corrections_and_objections",
 }
 # Fixtures that import a synthetic delivery (once per session, but still tens of seconds): their tests are slow.
 SLOW_FIXTURES = {"filled_store", "synthetic_delivery"}
