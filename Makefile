@@ -23,7 +23,7 @@ demo: venv node
 # Two workers (pytest-xdist), one per core; each test module stays on one worker so its stack is started once.
 test: venv node system-deps ckan-deps
 	$(BIN)/ruff check ldj tests bench
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # The inner loop: domain and store on SQLite; no browser, hub, CKAN or PostgreSQL (tests/conftest.py says
 # which modules are `slow`). `make test` before a commit that touches those.

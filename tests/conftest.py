@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -230,6 +231,38 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
         if "postgres" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("postgres"):
             item.add_marker(pytest.mark.postgres)
+    # Longest modules first: `make test` hands whole modules to two workers (--dist loadfile
+    # --no-loadscope-reorder), and a long module drawn last would run alone at the end.
+    seconds = _module_seconds()
+    items.sort(key=lambda item: -seconds.get(item.path.name, UNKNOWN_MODULE_SECONDS))
+
+
+# Seconds per test module in the last recorded run of the whole suite (tests/module_seconds.json);
+# `LDJ_RECORD_MODULE_SECONDS=tests/module_seconds.json make test` records them again.
+MODULE_SECONDS_FILE = Path(__file__).with_name("module_seconds.json")
+UNKNOWN_MODULE_SECONDS = 60.0  # a new module goes early, where a long one does no harm
+
+
+def _module_seconds() -> dict[str, float]:
+    try:
+        return json.loads(MODULE_SECONDS_FILE.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+_measured: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    module = report.nodeid.split("::")[0].rsplit("/", 1)[-1]
+    _measured[module] = _measured.get(module, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    target = os.environ.get("LDJ_RECORD_MODULE_SECONDS")
+    if target and _measured and not hasattr(session.config, "workerinput"):  # the controller sees every report
+        Path(target).write_text(json.dumps({k: round(v, 1) for k, v in sorted(
+            _measured.items(), key=lambda kv: -kv[1])}, indent=1) + "\n")
 
 
 def pytest_generate_tests(metafunc):
