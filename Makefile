@@ -37,6 +37,7 @@ bench: venv node
 	$(BIN)/python bench/extract.py
 	$(BIN)/python bench/workspace.py
 	$(BIN)/python bench/dashboards.py
+	$(BIN)/python bench/refresh.py
 	$(BIN)/python bench/portal.py
 
 venv: $(VENV)/.installed

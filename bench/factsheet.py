@@ -8,9 +8,10 @@ Prints the cold computation (once per data version: SQL GROUP BYs, pair snapshot
 and the warm query (what every page view pays: the data-version check and the cached result).
 `measure(engine, settings, repeats)` is importable (bench/portal.py uses it).
 
-BENCH ONLY: `bulk_load` writes synthetic rows straight into the store tables (one import batch,
-no validation, no pseudonymisation, scores `{}`), because building 10M questionnaires through
-`ldj ingest` takes ~15 minutes. Never use it on a real store.
+BENCH ONLY: `bulk_load` writes synthetic rows straight into the store tables (one import batch per
+organisation, recorded as loaded, so the dashboards' cube sees them per organisation as after real
+deliveries; no validation, no pseudonymisation; scores `{}` unless `realistic=True`), because building
+10M questionnaires through `ldj ingest` takes ~15 minutes. Never use it on a real store.
 """
 
 from __future__ import annotations
@@ -37,21 +38,47 @@ INTERVENTIONS = ["mst", "iag", "ash", "vib", "ambulante_gezinsbehandeling", "dag
                  "multidimensionale_pleegzorg", "kamertraining"]
 
 
+def score_pool(instrument, informant: str, rng: np.random.Generator, size: int = 64) -> list[dict]:
+    """BENCH ONLY: `size` plausible stored scores of one instrument and informant: per scale a raw score
+    in its range, a T score where the scale has one, and the band the value falls in."""
+    pool = []
+    for _ in range(size):
+        scores = {}
+        for scale in instrument.scales:
+            lo, hi = scale.raw_range or (0, 40)
+            value = {"raw": float(rng.integers(int(lo), int(hi) + 1))}
+            if scale.t_range is not None:
+                value["t"] = float(rng.integers(int(scale.t_range[0]), int(scale.t_range[1]) + 1))
+            basis = value.get("t", value["raw"]) if scale.band_basis == "t" else value["raw"]
+            bands = [b.label for b in scale.bands_for(informant) if b.lower <= basis]
+            if bands:
+                value["band"] = bands[-1]
+            scores[scale.code] = value
+        pool.append(scores)
+    return pool
+
+
 def bulk_load(engine: sa.Engine, questionnaires: int, *, organisations: int = 25, seed: int = 1,
-              chunk_trajectories: int = 250_000) -> None:
+              chunk_trajectories: int = 250_000, realistic: bool = False) -> None:
     """BENCH ONLY: at least `questionnaires` synthetic measurements (start and end by up to two
-    informants of one instrument per trajectory), their trajectories and clients, 3% objecting."""
+    informants of one instrument per trajectory), their trajectories and clients, 3% objecting; one
+    loaded import batch per organisation `ORG00`, `ORG01`, … With `realistic`, every measurement has
+    plausible scores (drawn from `score_pool`) and clients vary in gender and age, so pairs, the cube's
+    sums and the case-mix model have values to work on (else scores `{}`, all female, aged 10)."""
     rng = np.random.default_rng(seed)
     instruments = [i for i in load_instruments(REPO_ROOT / "catalog").values() if {"start", "end"} <= set(i.moments)]
+    pools = {(inst.code, informant): score_pool(inst, informant, rng) if realistic else [{}]
+             for inst in instruments for informant in inst.informants[:2]}
     epoch = date(2008, 1, 1)
     now = datetime.now(UTC)
+    codes = [f"ORG{i:02d}" for i in range(organisations)]
     with engine.begin() as conn:
-        batch = conn.execute(store.import_batches.insert().values(
-            kind="bench", organisation=None, period="bench", file_name="bench/factsheet.py bulk_load",
-            checksum="bench", started_at=now, finished_at=now, status="loaded", rows_total=questionnaires,
-            rows_loaded=questionnaires)).inserted_primary_key[0]
-        conn.execute(store.organisations.insert(), [{"code": f"ORG{i:02d}", "name": f"Org {i}"}
-                                                     for i in range(organisations)])
+        conn.execute(store.organisations.insert(), [{"code": code, "name": f"Org {i}"} for i, code in enumerate(codes)])
+        batches = [conn.execute(store.import_batches.insert().values(
+            kind="bench", organisation=code, period="bench", file_name="bench/factsheet.py bulk_load",
+            checksum=f"bench-{code}", started_at=now, finished_at=now, status="loaded",
+            rows_total=questionnaires // organisations, rows_loaded=questionnaires // organisations)
+        ).inserted_primary_key[0] for code in codes]
     written, first = 0, 0
     while written < questionnaires:
         n = max(1, min(chunk_trajectories, (questionnaires - written) // 2))
@@ -60,27 +87,32 @@ def bulk_load(engine: sa.Engine, questionnaires: int, *, organisations: int = 25
         start = rng.integers(0, 18 * 365, n)
         length = rng.integers(30, 400, n)
         ended = rng.random(n) < 0.85
-        clients = [{"pseudonym": f"c{i:031d}", "organisation": f"ORG{o:02d}", "gender": "female",
-                    "lvb": False, "objection": bool(x), "batch_id": batch}
-                   for i, o, x in zip(ids, org, rng.random(n) < 0.03, strict=True)]
+        genders = rng.choice(["female", "male"], n) if realistic else ["female"] * n
+        ages = rng.integers(4, 18, n) if realistic else [10] * n
+        clients = [{"pseudonym": f"c{i:031d}", "organisation": f"ORG{o:02d}", "gender": str(g),
+                    "lvb": False, "objection": bool(x), "batch_id": batches[o]}
+                   for i, o, x, g in zip(ids, org, rng.random(n) < 0.03, genders, strict=True)]
         trajectories = [{"pseudonym": f"t{i:031d}", "client": f"c{i:031d}", "organisation": f"ORG{o:02d}",
                          "intervention": INTERVENTIONS[k], "start_date": epoch + timedelta(days=int(s)),
-                         "end_date": epoch + timedelta(days=int(s + ln)) if e else None, "age_at_start": 10,
-                         "batch_id": batch}
-                        for i, o, k, s, ln, e in zip(ids, org, rng.integers(0, len(INTERVENTIONS), n), start,
-                                                     length, ended, strict=True)]
+                         "end_date": epoch + timedelta(days=int(s + ln)) if e else None, "age_at_start": int(a),
+                         "batch_id": batches[o]}
+                        for i, o, k, s, ln, e, a in zip(ids, org, rng.integers(0, len(INTERVENTIONS), n), start,
+                                                        length, ended, ages, strict=True)]
         which = rng.integers(0, len(instruments), n)
         measurements = []
         for i, o, w, s, ln, e in zip(ids, org, which, start, length, ended, strict=True):
             inst = instruments[w]
             for informant in inst.informants[:2]:
+                pool = pools[inst.code, informant]
                 for moment, day in (("start", s + 3), ("end", s + ln - 3)):
                     if moment == "end" and not e:
                         continue
                     measurements.append({"pseudonym": f"m{len(measurements) + written:031d}", "client": f"c{i:031d}",
                                          "trajectory": f"t{i:031d}", "organisation": f"ORG{o:02d}",
                                          "instrument": inst.code, "informant": informant, "moment": moment,
-                                         "date": epoch + timedelta(days=int(day)), "scores": {}, "batch_id": batch})
+                                         "date": epoch + timedelta(days=int(day)),
+                                         "scores": pool[(len(measurements) + written) % len(pool)],
+                                         "batch_id": batches[o]})
         with engine.begin() as conn:
             conn.execute(store.clients.insert(), clients)
             conn.execute(store.trajectories.insert(), trajectories)

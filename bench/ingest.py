@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import sample_memory
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -87,26 +89,11 @@ def phase_floor(folder: Path, data_dir: Path) -> dict:
 
 
 def run_child(phase: str, folder: Path, data_dir: Path) -> dict:
-    """Run a phase in a child process; sample the memory of it and its helper processes.
-
-    The figure is PSS (proportional set size) summed over the process tree, sampled every
-    0.1 s: pages a forked helper shares with its parent count once, not twice.
-    """
-    import psutil
-
+    """Run a phase in a child process; sample the memory of it and its helper processes
+    (`_common.sample_memory`: PSS summed over the process tree, every 0.1 s)."""
     proc = subprocess.Popen([sys.executable, __file__, "--phase", phase, "--folder", str(folder),
                              "--data-dir", str(data_dir)], stdout=subprocess.PIPE, text=True)
-    root = psutil.Process(proc.pid)
-    peak = 0.0
-    while proc.poll() is None:
-        total = 0
-        try:
-            for p in [root, *root.children(recursive=True)]:
-                total += p.memory_full_info().pss
-        except psutil.Error:
-            pass
-        peak = max(peak, total / 2**20)
-        time.sleep(0.1)
+    peak = sample_memory(proc)["peak_pss_mb"]
     out, _ = proc.communicate()
     if proc.returncode:
         raise SystemExit(f"{phase} failed with exit code {proc.returncode}")
