@@ -10,18 +10,21 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 import yaml
 
-from . import paths, store
+from . import parts, paths, store
 from .delivery import OUTCOME_PREFIX
 from .instruments import Instrument, load_instruments
 from .outcomes import pairs
+from .settings import get_settings
 
 SOURCES = ("trajectories", "measurements", "pairs")
 SENSITIVITY = ("public", "restricted", "sensitive")
@@ -193,23 +196,28 @@ def _parse_json_column(texts: list[str | None], schema: pa.Schema) -> pa.Table:
     return pj.read_json(io.BytesIO(data), parse_options=pj.ParseOptions(explicit_schema=schema)).flatten()
 
 
-def _trajectory_frame(conn, outcomes: tuple[str, ...] = ()) -> pd.DataFrame:
+def _trajectory_frame(conn, outcomes: tuple[str, ...] = (), organisation: str | None = None) -> pd.DataFrame:
     """Research-usable trajectories with their clients; `outcomes`: the registered outcomes wanted, as
-    columns `outcome_<key>` (the trajectory file's columns of that name, catalog/delivery.yaml)."""
+    columns `outcome_<key>` (the trajectory file's columns of that name, catalog/delivery.yaml).
+    With `organisation`: only its trajectories, in pseudonym order."""
     t = store.research_usable("trajectories")
     c = store.research_usable("clients")
     columns = [t.c.pseudonym.label("trajectory"), t.c.client, t.c.organisation, t.c.team, t.c.intervention,
                sa.cast(t.c.start_date, sa.Text).label("start_date"), sa.cast(t.c.end_date, sa.Text).label("end_date"),
                t.c.end_reason, t.c.age_at_start, c.c.gender, t.c.diagnosis, c.c.lvb,
                sa.cast(t.c.outcomes, sa.Text).label("outcomes")]
-    rows = conn.execute(sa.select(*columns).select_from(t.join(c, c.c.pseudonym == t.c.client))).all()
+    stmt = sa.select(*columns).select_from(t.join(c, c.c.pseudonym == t.c.client))
+    if organisation is not None:
+        stmt = stmt.where(t.c.organisation == organisation).order_by(t.c.pseudonym)
+    rows = conn.execute(stmt).all()
     names = [col.name for col in columns]
     frame = pd.DataFrame(rows, columns=names)
     if frame.empty:
         return frame
     for name in ("start_date", "end_date"):
         frame[name] = pd.to_datetime(frame[name], format="%Y-%m-%d").dt.date
-    frame["lvb"] = frame["lvb"].map({1: True, 0: False})  # SQLite gives 1/0, PostgreSQL True/False
+    # SQLite gives 1/0, PostgreSQL True/False; missing stays None (not NaN: no float column when all are)
+    frame["lvb"] = pd.Series([None if v is None else bool(v) for v in frame["lvb"]], index=frame.index, dtype=object)
     texts = frame.pop("outcomes").tolist()
     if outcomes:
         parsed = _parse_json_column(texts, pa.schema([pa.field(k, pa.bool_()) for k in outcomes]))
@@ -218,17 +226,20 @@ def _trajectory_frame(conn, outcomes: tuple[str, ...] = ()) -> pd.DataFrame:
     return frame
 
 
-def _measurement_frame(conn, instrument: str) -> pd.DataFrame:
+def _measurement_frame(conn, instrument: str, organisation: str | None = None) -> pd.DataFrame:
     m = store.research_usable("measurements")
     stmt = sa.select(m.c.pseudonym.label("measurement"), m.c.trajectory, m.c.client, m.c.organisation, m.c.informant,
                      m.c.moment, m.c.date, m.c.scores).where(m.c.instrument == instrument)
+    if organisation is not None:
+        stmt = stmt.where(m.c.organisation == organisation).order_by(m.c.pseudonym)
     frame = pd.DataFrame(conn.execute(stmt).mappings().all())
     if not frame.empty:
         frame["scores"] = frame["scores"].map(_json)
     return frame
 
 
-def _scores_frame(conn, entry: Entry, instruments: dict[str, Instrument], variables: list[str]) -> pd.DataFrame:
+def _scores_frame(conn, entry: Entry, instruments: dict[str, Instrument], variables: list[str],
+                  organisation: str | None = None) -> pd.DataFrame:
     """Scale scores from the stored JSON, parsed column-wise by Arrow's JSON reader."""
     m = store.research_usable("measurements")
     base = {"measurement": m.c.pseudonym, "trajectory": m.c.trajectory, "client": m.c.client,
@@ -236,6 +247,8 @@ def _scores_frame(conn, entry: Entry, instruments: dict[str, Instrument], variab
     wanted = [v for v in variables if v in base]
     stmt = sa.select(*(base[v].label(v) for v in wanted), sa.cast(m.c.scores, sa.Text).label("scores")) \
         .where(m.c.instrument == entry.instrument)
+    if organisation is not None:
+        stmt = stmt.where(m.c.organisation == organisation).order_by(m.c.pseudonym)
     rows = conn.execute(stmt).all()
     frame = pd.DataFrame([r[:-1] for r in rows], columns=wanted)
     score_columns = [v for v in variables if v not in base]
@@ -246,29 +259,37 @@ def _scores_frame(conn, entry: Entry, instruments: dict[str, Instrument], variab
         parsed = _parse_json_column([r[-1] for r in rows], schema) if rows else None
         for name in score_columns:
             scale, _, kind = name.rpartition("_")
-            frame[name] = parsed.column(f"{scale}.{kind}").to_pandas() if parsed is not None else pd.Series(dtype=float)
+            frame[name] = (parsed.column(f"{scale}.{kind}").to_pandas() if parsed is not None
+                           else pd.Series(dtype=object if kind == "band" else float))
     return frame[variables]
 
 
 def build_frame(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrument],
-                variables: list[str] | None = None) -> pd.DataFrame:
+                variables: list[str] | None = None, organisation: str | None = None,
+                windows: tuple[int, int] | None = None) -> pd.DataFrame:
     """The entry's research-usable rows (store pseudonyms, not yet per project), with `variables`
-    (default: all of them) in dictionary order."""
+    (default: all of them) in dictionary order; pairs within `windows` (start, end days; default: the
+    settings').
+
+    With `organisation`: only that organisation's rows, in a fixed order (by store pseudonym). Every
+    source works per organisation: a row is one trajectory or one administration, and pairing works
+    per trajectory, all of whose measurements belong to its organisation."""
     variables = [v for v in entry.variable_names if variables is None or v in variables]
     with engine.connect() as conn:
         if entry.source == "trajectories":
             frame = _trajectory_frame(conn, tuple(v[len(OUTCOME_PREFIX):] for v in variables
-                                                  if v.startswith(OUTCOME_PREFIX)))
+                                                  if v.startswith(OUTCOME_PREFIX)), organisation)
         elif entry.source == "measurements":
-            return _scores_frame(conn, entry, instruments, variables)
+            return _scores_frame(conn, entry, instruments, variables, organisation)
         else:
             inst = instruments[entry.instrument]
-            trajectories = _trajectory_frame(conn)
-            measurements = _measurement_frame(conn, entry.instrument)
+            trajectories = _trajectory_frame(conn, organisation=organisation)
+            measurements = _measurement_frame(conn, entry.instrument, organisation)
             if trajectories.empty or measurements.empty:
                 frame = pd.DataFrame()
             else:
-                found = pairs(measurements, trajectories.rename(columns={"trajectory": "pseudonym"}), inst)
+                found = pairs(measurements, trajectories.rename(columns={"trajectory": "pseudonym"}), inst,
+                              *(windows or (None, None)))
                 frame = found.merge(trajectories[["trajectory", "client", "organisation", "intervention",
                                                   "age_at_start", "gender"]], on="trajectory")
     for v in variables:
@@ -294,35 +315,110 @@ def entry_counts(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrum
 
 # --- the master Intake catalogue --------------------------------------------------------------
 
-def snapshot(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrument], folder: Path,
-             rebuild: bool = False) -> Path:
-    """The entry materialised as Parquet in `folder` (one folder per data version), built once (again
-    when `rebuild`).
+# Snapshots are assembled from per-organisation parts (`ldj.parts`): `<data_dir>/snapshot-parts/<key>/
+# <entry>.parquet` holds one organisation's rows of an entry, under a key of its loaded import batches
+# and the catalogue's definitions. A new data version reads the store only for organisations whose key
+# changed (a delivery, a corrected re-delivery, an objection) and copies the others' parts: each
+# version's `<entry>.parquet` is still one file, organisations in code order, rows in pseudonym order.
 
-    Store pseudonyms, research-usable rows only: steward use, and the source of project extracts.
-    """
-    path = folder / f"{entry.id}.parquet"
+SNAPSHOT_FORMAT = 1  # raise when build_frame's output changes, so every part is built again
+
+
+def _definitions_digest(settings) -> str:
+    """What the snapshots depend on besides the store: entry, instrument, intervention and delivery
+    definitions, and the pairing windows."""
+    catalog = Path(settings.catalog_dir)
+    files = [*sorted((catalog / "entries").glob("*.y*ml")), *sorted((catalog / "instruments").glob("*.y*ml")),
+             catalog / "interventions.yaml", catalog / "delivery.yaml"]
+    return parts.definitions_digest([SNAPSHOT_FORMAT, settings.outcome_start_window_days,
+                                     settings.outcome_end_window_days], [f for f in files if f.is_file()])
+
+
+def snapshot_keys(engine: sa.Engine, settings) -> dict[str, str]:
+    """Per organisation with loaded data, the key of its snapshot parts (`paths.snapshot_part_folder`)."""
+    return parts.keys(engine, _definitions_digest(settings))
+
+
+def _snapshot_part(engine: sa.Engine, settings, entry: Entry, instruments: dict[str, Instrument],
+                   organisation: str, key: str, rebuild: bool) -> Path:
+    """One organisation's rows of the entry, read from the store only when its part is missing (or
+    `rebuild`)."""
+    path = paths.snapshot_part_file(settings.data_dir, key, entry.id)
     if rebuild or not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        build_frame(engine, entry, instruments).to_parquet(tmp, index=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame = build_frame(engine, entry, instruments, organisation=organisation,
+                            windows=(settings.outcome_start_window_days, settings.outcome_end_window_days))
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+        pq.write_table(table.replace_schema_metadata(None), tmp)
         tmp.replace(path)
     return path
 
 
+def _assemble(entry: Entry, part_files: list[Path], path: Path) -> None:
+    """The entry's snapshot file from its parts (Arrow tables, one at a time): columns typed as one
+    frame of all rows would be (a column without values in one part takes the others' type, integers
+    with a missing value in another part become floats; a part without rows adds nothing)."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
+    if not part_files:
+        empty = pd.DataFrame({v: pd.Series(dtype=object) for v in entry.variable_names})
+        pq.write_table(pa.Table.from_pandas(empty, preserve_index=False).replace_schema_metadata(None), tmp)
+    else:
+        found = [(f, pq.read_metadata(f)) for f in part_files]
+        filled = [(f, m) for f, m in found if m.num_rows] or found[:1]
+        schema = pa.unify_schemas([m.schema.to_arrow_schema() for _, m in filled], promote_options="permissive")
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for f, _ in filled:
+                writer.write_table(pq.read_table(f).cast(schema))
+    tmp.replace(path)
+
+
+def _record_parts(folder: Path, keys: dict[str, str]) -> None:
+    """Which parts a version's snapshots were assembled from (retention keeps them while it is kept)."""
+    path = folder / "parts.json"
+    recorded = set(json.loads(path.read_text())["parts"]) if path.is_file() else set()
+    if not set(keys.values()) <= recorded:
+        tmp = path.with_name(f".parts.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps({"parts": sorted(recorded | set(keys.values()))}))
+        tmp.replace(path)
+
+
+def snapshot(engine: sa.Engine, entry: Entry, instruments: dict[str, Instrument], folder: Path,
+             rebuild: bool = False, settings=None, keys: dict[str, str] | None = None) -> Path:
+    """The entry materialised as Parquet in `folder` (one folder per data version), built once (again
+    when `rebuild`, then from the whole store: the reference).
+
+    Store pseudonyms, research-usable rows only: steward use, and the source of project extracts.
+    Assembled from per-organisation parts; only organisations without a part for their current key
+    (`snapshot_keys`, given as `keys` when known) are read from the store.
+    """
+    path = folder / f"{entry.id}.parquet"
+    if rebuild or not path.exists():
+        settings = settings or get_settings()
+        keys = snapshot_keys(engine, settings) if keys is None else keys
+        folder.mkdir(parents=True, exist_ok=True)
+        _record_parts(folder, keys)
+        part_files = [_snapshot_part(engine, settings, entry, instruments, organisation, key, rebuild)
+                      for organisation, key in sorted(keys.items())]
+        _assemble(entry, part_files, path)
+    return path
+
+
 def refresh_snapshots(engine: sa.Engine, settings, full: bool = False) -> Path:
-    """Snapshot every entry at the store's current data version (again when `full`); returns the
-    version's folder."""
+    """Snapshot every entry at the store's current data version (again, from the whole store, when
+    `full`); returns the version's folder."""
     folder = paths.snapshot_folder(settings.data_dir, store.data_version(engine)[0])
     instruments = load_instruments(settings.catalog_dir)
+    keys = snapshot_keys(engine, settings)
     for entry in load_entries(settings.catalog_dir).values():
-        snapshot(engine, entry, instruments, folder, rebuild=full)
+        snapshot(engine, entry, instruments, folder, rebuild=full, settings=settings, keys=keys)
     return folder
 
 
 def write_master_catalogue(engine: sa.Engine, entries: dict[str, Entry], instruments: dict[str, Instrument],
-                           folder: Path) -> Path:
-    """Snapshot every entry under `folder` and write `folder/catalog.yaml` (Intake 2).
+                           folder: Path, settings=None) -> Path:
+    """Snapshot every entry under `folder` and write `folder/catalog.yaml` (Intake 2); the parts of
+    the snapshots are kept in `settings.data_dir` (default: the platform's settings).
 
     This is the steward's catalogue over store pseudonyms. Researchers never get it: their
     catalogues (per user) read project extracts through the data service.
@@ -333,7 +429,7 @@ def write_master_catalogue(engine: sa.Engine, entries: dict[str, Entry], instrum
 
     cat = intake.entry.Catalog(metadata={"title": "LDJ master catalogue", "description": "Steward use only."})
     for entry in entries.values():
-        path = snapshot(engine, entry, instruments, folder)
+        path = snapshot(engine, entry, instruments, folder, settings=settings)
         reader = PandasParquet(Parquet(url=f"{{CATALOG_DIR}}/{path.name}"),
                                metadata={"title": entry.title, "description": entry.description,
                                          "themes": list(entry.themes), "sensitivity": entry.sensitivity,

@@ -209,7 +209,7 @@ def catalog_build(out: Path | None) -> None:
 
     engine, entries, instruments = _catalogue()
     folder = out or paths.snapshot_folder(get_settings().data_dir, store.data_version(engine)[0])
-    path = write_master_catalogue(engine, entries, instruments, folder)
+    path = write_master_catalogue(engine, entries, instruments, folder, settings=get_settings())
     click.echo(f"Intake-catalogus geschreven: {path}")
 
 

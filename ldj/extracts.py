@@ -248,7 +248,8 @@ def build_extract(engine: sa.Engine, settings: Settings, project: int, entry: En
         kept = json.loads(manifest_path.read_text())
         if kept.pop("objections", None) == honoured:
             return path, Manifest(**kept)
-    materialised = snapshot(engine, entry, instruments, snapshots) if is_current else snapshots / f"{entry.id}.parquet"
+    materialised = (snapshot(engine, entry, instruments, snapshots, settings=settings) if is_current
+                    else snapshots / f"{entry.id}.parquet")
     if "client" in pq.read_schema(materialised).names:
         frame = pd.read_parquet(materialised, columns=list(dict.fromkeys([*variables, "client"])))
         frame = _without_objectors(frame, objecting)[list(variables)]

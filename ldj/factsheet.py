@@ -381,7 +381,7 @@ def _pairs(engine: sa.Engine, settings: Settings, instruments) -> tuple[pd.DataF
     for entry in entries.values():
         if entry.source != "pairs":
             continue
-        path = snapshot(engine, entry, instruments, folder)
+        path = snapshot(engine, entry, instruments, folder, settings=settings)
         frame = pd.read_parquet(path, columns=["informant", "client"])
         frame.insert(0, "instrument", entry.instrument)
         frames.append(frame)

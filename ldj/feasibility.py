@@ -88,7 +88,7 @@ def _snapshot_path(engine: sa.Engine, settings: Settings, entry_id: str) -> tupl
     if not paths.snapshot_file(settings.data_dir, version, entry_id).exists():
         version = current
     path = snapshot(engine, entries[entry_id], load_instruments(settings.catalog_dir),
-                    paths.snapshot_folder(settings.data_dir, version))
+                    paths.snapshot_folder(settings.data_dir, version), settings=settings)
     return str(path), version
 
 

@@ -1040,6 +1040,8 @@ TEXTS: dict[str, tuple[str, str]] = {
     "ret_old_factsheet": ("factsheet van een oudere gegevensversie", "factsheet of an older data version"),
     "ret_unused_cube_part": ("invoer van de dashboardkubus die geen bewaarde versie meer gebruikt",
                              "dashboard cube input no kept version uses any more"),
+    "ret_unused_snapshot_part": ("deel van de catalogussnapshots dat geen bewaarde versie meer gebruikt",
+                                 "part of the catalogue snapshots no kept version uses any more"),
     "ret_leftover": ("onafgemaakt tijdelijk bestand", "unfinished temporary file"),
     "ret_line": ("{kind}: {path} ({size}) — {reason}", "{kind}: {path} ({size}) — {reason}"),
     "ret_summary": ("{n} verwijderd, {size} vrijgemaakt", "{n} removed, {size} freed"),

@@ -67,7 +67,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import string
 import threading
 from itertools import combinations
@@ -79,7 +78,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from . import disclosure, outcomes, paths, policy, store
+from . import disclosure, outcomes, parts, paths, policy, store
 from .i18n import t
 from .catalogue import age_group_of, load_age_groups
 from .instruments import Instrument, load_instruments
@@ -237,26 +236,15 @@ def _selection(conn, inst: Instrument, trajectories: pd.DataFrame,
 
 def _definitions_digest(settings: Settings) -> str:
     """What the inputs depend on besides the store: instrument and age-group definitions, windows."""
-    h = hashlib.sha256(json.dumps([CUBE_FORMAT, settings.outcome_start_window_days,
-                                   settings.outcome_end_window_days]).encode())
     catalog = Path(settings.catalog_dir)
-    for path in [*sorted((catalog / "instruments").glob("*.y*ml")), catalog / "age_groups.yaml"]:
-        h.update(path.name.encode() + b"\x1f" + path.read_bytes())
-    return h.hexdigest()
+    return parts.definitions_digest(
+        [CUBE_FORMAT, settings.outcome_start_window_days, settings.outcome_end_window_days],
+        [*sorted((catalog / "instruments").glob("*.y*ml")), catalog / "age_groups.yaml"])
 
 
 def part_keys(engine: sa.Engine, settings: Settings) -> dict[str, str]:
     """Per organisation with loaded data, the key of its cube inputs (`paths.cube_part_folder`)."""
-    b = store.import_batches
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(b.c.organisation, b.c.id).where(b.c.status == "loaded")
-                            .order_by(b.c.organisation, b.c.id)).all()
-    batches: dict[str, list[int]] = {}
-    for organisation, batch in rows:
-        batches.setdefault(organisation, []).append(batch)
-    definitions = _definitions_digest(settings)
-    return {org: hashlib.sha256(json.dumps([definitions, org, ids]).encode()).hexdigest()[:32]
-            for org, ids in batches.items()}
+    return parts.keys(engine, _definitions_digest(settings))
 
 
 def _build_part(engine: sa.Engine, settings: Settings, instruments: dict[str, Instrument], organisation: str,
@@ -272,22 +260,7 @@ def _build_part(engine: sa.Engine, settings: Settings, instruments: dict[str, In
             if not (firsts.empty and lasts.empty):
                 firsts.to_parquet(paths.within(tmp, f"{inst.code}.firsts.parquet"), index=False)
                 lasts.to_parquet(paths.within(tmp, f"{inst.code}.lasts.parquet"), index=False)
-    _put_in_place(tmp, folder, replace=True)
-
-
-def _put_in_place(tmp: Path, folder: Path, replace: bool = False) -> None:
-    """Move a finished build to its place; when another process finished first, keep that one unless
-    `replace`."""
-    if folder.exists():
-        if not replace:
-            shutil.rmtree(tmp, ignore_errors=True)
-            return
-        shutil.rmtree(folder, ignore_errors=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp.rename(folder)
-    except OSError:  # another process finished first
-        shutil.rmtree(tmp, ignore_errors=True)
+    parts.put_in_place(tmp, folder, replace=True)
 
 
 def refresh_parts(engine: sa.Engine, settings: Settings, full: bool = False) -> dict[str, str]:
@@ -449,9 +422,9 @@ def build_cube(engine: sa.Engine, settings: Settings | None = None, folder: Path
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     key = ["instrument", "informant", "scale"]
-    for name, parts, measures, sort in (("scales", scale_parts, SCALE_MEASURES, key),
+    for name, found, measures, sort in (("scales", scale_parts, SCALE_MEASURES, key),
                                         ("response", response_parts, RESPONSE_MEASURES, key[:2])):
-        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*sort, *DIMS, *measures])
+        frame = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=[*sort, *DIMS, *measures])
         for col in (*sort, *DIMS):
             if col not in ("start_year", "objector"):
                 frame[col] = frame[col].astype(str)
@@ -465,7 +438,7 @@ def build_cube(engine: sa.Engine, settings: Settings | None = None, folder: Path
                                                "age_groups": age_groups(settings),
                                                "parts": sorted(keys.values()),
                                                "scales": meta}, indent=1))
-    _put_in_place(tmp, folder, replace=full)
+    parts.put_in_place(tmp, folder, replace=full)
     return folder
 
 

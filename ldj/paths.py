@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 VERSION = re.compile(r"[0-9a-f]{16}")  # store.data_version: the first 16 hex digits of a sha256
-PART = re.compile(r"[0-9a-f]{32}")  # a cube part's key: the first 32 hex digits of a sha256
+PART = re.compile(r"[0-9a-f]{32}")  # an organisation's part of a view (`ldj.parts.keys`): 32 hex digits of a sha256
 ENTRY = re.compile(r"[a-z][a-z0-9_]{0,63}")  # a catalogue entry's id (catalog/entries/<id>.yaml)
 
 
@@ -47,18 +47,36 @@ def cube_folder(data_dir: Path, version: str) -> Path:
     return within(data_dir, "indicators", _version(version))
 
 
+def _part(key: str) -> str:
+    if not isinstance(key, str) or PART.fullmatch(key) is None:
+        raise UnsafePath(f"ongeldige deelsleutel {key!r}")
+    return key
+
+
+def _entry(entry: str) -> str:
+    if not isinstance(entry, str) or ENTRY.fullmatch(entry) is None:
+        raise UnsafePath(f"ongeldige catalogusingang {entry!r}")
+    return entry
+
+
 def cube_part_folder(data_dir: Path, key: str) -> Path:
     """`<data_dir>/cube-parts/<key>/`: one organisation's share of the cube inputs (`ldj.indicators`)."""
-    if not isinstance(key, str) or PART.fullmatch(key) is None:
-        raise UnsafePath(f"ongeldige kubusdeelsleutel {key!r}")
-    return within(data_dir, "cube-parts", key)
+    return within(data_dir, "cube-parts", _part(key))
 
 
 def snapshot_file(data_dir: Path, version: str, entry: str) -> Path:
     """`<data_dir>/snapshots/<version>/<entry>.parquet`: one catalogue entry's snapshot."""
-    if not isinstance(entry, str) or ENTRY.fullmatch(entry) is None:
-        raise UnsafePath(f"ongeldige catalogusingang {entry!r}")
-    return within(data_dir, "snapshots", _version(version), f"{entry}.parquet")
+    return within(data_dir, "snapshots", _version(version), f"{_entry(entry)}.parquet")
+
+
+def snapshot_part_folder(data_dir: Path, key: str) -> Path:
+    """`<data_dir>/snapshot-parts/<key>/`: one organisation's share of the catalogue's snapshots."""
+    return within(data_dir, "snapshot-parts", _part(key))
+
+
+def snapshot_part_file(data_dir: Path, key: str, entry: str) -> Path:
+    """`<data_dir>/snapshot-parts/<key>/<entry>.parquet`: one organisation's rows of an entry's snapshot."""
+    return within(data_dir, "snapshot-parts", _part(key), f"{_entry(entry)}.parquet")
 
 
 def factsheet_cache_file(data_dir: Path, version: str, digest: str) -> Path:

@@ -2,8 +2,9 @@
 
 The store is the source. Per data version the platform derives files from it: catalogue snapshots
 (`snapshots/<version>/`), the dashboards' cube (`indicators/<version>/`) and the factsheet cache
-(`factsheet/cache/<version>-….json`); the cube's inputs per organisation (`cube-parts/<key>/`) stay
-while a kept cube was built from them. Every import makes a new version, so without pruning the folder
+(`factsheet/cache/<version>-….json`); the cube's inputs per organisation (`cube-parts/<key>/`) and the
+snapshots' per organisation (`snapshot-parts/<key>/`) stay while a kept cube or snapshot version was
+built from them. Every import makes a new version, so without pruning the folder
 grows by a full copy of the data per delivery. Kept are the newest `keep_data_versions` versions (the
 current one and the one the portal shows, `ldj.versions`, always) and every snapshot version an
 active project's extracts were cut from, so that project can repeat its analysis on the same data.
@@ -38,7 +39,7 @@ LEFTOVER_SECONDS = 3600  # a temporary file or folder older than this belongs to
 
 @dataclass(frozen=True)
 class Removal:
-    kind: str  # extracts | snapshots | indicators | cube_parts | factsheet | leftover
+    kind: str  # extracts | snapshots | snapshot_parts | indicators | cube_parts | factsheet | leftover
     path: Path
     bytes: int
     reason: str
@@ -120,13 +121,20 @@ def plan(engine: sa.Engine, settings: Settings, on: date | None = None) -> list[
     kept = newest | pinned | shown
     out += [Removal("snapshots", f, _size(f), old(f))
             for f in sorted(snapshots) if f.name not in kept]
+    now = time.time()
+    used_parts = set()
+    for f in snapshots:
+        if f.name in kept and (f / "parts.json").is_file():
+            used_parts |= set(json.loads((f / "parts.json").read_text()).get("parts", []))
+    out += [Removal("snapshot_parts", f, _size(f), t("ret_unused_snapshot_part", language))
+            for f in sorted(_version_folders(data / "snapshot-parts"))
+            if f.name not in used_parts and now - f.stat().st_mtime > LEFTOVER_SECONDS]
 
     cubes = _version_folders(data / "indicators")
     kept_cubes = _newest_versions(cubes, keep, current) | shown
     out += [Removal("indicators", f, _size(f), old(f))
             for f in sorted(cubes) if f.name not in kept_cubes]
 
-    now = time.time()
     used_parts = set()
     for f in cubes:
         if f.name in kept_cubes and (f / "meta.json").is_file():
@@ -143,7 +151,8 @@ def plan(engine: sa.Engine, settings: Settings, on: date | None = None) -> list[
                 out.append(Removal("factsheet", f, f.stat().st_size, t("ret_old_factsheet", language)))
 
     planned = {r.path for r in out}
-    for root in (data / "snapshots", data / "indicators", data / "cube-parts", data / "extracts", cache):
+    for root in (data / "snapshots", data / "snapshot-parts", data / "indicators", data / "cube-parts",
+                 data / "extracts", cache):
         out += [Removal("leftover", f, _size(f), t("ret_leftover", language)) for f in _leftovers(root, now)
                 if not any(p in f.parents for p in planned)]
     return out

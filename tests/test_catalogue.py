@@ -113,7 +113,7 @@ def test_master_intake_catalogue_opens_and_reads(loaded, tmp_path):
 
     engine = store.get_engine(loaded)
     entries, instruments = load_entries(CATALOG), load_instruments(CATALOG)
-    path = write_master_catalogue(engine, entries, instruments, tmp_path / "cat")
+    path = write_master_catalogue(engine, entries, instruments, tmp_path / "cat", settings=loaded)
     cat = intake.from_yaml_file(str(path))
     assert set(cat.entries) == set(entries)
     frame = cat["trajectories"].read()

@@ -26,7 +26,7 @@ def loaded(tmp_path_factory):
     assert all(r.status == "loaded" for r in reports)
     engine = store.get_engine(settings)
     path = snapshot(engine, load_entries(settings.catalog_dir)[ENTRY], load_instruments(settings.catalog_dir),
-                    settings.data_dir / "snapshots" / store.data_version(engine)[0])
+                    settings.data_dir / "snapshots" / store.data_version(engine)[0], settings=settings)
     return settings, engine, pd.read_parquet(path)
 
 

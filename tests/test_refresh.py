@@ -10,9 +10,11 @@ import random
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from ldj import indicators, paths, refresh, store, versions
+from ldj import catalogue, indicators, paths, refresh, store, versions
+from ldj.instruments import load_instruments
 from ldj.settings import REPO_ROOT, Settings
 from ldj.synth import generate
 
@@ -115,16 +117,54 @@ def three_organisations(tmp_path_factory) -> Path:
     return folder
 
 
+def _assert_same_snapshots(incremental: Path, full: Path) -> None:
+    """Every entry's snapshot file: the same Arrow schema and the same cells, row for row."""
+    names = sorted(p.name for p in full.glob("*.parquet"))
+    assert names and sorted(p.name for p in incremental.glob("*.parquet")) == names
+    for name in names:
+        a, b = pq.read_table(incremental / name), pq.read_table(full / name)
+        assert a.schema == b.schema and a.equals(b), name
+        pd.testing.assert_frame_equal(a.to_pandas(), b.to_pandas(), check_exact=True)
+    assert any(pq.read_metadata(full / name).num_rows for name in names)
+
+
+def _assert_snapshots_hold_the_whole_store(engine, settings, folder: Path) -> None:
+    """Assembled from per-organisation parts, a snapshot holds the same rows as one read of the whole
+    store (nothing in an entry spans organisations)."""
+    instruments = load_instruments(settings.catalog_dir)
+    for entry in catalogue.load_entries(settings.catalog_dir).values():
+        whole = catalogue.build_frame(engine, entry, instruments)
+        assembled = pd.read_parquet(folder / f"{entry.id}.parquet")
+        assert list(assembled.columns) == list(whole.columns) and len(assembled) == len(whole), entry.id
+        keys = [c for c in ("measurement", "trajectory", "informant") if c in whole.columns]
+        a, b = (f.sort_values(keys).reset_index(drop=True).astype(str) for f in (assembled, whole))
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=entry.id)
+
+
 def _organisation_files(delivery: Path, organisation: str) -> list[Path]:
     return sorted(delivery.glob(f"{organisation}_*.csv"))
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_incremental_refresh_equals_a_full_rebuild_through_deliveries_corrections_and_objections(
-        three_organisations, settings, tmp_path, seed):
+        three_organisations, settings, tmp_path, seed, monkeypatch):
     """Random sequences of deliveries, corrected re-deliveries (rows dropped, dates moved) and
-    objections: after each, the cube the incremental refresh made equals a full rebuild from the whole
-    store into another data folder; organisations the step did not touch were not read again."""
+    objections: after each, the cube and every catalogue snapshot the incremental refresh made equal a
+    full rebuild from the whole store into another data folder; organisations the step did not touch
+    were not read again (their snapshot parts are the very files of before)."""
+    read: dict[str, set] = {"cube": set(), "snapshots": set()}
+    build_part, build_frame = indicators._build_part, catalogue.build_frame
+
+    def cube_part(engine, settings, instruments, organisation, folder):
+        read["cube"].add(organisation)
+        return build_part(engine, settings, instruments, organisation, folder)
+
+    def snapshot_frame(engine, entry, instruments, variables=None, organisation=None, **more):
+        read["snapshots"].add(organisation)
+        return build_frame(engine, entry, instruments, variables, organisation, **more)
+
+    monkeypatch.setattr(indicators, "_build_part", cube_part)
+    monkeypatch.setattr(catalogue, "build_frame", snapshot_frame)
     rng = random.Random(seed)
     engine = store.get_engine(settings)
     reference = settings.model_copy(update={"data_dir": tmp_path / "reference"})
@@ -140,6 +180,9 @@ def test_incremental_refresh_equals_a_full_rebuild_through_deliveries_correction
         steps.append((kind, rng.choice(waiting) if kind == "deliver" else None))
     for number, (kind, organisation) in enumerate(steps):
         before_keys = indicators.part_keys(engine, settings)
+        before_parts = {org: {p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
+                              for p in paths.snapshot_part_folder(settings.data_dir, key).glob("*.parquet")}
+                        for org, key in catalogue.snapshot_keys(engine, settings).items()}
         if kind == "deliver":
             files = _organisation_files(three_organisations, organisation)
         else:
@@ -157,6 +200,8 @@ def test_incremental_refresh_equals_a_full_rebuild_through_deliveries_correction
                 dates = pd.to_datetime(frame.loc[moved, "Afnamedatum"], format="%d-%m-%Y")
                 frame.loc[moved, "Afnamedatum"] = (dates + pd.Timedelta(days=40)).dt.strftime("%d-%m-%Y")
             files = [_write(frame, work / f"{number}_{path.name}")]
+        for seen in read.values():
+            seen.clear()
         reports = refresh.import_delivery(files, settings=settings)
         assert all(r.status == "loaded" for r in reports), [(r.file, r.status, r.error) for r in reports]
         if organisation not in delivered:
@@ -164,8 +209,19 @@ def test_incremental_refresh_equals_a_full_rebuild_through_deliveries_correction
         after_keys = indicators.part_keys(engine, settings)
         changed = {o for o in after_keys if before_keys.get(o) != after_keys[o]}
         assert changed == {organisation}, (kind, changed)
+        assert read == {"cube": {organisation}, "snapshots": {organisation}}, (kind, organisation, read)
+        snapshot_keys = catalogue.snapshot_keys(engine, settings)
+        assert {o for o in snapshot_keys if o not in before_parts or o == organisation} == {organisation}
         version = store.data_version(engine)[0]
+        folder = paths.snapshot_folder(settings.data_dir, version)
+        for org in set(snapshot_keys) - {organisation}:  # reused as they were: not read, not written
+            part = paths.snapshot_part_folder(settings.data_dir, snapshot_keys[org])
+            assert before_parts[org] and {p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
+                                          for p in part.glob("*.parquet")} == before_parts[org], org
+        assert set(json.loads((folder / "parts.json").read_text())["parts"]) == set(snapshot_keys.values())
         full = indicators.build_cube(engine, reference, folder=tmp_path / f"full-{number}", full=True)
         _assert_same_cube(paths.cube_folder(settings.data_dir, version), full)
+        _assert_same_snapshots(folder, catalogue.refresh_snapshots(engine, reference, full=True))
+    _assert_snapshots_hold_the_whole_store(engine, settings, folder)
     read_again = {p.name for p in (settings.data_dir / "cube-parts").iterdir() if not p.name.startswith(".")}
     assert len(read_again) < sum(1 for _ in steps) + len(organisations)  # pruned: only what kept cubes use

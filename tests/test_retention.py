@@ -3,6 +3,7 @@ and a project that ended keeps no extracts (their record and the removal stay in
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -165,6 +166,32 @@ def test_an_extract_removed_for_an_objection_still_keeps_its_version_to_be_cut_a
     again, manifest = build_extract(engine, settings, project, entries["trajectories"], ["trajectory", "client"],
                                     instruments, version=v1)
     assert again == world["extract"] and manifest.data_version == v1 and manifest.rows < rows
+
+
+def test_per_organisation_parts_no_kept_version_uses_go_once_stale(world):
+    """Snapshot and cube parts (`ldj.parts`) stay while a kept version was built from them; once no kept
+    version uses one and it is older than an unfinished build could be, it goes."""
+    engine, settings, (v1, v2, v3) = world["engine"], world["settings"], world["versions"]
+    gov.close_project(engine, world["project"], "anna", REPORT)  # v1 is kept no more
+    data = settings.data_dir
+    used = {"snapshot-parts": lambda v: json.loads((data / "snapshots" / v / "parts.json").read_text())["parts"],
+            "cube-parts": lambda v: json.loads((data / "indicators" / v / "meta.json").read_text())["parts"]}
+    kept, only_v1 = {}, {}
+    for kind, parts_of in used.items():
+        kept[kind] = set(parts_of(v2)) | set(parts_of(v3))
+        only_v1[kind] = set(parts_of(v1)) - kept[kind]
+        assert only_v1[kind] and folders(settings, kind) == kept[kind] | only_v1[kind], kind
+        for folder in (data / kind).iterdir():
+            age(folder, retention.LEFTOVER_SECONDS + 60)
+    fresh = data / "snapshot-parts" / ("f" * 32)  # unused, but maybe a build under way
+    fresh.mkdir()
+
+    removed = retention.prune(engine, settings)
+
+    for kind, removal in (("snapshot-parts", "snapshot_parts"), ("cube-parts", "cube_parts")):
+        assert {r.path.name for r in removed if r.kind == removal} == only_v1[kind]
+    assert folders(settings, "snapshot-parts") == kept["snapshot-parts"] | {fresh.name}
+    assert folders(settings, "cube-parts") == kept["cube-parts"]
 
 
 def test_a_project_past_its_end_date_loses_its_extracts(world):

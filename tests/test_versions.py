@@ -63,7 +63,7 @@ def test_until_the_refresh_the_views_show_the_last_ready_version_without_buildin
 
     monkeypatch.setattr(fs, "compute", no_building)
     monkeypatch.setattr(indicators, "build_cube", no_building)
-    monkeypatch.setattr(feasibility, "snapshot", lambda engine, entry, inst, folder: folder / f"{entry.id}.parquet")
+    monkeypatch.setattr(feasibility, "snapshot", lambda engine, entry, inst, folder, **_: folder / f"{entry.id}.parquet")
     assert fs.factsheet(engine, settings).data_version == v1
     assert indicators.get_cube(engine, settings).version == v1
     assert feasibility.count(engine, "trajectories", {}, settings).version == v1
