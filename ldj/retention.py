@@ -92,6 +92,17 @@ def _leftovers(root: Path, now: float) -> list[Path]:
     return [f for f in root.rglob("*.tmp") if now - f.stat().st_mtime > LEFTOVER_SECONDS]
 
 
+def _unused_parts(kind: str, root: Path, listings: list[Path], now: float, reason: str) -> list[Removal]:
+    """Per-organisation parts (`ldj.parts`) that no kept version lists (the `parts` of its listing
+    file) and that are older than a build in progress could be."""
+    used = set()
+    for listing in listings:
+        if listing.is_file():
+            used |= set(json.loads(listing.read_text()).get("parts", []))
+    return [Removal(kind, f, _size(f), reason) for f in sorted(_version_folders(root))
+            if f.name not in used and now - f.stat().st_mtime > LEFTOVER_SECONDS]
+
+
 def plan(engine: sa.Engine, settings: Settings, on: date | None = None) -> list[Removal]:
     """What `prune` would remove, and why; removes nothing."""
     from .versions import ready_version
@@ -122,26 +133,16 @@ def plan(engine: sa.Engine, settings: Settings, on: date | None = None) -> list[
     out += [Removal("snapshots", f, _size(f), old(f))
             for f in sorted(snapshots) if f.name not in kept]
     now = time.time()
-    used_parts = set()
-    for f in snapshots:
-        if f.name in kept and (f / "parts.json").is_file():
-            used_parts |= set(json.loads((f / "parts.json").read_text()).get("parts", []))
-    out += [Removal("snapshot_parts", f, _size(f), t("ret_unused_snapshot_part", language))
-            for f in sorted(_version_folders(data / "snapshot-parts"))
-            if f.name not in used_parts and now - f.stat().st_mtime > LEFTOVER_SECONDS]
+    out += _unused_parts("snapshot_parts", data / "snapshot-parts", [f / "parts.json" for f in snapshots if f.name in kept],
+                         now, t("ret_unused_snapshot_part", language))
 
     cubes = _version_folders(data / "indicators")
     kept_cubes = _newest_versions(cubes, keep, current) | shown
     out += [Removal("indicators", f, _size(f), old(f))
             for f in sorted(cubes) if f.name not in kept_cubes]
 
-    used_parts = set()
-    for f in cubes:
-        if f.name in kept_cubes and (f / "meta.json").is_file():
-            used_parts |= set(json.loads((f / "meta.json").read_text()).get("parts", []))
-    out += [Removal("cube_parts", f, _size(f), t("ret_unused_cube_part", language))
-            for f in sorted(_version_folders(data / "cube-parts"))
-            if f.name not in used_parts and now - f.stat().st_mtime > LEFTOVER_SECONDS]
+    out += _unused_parts("cube_parts", data / "cube-parts", [f / "meta.json" for f in cubes if f.name in kept_cubes],
+                         now, t("ret_unused_cube_part", language))
 
     cache = data / "factsheet" / "cache"
     if cache.is_dir():
